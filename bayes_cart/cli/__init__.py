@@ -1,0 +1,30 @@
+"""The ``bayes-cart`` command line: a thin layer over the library functions.
+
+Each sub-command lives in its own module of this package and only calls library functions.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="bayes-cart",
+    help="Bayesian population analysis of CAR-T cellular kinetics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from bayes_cart.cli import example_cmd, nca_cmd, simulate_cmd, validate_cmd
+
+    app.command("validate")(validate_cmd.validate)
+    app.command("nca")(nca_cmd.nca)
+    app.command("simulate")(simulate_cmd.simulate)
+    app.command("example")(example_cmd.example)
+
+
+_register()
+
+__all__ = ["app"]
