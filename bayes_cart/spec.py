@@ -1,0 +1,561 @@
+"""Declarative model specifications (``models/*.toml``) validated into a frozen :class:`ModelSpec`.
+
+A spec is a metadata card *and* the full statistical model: the kinetic structure (by registry
+name), the parameters with their priors in biological units, which parameters carry
+inter-individual variability (IIV) and whether their random effects are correlated, covariate
+formulas per parameter with reference levels, a grouping level (trial), the residual error
+model and the censoring method. Nothing in a spec is executed: formulas are checked against a
+whitelist before formulaic sees them, and subset expressions are parsed with :mod:`ast` into a
+tiny comparison language.
+
+Every problem in a spec is collected and reported at once in one :class:`SpecError`, each line
+naming the key at fault.
+
+Examples
+--------
+>>> spec = load_spec("liu2021")
+>>> spec.kinetics, spec.estimated_parameters
+('liu2021', ('C0', 'beta', 'T1', 'alpha', 'rM', 'deltaM'))
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bayes_cart.errors import SpecError
+from bayes_cart.kinetics import get_kinetics
+
+PriorName = Literal["LogNormal", "Normal", "HalfNormal", "HalfStudentT", "Exponential", "Uniform"]
+
+#: Functions allowed inside covariate formulas (evaluated by formulaic on the patient table).
+FORMULA_FUNCTIONS = ("log", "log10", "log2", "exp", "sqrt", "center", "scale", "C")
+
+#: Ways to set a parameter from the data instead of estimating it (the paper's approach).
+FROM_DATA = ("first_sample", "peak_time", "nadir_time")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PriorSpec(_Frozen):
+    """A prior distribution, named and parameterised in plain terms.
+
+    ``LogNormal`` takes ``median`` (natural scale) and ``sigma`` (log scale); ``Normal`` takes
+    ``mu`` and ``sigma``; ``HalfNormal`` ``sigma``; ``HalfStudentT`` ``nu`` and ``sigma``;
+    ``Exponential`` ``lam``; ``Uniform`` ``lower`` and ``upper``.
+    """
+
+    dist: PriorName
+    median: float | None = None
+    mu: float | None = None
+    sigma: float | None = Field(default=None, gt=0)
+    nu: float | None = Field(default=None, gt=0)
+    lam: float | None = Field(default=None, gt=0)
+    lower: float | None = None
+    upper: float | None = None
+
+    def required(self) -> tuple[str, ...]:
+        """Names of the arguments this distribution needs."""
+        return {
+            "LogNormal": ("median", "sigma"),
+            "Normal": ("mu", "sigma"),
+            "HalfNormal": ("sigma",),
+            "HalfStudentT": ("nu", "sigma"),
+            "Exponential": ("lam",),
+            "Uniform": ("lower", "upper"),
+        }[self.dist]
+
+    def describe(self) -> str:
+        """Human-readable form, e.g. ``LogNormal(median=0.4, sigma=1)``."""
+        args = ", ".join(f"{k}={getattr(self, k):g}" for k in self.required())
+        return f"{self.dist}({args})"
+
+
+class ParameterSpec(_Frozen):
+    """One kinetic parameter.
+
+    Exactly one of ``typical`` (estimated typical value with this prior), ``fixed`` (a constant)
+    or ``from_data`` (set per patient from the observed profile, as Liu et al. did) is given.
+    """
+
+    description: str = ""
+    unit: str = ""
+    typical: PriorSpec | None = None
+    iiv: PriorSpec | None = None
+    fixed: float | None = None
+    from_data: str | None = None
+    distribution_phase_only: bool = False
+
+    @field_validator("from_data")
+    @classmethod
+    def _check_from_data(cls, v: str | None) -> str | None:
+        if v is not None and v not in FROM_DATA:
+            raise ValueError(f"must be one of {list(FROM_DATA)}")
+        return v
+
+
+class IIVSpec(_Frozen):
+    """Correlation of random effects: blocks of parameters with an LKJ prior on each block."""
+
+    blocks: tuple[tuple[str, ...], ...] = ()
+    lkj_eta: float = Field(default=2.0, gt=0)
+
+
+class CovariateSpec(_Frozen):
+    """Covariate formulas (right-hand sides) per parameter and the categorical reference levels."""
+
+    formulas: dict[str, str] = Field(default_factory=dict)
+    reference: dict[str, str] = Field(default_factory=dict)
+    prior: PriorSpec = PriorSpec(dist="Normal", mu=0.0, sigma=0.5)
+    missing: Literal["level", "marginalize"] = "level"
+
+
+class GroupSpec(_Frozen):
+    """A second level of variability (patients within trials)."""
+
+    column: str | None = None
+    mode: Literal["random", "fixed", "none"] = "none"
+    parameters: tuple[str, ...] = ()
+    prior: PriorSpec = PriorSpec(dist="HalfNormal", sigma=0.3)
+
+
+class ErrorSpec(_Frozen):
+    """Residual error model on the log scale."""
+
+    model: Literal["proportional", "combined", "student_t"] = "proportional"
+    sigma: PriorSpec = PriorSpec(dist="HalfNormal", sigma=1.0)
+    additive: PriorSpec | None = None
+    nu: PriorSpec | None = None
+
+
+class DistributionPhaseSpec(_Frozen):
+    """Which patients have a distribution phase (k, T0): an expression on patient covariates."""
+
+    enabled_if: str | None = None
+
+
+class CensoringSpec(_Frozen):
+    """How censored samples enter the likelihood."""
+
+    method: Literal["M3", "drop"] = "M3"
+
+
+class SamplingSpec(_Frozen):
+    """Parameterisation choices that change sampling speed but not the model."""
+
+    parameterisation: Literal["c0", "cmax"] = "c0"
+
+
+class _SpecDocument(_Frozen):
+    name: str
+    description: str
+    reference: str = ""
+    kinetics: str
+    time_unit: str = "day"
+    dv_unit: str = ""
+    parameters: dict[str, ParameterSpec]
+    iiv: IIVSpec = IIVSpec()
+    covariates: CovariateSpec = CovariateSpec()
+    group: GroupSpec = GroupSpec()
+    error: ErrorSpec = ErrorSpec()
+    distribution_phase: DistributionPhaseSpec = DistributionPhaseSpec()
+    censoring: CensoringSpec = CensoringSpec()
+    sampling: SamplingSpec = SamplingSpec()
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A validated, immutable model specification.
+
+    Attributes
+    ----------
+    doc : _SpecDocument
+        The validated content.
+    source : str
+        Where it was read from.
+    text : str
+        Canonical JSON of the content (saved inside fits).
+    """
+
+    doc: _SpecDocument
+    source: str
+    text: str
+
+    @property
+    def name(self) -> str:
+        """Spec name."""
+        return self.doc.name
+
+    @property
+    def kinetics(self) -> str:
+        """Registry name of the kinetic structure."""
+        return self.doc.kinetics
+
+    @property
+    def parameters(self) -> dict[str, ParameterSpec]:
+        """Parameter specs by name."""
+        return dict(self.doc.parameters)
+
+    @property
+    def estimated_parameters(self) -> tuple[str, ...]:
+        """Parameters with an estimated typical value, in spec order (excluding k/T0)."""
+        return tuple(
+            n
+            for n, p in self.doc.parameters.items()
+            if p.typical is not None and not p.distribution_phase_only
+        )
+
+    @property
+    def distribution_parameters(self) -> tuple[str, ...]:
+        """Parameters that only apply to patients with a distribution phase."""
+        return tuple(n for n, p in self.doc.parameters.items() if p.distribution_phase_only)
+
+    @property
+    def iiv_parameters(self) -> tuple[str, ...]:
+        """Parameters that carry IIV."""
+        return tuple(n for n, p in self.doc.parameters.items() if p.iiv is not None)
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 of the canonical content: the model id stored in saved fits."""
+        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+
+    def with_overrides(
+        self,
+        covariates: Mapping[str, str] | None = None,
+        reference: Mapping[str, str] | None = None,
+        group: Mapping[str, Any] | None = None,
+    ) -> ModelSpec:
+        """Return a new spec with covariate formulas / reference levels / group replaced.
+
+        Parameters
+        ----------
+        covariates : mapping, optional
+            ``{parameter: "RESPONSE + TUMOR_TYPE"}``; replaces that parameter's formula.
+        reference : mapping, optional
+            ``{column: level}`` reference levels.
+        group : mapping, optional
+            Fields of the ``[group]`` table to replace.
+
+        Returns
+        -------
+        ModelSpec
+            Validated again, so a bad override gives a SpecError naming the key.
+        """
+        raw = json.loads(self.text)
+        cov = raw.setdefault("covariates", {})
+        if covariates:
+            cov.setdefault("formulas", {}).update(dict(covariates))
+        if reference:
+            cov.setdefault("reference", {}).update(dict(reference))
+        if group:
+            raw.setdefault("group", {}).update(dict(group))
+        return spec_from_dict(raw, source=f"{self.source} (with overrides)")
+
+
+def parse_covariate_option(text: str) -> tuple[str, str]:
+    """Parse ``"beta ~ RESPONSE + TUMOR_TYPE"`` into ``("beta", "RESPONSE + TUMOR_TYPE")``.
+
+    Examples
+    --------
+    >>> parse_covariate_option("alpha ~ RESPONSE")
+    ('alpha', 'RESPONSE')
+    """
+    if "~" not in text:
+        raise SpecError("--covariates", f"{text!r}: expected 'parameter ~ terms'")
+    lhs, rhs = text.split("~", 1)
+    return lhs.strip(), rhs.strip()
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_ALLOWED_FORMULA_CHARS = re.compile(r"^[A-Za-z0-9_ .+\-*:/()'\",=\[\]]*$")
+
+
+def formula_variables(rhs: str) -> tuple[list[str], list[str]]:
+    """Split the identifiers of a formula into (variables, problems).
+
+    Only column names, numbers, the operators ``+ - * : /`` and the functions in
+    :data:`FORMULA_FUNCTIONS` are allowed; anything else is reported, not evaluated.
+    """
+    problems: list[str] = []
+    if not _ALLOWED_FORMULA_CHARS.match(rhs):
+        problems.append(f"formula {rhs!r} contains characters that are not allowed")
+    stripped = re.sub(r"'[^']*'|\"[^\"]*\"", "", rhs)
+    names = []
+    for m in _IDENT.finditer(stripped):
+        name = m.group(0)
+        end = m.end()
+        is_call = stripped[end:].lstrip().startswith("(")
+        if is_call:
+            if name not in FORMULA_FUNCTIONS:
+                problems.append(
+                    f"function {name!r} is not allowed in a formula; use {list(FORMULA_FUNCTIONS)}"
+                )
+        elif "." in name:
+            problems.append(f"attribute access {name!r} is not allowed in a formula")
+        else:
+            names.append(name)
+    return names, problems
+
+
+_ALLOWED_EXPR_NODES = (
+    ast.Expression,
+    ast.Compare,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+    ast.Eq,
+    ast.NotEq,
+    ast.In,
+    ast.NotIn,
+    ast.Lt,
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,
+    ast.UnaryOp,
+    ast.Not,
+    ast.USub,
+)
+
+
+def parse_subset_expression(expr: str) -> ast.Expression:
+    """Parse a subset expression such as ``TRIAL == 'DLBCL'`` into a restricted AST.
+
+    Only comparisons of column names with constants, ``in`` lists, ``and``/``or``/``not`` are
+    allowed; nothing is executed.
+    """
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"cannot parse {expr!r}: {exc.msg}") from None
+    for node in ast.walk(tree):
+        if not isinstance(node, _ALLOWED_EXPR_NODES):
+            raise ValueError(
+                f"{expr!r}: {type(node).__name__} is not allowed; use comparisons of columns "
+                "with constants, 'in [...]', and/or/not"
+            )
+    return tree
+
+
+def evaluate_subset(expr: str, table: Any) -> Any:
+    """Evaluate a subset expression on a patient table (pandas DataFrame) to a boolean Series.
+
+    Column names are matched case-insensitively. Missing values compare as False.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> evaluate_subset("TRIAL in ['DLBCL']", pd.DataFrame({"trial": ["DLBCL", "MM"]})).tolist()
+    [True, False]
+    """
+    import numpy as np
+    import pandas as pd
+
+    tree = parse_subset_expression(expr)
+    lower = {c.lower(): c for c in table.columns}
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Name):
+            key = node.id.lower()
+            if key not in lower:
+                raise KeyError(f"{expr!r}: no column {node.id!r}; columns: {list(table.columns)}")
+            return table[lower[key]]
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.List | ast.Tuple):
+            return [ev(e) for e in node.elts]
+        if isinstance(node, ast.UnaryOp):
+            val = ev(node.operand)
+            return ~val if isinstance(node.op, ast.Not) else -val
+        if isinstance(node, ast.BoolOp):
+            vals = [ev(v) for v in node.values]
+            out = vals[0]
+            for v in vals[1:]:
+                out = (out & v) if isinstance(node.op, ast.And) else (out | v)
+            return out
+        if isinstance(node, ast.Compare):
+            left = ev(node.left)
+            result = pd.Series(True, index=table.index)
+            for op, comp in zip(node.ops, node.comparators, strict=True):
+                right = ev(comp)
+                if isinstance(op, ast.In | ast.NotIn):
+                    r = left.isin(right)
+                    r = ~r if isinstance(op, ast.NotIn) else r
+                else:
+                    fn = {
+                        ast.Eq: np.equal,
+                        ast.NotEq: np.not_equal,
+                        ast.Lt: np.less,
+                        ast.LtE: np.less_equal,
+                        ast.Gt: np.greater,
+                        ast.GtE: np.greater_equal,
+                    }[type(op)]
+                    r = fn(left, right)
+                result = result & pd.Series(r, index=table.index).fillna(False).astype(bool)
+                left = right
+            return result
+        raise ValueError(f"{expr!r}: unsupported expression")  # pragma: no cover
+
+    out = ev(tree)
+    return pd.Series(out, index=table.index).fillna(False).astype(bool)
+
+
+def _semantic_problems(doc: _SpecDocument) -> list[str]:
+    problems: list[str] = []
+    try:
+        kin = get_kinetics(doc.kinetics)
+    except KeyError as exc:
+        return [f"kinetics: {exc.args[0]}"]
+    for name, p in doc.parameters.items():
+        key = f"parameters.{name}"
+        if name not in kin.parameters:
+            problems.append(f"{key}: {doc.kinetics!r} has no parameter {name!r}; it has {list(kin.parameters)}")
+        given = [x for x in ("typical", "fixed", "from_data") if getattr(p, x) is not None]
+        if len(given) != 1:
+            problems.append(f"{key}: give exactly one of typical, fixed, from_data (got {given or 'none'})")
+        if p.iiv is not None and p.typical is None:
+            problems.append(f"{key}.iiv: IIV needs an estimated typical value")
+        for sub in ("typical", "iiv"):
+            prior = getattr(p, sub)
+            if prior is not None:
+                missing = [a for a in prior.required() if getattr(prior, a) is None]
+                if missing:
+                    problems.append(f"{key}.{sub}: {prior.dist} needs {missing}")
+                if sub == "typical" and prior.dist not in ("LogNormal",):
+                    problems.append(f"{key}.typical: typical values are positive; use LogNormal")
+                if sub == "iiv" and prior.dist not in ("HalfNormal", "HalfStudentT", "Exponential"):
+                    problems.append(f"{key}.iiv: an IIV SD needs a positive prior (HalfNormal...)")
+        if p.distribution_phase_only and name not in ("k", "T0"):
+            problems.append(f"{key}.distribution_phase_only: only k and T0 belong to that phase")
+    required = set(kin.parameters) - set(kin.defaults)
+    for name in sorted(required - set(doc.parameters)):
+        problems.append(f"parameters.{name}: {doc.kinetics!r} needs this parameter")
+    iiv_names = {n for n, p in doc.parameters.items() if p.iiv is not None}
+    seen: set[str] = set()
+    for i, block in enumerate(doc.iiv.blocks):
+        if len(block) < 2:
+            problems.append(f"iiv.blocks[{i}]: a correlation block needs at least two parameters")
+        for n in block:
+            if n not in iiv_names:
+                problems.append(f"iiv.blocks[{i}]: {n!r} has no IIV (add parameters.{n}.iiv)")
+            if n in seen:
+                problems.append(f"iiv.blocks[{i}]: {n!r} appears in more than one block")
+            seen.add(n)
+    for name, rhs in doc.covariates.formulas.items():
+        key = f"covariates.formulas.{name}"
+        if name not in doc.parameters or doc.parameters[name].typical is None:
+            problems.append(f"{key}: {name!r} is not an estimated parameter of this spec")
+        _, fproblems = formula_variables(rhs)
+        problems += [f"{key}: {fp}" for fp in fproblems]
+    for name in doc.group.parameters:
+        if name not in doc.parameters or doc.parameters[name].typical is None:
+            problems.append(f"group.parameters: {name!r} is not an estimated parameter")
+    if doc.group.mode != "none" and not doc.group.column:
+        problems.append("group.column: needed when group.mode is not 'none'")
+    if doc.distribution_phase.enabled_if:
+        try:
+            parse_subset_expression(doc.distribution_phase.enabled_if)
+        except ValueError as exc:
+            problems.append(f"distribution_phase.enabled_if: {exc}")
+        for n in ("k", "T0"):
+            if n not in doc.parameters:
+                problems.append(f"parameters.{n}: needed when distribution_phase.enabled_if is set")
+    if doc.error.model == "combined" and doc.error.additive is None:
+        problems.append("error.additive: the combined error model needs a prior for the additive SD")
+    if doc.error.model == "student_t" and doc.error.nu is None:
+        problems.append("error.nu: the student_t error model needs a prior for nu")
+    if doc.sampling.parameterisation == "cmax":
+        for n in ("C0", "beta", "T1"):
+            if n in doc.parameters and doc.parameters[n].typical is None:
+                problems.append(
+                    f"sampling.parameterisation: 'cmax' needs estimated C0, beta and T1 ({n} is not)"
+                )
+    return problems
+
+
+def spec_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> ModelSpec:
+    """Validate a spec given as a mapping (the parsed TOML).
+
+    Raises
+    ------
+    SpecError
+        Listing every problem, each with the key at fault.
+    """
+    raw = dict(raw)
+    # TOML nests [model] metadata; accept both flat and nested layouts
+    if "model" in raw and isinstance(raw["model"], Mapping):
+        meta = dict(raw.pop("model"))
+        raw = {**meta, **raw}
+    try:
+        doc = _SpecDocument.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(x) for x in err["loc"]) or "<root>"
+            problems.append(f"{key}: {err['msg']}")
+        raise SpecError(source, problems) from None
+    problems = _semantic_problems(doc)
+    if problems:
+        raise SpecError(source, problems)
+    text = json.dumps(doc.model_dump(mode="json"), sort_keys=True)
+    return ModelSpec(doc=doc, source=source, text=text)
+
+
+def list_specs() -> list[str]:
+    """Names of the specs that ship with bayes_cart (``models/*.toml``)."""
+    folder = resources.files("bayes_cart.models")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_spec(name_or_path: str | Path) -> ModelSpec:
+    """Load a model spec by shipped name (``"liu2021"``) or from a TOML file.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A name from :func:`list_specs` or a path to a ``.toml`` file.
+
+    Returns
+    -------
+    ModelSpec
+        The validated spec.
+
+    Raises
+    ------
+    SpecError
+        If the file cannot be read or the content is invalid (all problems at once).
+    """
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.exists():
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    else:
+        name = str(name_or_path)
+        if name not in list_specs():
+            raise SpecError(name, f"no shipped spec named {name!r} and no such file; shipped: {list_specs()}")
+        res = resources.files("bayes_cart.models").joinpath(f"{name}.toml")
+        text, source = res.read_text(encoding="utf-8"), f"models/{name}.toml"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(source, f"not valid TOML: {exc}") from None
+    return spec_from_dict(raw, source=source)
