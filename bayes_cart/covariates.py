@@ -108,7 +108,9 @@ def build_covariate_design(
     problems: list[str] = []
     for col, level in reference.items():
         if col.lower() not in lower:
-            problems.append(f"reference: no covariate column {col!r}; columns: {list(patients.columns)}")
+            problems.append(
+                f"reference: no covariate column {col!r}; columns: {list(patients.columns)}"
+            )
         else:
             ref_by_col[lower[col.lower()]] = str(level)
 
@@ -130,7 +132,9 @@ def build_covariate_design(
                 )
                 continue
             used.add(lower[n.lower()])
-            new = re.sub(rf"(?<![A-Za-z0-9_.]){re.escape(n)}(?![A-Za-z0-9_.])", lower[n.lower()], new)
+            new = re.sub(
+                rf"(?<![A-Za-z0-9_.]){re.escape(n)}(?![A-Za-z0-9_.])", lower[n.lower()], new
+            )
         rewritten[p] = new
     if problems:
         raise SpecError("covariates", problems)
@@ -158,7 +162,9 @@ def build_covariate_design(
                 counts = values[values != UNKNOWN_LEVEL].value_counts()
                 ref = str(counts.index[0]) if len(counts) else levels[0]
             elif ref not in levels:
-                problems.append(f"reference: level {ref!r} of {col!r} not in the data; levels: {levels}")
+                problems.append(
+                    f"reference: level {ref!r} of {col!r} not in the data; levels: {levels}"
+                )
                 continue
             refs_used[col] = ref
             ordered = [ref] + [lv for lv in levels if lv != ref]
@@ -171,7 +177,9 @@ def build_covariate_design(
         try:
             mm = model_matrix(f"{rhs} - 1", table, context=_CONTEXT, na_action="raise")
         except Exception as exc:  # formulaic raises many types; turn into a SpecError
-            raise SpecError("covariates", f"covariates.formulas.{p}: cannot build {rhs!r}: {exc}") from None
+            raise SpecError(
+                "covariates", f"covariates.formulas.{p}: cannot build {rhs!r}: {exc}"
+            ) from None
         df = pd.DataFrame(np.asarray(mm, dtype=float), index=patients.index)
         df.columns = [_tidy_column(str(c)) for c in mm.columns]
         # "- 1" makes formulaic code the first categorical in full; drop the reference column

@@ -34,7 +34,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-
 BLQRule = Literal["stop_after_last_quantifiable", "stop_after_two_consecutive_blq"]
 IntermediateBLQ = Literal["half_lloq", "exclude"]
 
@@ -67,7 +66,7 @@ def auc_column(auc_window: tuple[float, float]) -> str:
 
 
 def _declining(c1: float, c2: float) -> bool:
-    """True when a segment uses the log rule: strictly declining, both levels positive."""
+    """Tell whether a segment uses the log rule (strictly declining, both levels > 0)."""
     return c2 < c1 and c2 > 0.0
 
 
@@ -397,4 +396,3 @@ def summarise_nca(
             row[f"{m}_max"] = values.max()
         rows.append(row)
     return pd.DataFrame(rows)
-

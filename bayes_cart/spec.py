@@ -429,10 +429,14 @@ def _semantic_problems(doc: _SpecDocument) -> list[str]:
     for name, p in doc.parameters.items():
         key = f"parameters.{name}"
         if name not in kin.parameters:
-            problems.append(f"{key}: {doc.kinetics!r} has no parameter {name!r}; it has {list(kin.parameters)}")
+            problems.append(
+                f"{key}: {doc.kinetics!r} has no parameter {name!r}; it has {list(kin.parameters)}"
+            )
         given = [x for x in ("typical", "fixed", "from_data") if getattr(p, x) is not None]
         if len(given) != 1:
-            problems.append(f"{key}: give exactly one of typical, fixed, from_data (got {given or 'none'})")
+            problems.append(
+                f"{key}: give exactly one of typical, fixed, from_data (got {given or 'none'})"
+            )
         if p.iiv is not None and p.typical is None:
             problems.append(f"{key}.iiv: IIV needs an estimated typical value")
         for sub in ("typical", "iiv"):
@@ -481,7 +485,9 @@ def _semantic_problems(doc: _SpecDocument) -> list[str]:
             if n not in doc.parameters:
                 problems.append(f"parameters.{n}: needed when distribution_phase.enabled_if is set")
     if doc.error.model == "combined" and doc.error.additive is None:
-        problems.append("error.additive: the combined error model needs a prior for the additive SD")
+        problems.append(
+            "error.additive: the combined error model needs a prior for the additive SD"
+        )
     if doc.error.model == "student_t" and doc.error.nu is None:
         problems.append("error.nu: the student_t error model needs a prior for nu")
     if doc.sampling.parameterisation == "cmax":
@@ -551,7 +557,9 @@ def load_spec(name_or_path: str | Path) -> ModelSpec:
     else:
         name = str(name_or_path)
         if name not in list_specs():
-            raise SpecError(name, f"no shipped spec named {name!r} and no such file; shipped: {list_specs()}")
+            raise SpecError(
+                name, f"no shipped spec named {name!r} and no such file; shipped: {list_specs()}"
+            )
         res = resources.files("bayes_cart.models").joinpath(f"{name}.toml")
         text, source = res.read_text(encoding="utf-8"), f"models/{name}.toml"
     try:

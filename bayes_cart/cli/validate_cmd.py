@@ -1,10 +1,112 @@
-"""``bayes-cart validate``: placeholder until implemented."""
+"""``bayes-cart validate``: check a dataset and print what was found.
+
+Exit codes: 0 valid data, 1 invalid data (every problem listed), 2 missing file or bad option.
+"""
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from bayes_cart.dataset import Dataset, load_dataset
+from bayes_cart.errors import DataError, DataWarning
+
+MAX_EXCLUDED_SHOWN = 20
 
 
-def validate() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(code=2)
+def validate(
+    data: Annotated[
+        Path, typer.Argument(help="Dataset file: CSV (.csv, .tsv, .csv.gz) or Parquet.")
+    ],
+    time_unit: Annotated[
+        str, typer.Option("--time-unit", help="Unit of TIME in the file: day, hour, week, month.")
+    ] = "day",
+    time_varying: Annotated[
+        list[str] | None,
+        typer.Option("--time-varying", help="A covariate that may change over time (repeatable)."),
+    ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option("--delimiter", help="Field separator (',', ';', 'tab'); detected by default."),
+    ] = None,
+) -> None:
+    """Validate a dataset and print a summary (patients, samples, BLQ, covariates, warnings)."""
+    console = Console(highlight=False)
+    if not data.exists():
+        console.print(f"[bold red]error:[/] data file not found: {data}")
+        raise typer.Exit(code=2)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)  # printed below from the report
+            dataset = load_dataset(
+                data, time_unit=time_unit, time_varying=time_varying or (), delimiter=delimiter
+            )
+    except DataError as exc:
+        console.print(f"[bold red]invalid data[/]: {exc.source}: {len(exc.problems)} problem(s)")
+        for problem in exc.problems:
+            console.print(f"  • {problem}", markup=False, highlight=False)
+        raise typer.Exit(code=1) from None
+    except ValueError as exc:  # unknown time unit or bad delimiter option
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=2) from None
+    print_summary(dataset, console)
+
+
+def print_summary(dataset: Dataset, console: Console) -> None:
+    """Print the summary of a valid dataset with rich."""
+    info = dataset.summary()
+    cens = info["censored"]
+    spp = info["samples_per_patient"]
+    lo, hi = info["time_range"]
+    console.print(f"[bold green]valid[/]: {info['source']}")
+    overview = Table(show_header=False, box=None, padding=(0, 2))
+    overview.add_row("patients", str(info["patients"]))
+    overview.add_row(
+        "samples",
+        f"{info['observations']} ({spp['min']}-{spp['max']} per patient, median {spp['median']:g})",
+    )
+    overview.add_row(
+        "BLQ / censored",
+        f"{cens['n']} ({cens['fraction']:.1%}; {cens['left']} below LLOQ, {cens['right']} above)",
+    )
+    overview.add_row("time range", f"{lo:g} to {hi:g} days (file unit: {info['time_unit']})")
+    overview.add_row("dosing rows", str(info["doses"]))
+    console.print(overview)
+    rows = [(n, "patient", d) for n, d in info["covariates"].items()]
+    rows += [(n, "time-varying", d) for n, d in info["time_varying"].items()]
+    if rows:
+        table = Table(title="covariates", title_justify="left")
+        for col in ("name", "level", "type", "values", "missing"):
+            table.add_column(col)
+        for name, level, desc in rows:
+            table.add_row(name, level, desc["type"], _values(desc), str(desc["missing"]))
+        console.print(table)
+    else:
+        console.print("covariates: none")
+    if info["warnings"]:
+        console.print("[bold yellow]warnings[/]")
+        for message in info["warnings"]:
+            console.print(f"  • {message}", markup=False)
+    excluded = dataset.report.excluded
+    if len(excluded):
+        table = Table(title=f"excluded rows ({len(excluded)})", title_justify="left")
+        for col in ("row", "ID", "reason"):
+            table.add_column(col)
+        for rec in excluded.head(MAX_EXCLUDED_SHOWN).itertuples(index=False):
+            table.add_row(str(rec.ROW), str(rec.ID), str(rec.reason))
+        console.print(table)
+        if len(excluded) > MAX_EXCLUDED_SHOWN:
+            console.print(f"  ... and {len(excluded) - MAX_EXCLUDED_SHOWN} more")
+
+
+def _values(desc: dict) -> str:
+    if desc["type"] == "categorical":
+        return ", ".join(f"{level} ({n})" for level, n in desc["levels"].items())
+    if desc["min"] is None:
+        return "(all missing)"
+    return f"{desc['min']:g} to {desc['max']:g} (median {desc['median']:g})"

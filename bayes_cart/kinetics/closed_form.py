@@ -137,9 +137,7 @@ def liu_log_states(
     return log_e, log_m, log_total
 
 
-def liu_log_cmax(
-    log_c0: Array, beta: Array, t1: Array, k: Array = 0.0, t0: Array = 0.0
-) -> Array:
+def liu_log_cmax(log_c0: Array, beta: Array, t1: Array, k: Array = 0.0, t0: Array = 0.0) -> Array:
     """Log peak level, equations (5) and (6) of Liu et al.: ``log C0 - k T0 + beta (T1 - T0)``."""
     return log_c0 - k * t0 + beta * (t1 - t0)
 

@@ -94,7 +94,9 @@ class KineticModel:
         full = self.with_defaults(params)
         if solver == "closed_form":
             if self.closed_form is None:
-                raise ValueError(f"kinetic model {self.name!r} has no closed form; use solver='ode'")
+                raise ValueError(
+                    f"kinetic model {self.name!r} has no closed form; use solver='ode'"
+                )
             return self.closed_form(t, full, xp)
         if solver == "ode":
             if self.ode is None:

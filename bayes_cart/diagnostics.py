@@ -1,0 +1,184 @@
+"""The diagnostics gate: convergence, sampler health and how much the data inform each parameter.
+
+:func:`check_fit` computes the numbers (max R-hat, min bulk/tail ESS, divergences, E-BFMI,
+tree-depth saturation, prior-to-posterior contraction) over the *population* quantities and
+returns them with plain-language advice. A failed gate raises a :class:`ConvergenceWarning`
+(never silence).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import arviz as az
+import numpy as np
+
+from bayes_cart.errors import ConvergenceWarning
+
+#: Thresholds of the gate.
+RHAT_MAX = 1.01
+ESS_MIN = 400.0
+BFMI_MIN = 0.3
+CONTRACTION_MIN = 0.1
+
+
+def population_variables(idata: az.InferenceData) -> list[str]:
+    """Names of population-level variables in the posterior (typical values, IIV, effects...)."""
+    post = idata.posterior
+    out = []
+    for name, var in post.data_vars.items():
+        dims = set(var.dims) - {"chain", "draw"}
+        if "patient" in dims or "obs" in dims or "patient_dp" in dims:
+            continue
+        if name.startswith(("z_", "log_", "chol_")) or name.endswith("_i"):
+            continue
+        if any(d.startswith("chol_") for d in dims):
+            continue
+        out.append(name)
+    return out
+
+
+@dataclass
+class Diagnostics:
+    """Results of the diagnostics gate.
+
+    Attributes
+    ----------
+    max_rhat, min_ess_bulk, min_ess_tail : float
+        Over every population quantity.
+    divergences : int
+        Divergent transitions after tuning.
+    min_bfmi : float
+        Smallest E-BFMI over chains.
+    treedepth_saturation : float
+        Fraction of draws that hit the maximum tree depth.
+    weakly_informed : list of str
+        Parameters whose posterior SD is above 90% of the prior SD (the data barely inform them).
+    passed : bool
+        Whether every check passed.
+    advice : list of str
+        What failed and what to do about it.
+    """
+
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    divergences: int
+    min_bfmi: float
+    treedepth_saturation: float
+    weakly_informed: list[str] = field(default_factory=list)
+    worst: dict[str, str] = field(default_factory=dict)
+    passed: bool = True
+    advice: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for diagnostics.json)."""
+        return asdict(self)
+
+
+def _treedepth(stats: Any) -> float:
+    for name in ("reached_max_treedepth", "maxdepth_reached"):
+        if name in stats:
+            return float(np.asarray(stats[name]).mean())
+    return 0.0
+
+
+def check_fit(idata: az.InferenceData, warn: bool = True) -> Diagnostics:
+    """Run the diagnostics gate on a fitted InferenceData.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With ``posterior`` and ``sample_stats`` (and ``prior`` for the contraction check).
+    warn : bool
+        Emit a :class:`ConvergenceWarning` listing the advice when the gate fails.
+
+    Returns
+    -------
+    Diagnostics
+        The numbers and the advice.
+    """
+    names = population_variables(idata)
+    summ = az.summary(idata, var_names=names, kind="diagnostics")
+    max_rhat = float(summ["r_hat"].max())
+    min_bulk = float(summ["ess_bulk"].min())
+    min_tail = float(summ["ess_tail"].min())
+    stats = idata.sample_stats
+    div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
+    try:
+        bfmi = float(np.min(az.bfmi(idata)))
+    except Exception:  # energy missing
+        bfmi = float("nan")
+    depth = _treedepth(stats)
+
+    weak: list[str] = []
+    if "prior" in idata.groups():
+        for name in names:
+            if name in idata.prior and not name.startswith(("corr_", "u_")):
+                prior_sd = float(np.log(np.abs(idata.prior[name]) + 1e-300).std())
+                post_sd = float(np.log(np.abs(idata.posterior[name]) + 1e-300).std())
+                if name.startswith("b_") or name.startswith("corr_"):
+                    prior_sd = float(idata.prior[name].std())
+                    post_sd = float(idata.posterior[name].std())
+                if prior_sd > 0 and post_sd > (1 - CONTRACTION_MIN) * prior_sd:
+                    weak.append(name)
+
+    advice: list[str] = []
+    worst = {
+        "r_hat": str(summ["r_hat"].idxmax()),
+        "ess_bulk": str(summ["ess_bulk"].idxmin()),
+        "ess_tail": str(summ["ess_tail"].idxmin()),
+    }
+    if max_rhat > RHAT_MAX:
+        advice.append(
+            f"max R-hat {max_rhat:.3f} > {RHAT_MAX} ({worst['r_hat']}): chains disagree; run longer "
+            "(--tune/--draws), check for multimodality, or simplify the model."
+        )
+    if min(min_bulk, min_tail) < ESS_MIN:
+        advice.append(
+            f"min ESS {min(min_bulk, min_tail):.0f} < {ESS_MIN:.0f} ({worst['ess_bulk']}): draw more "
+            "samples or reparameterise (e.g. sampling.parameterisation = 'cmax')."
+        )
+    if div:
+        advice.append(
+            f"{div} divergent transition(s): the posterior has regions the sampler cannot explore; "
+            "raise target_accept (e.g. 0.95), tighten weak priors or remove a random effect the "
+            "data cannot inform."
+        )
+    if np.isfinite(bfmi) and bfmi < BFMI_MIN:
+        advice.append(f"E-BFMI {bfmi:.2f} < {BFMI_MIN}: heavy tails in the energy; check omegas.")
+    if depth > 0.01:
+        advice.append(
+            f"{100 * depth:.1f}% of draws hit the maximum tree depth: strong posterior "
+            "correlations; reparameterise or raise max tree depth."
+        )
+    if weak:
+        advice.append(
+            "barely informed by the data (posterior close to prior): "
+            + ", ".join(weak)
+            + ". Report them as prior-driven or fix them."
+        )
+    passed = not any(
+        [max_rhat > RHAT_MAX, min(min_bulk, min_tail) < ESS_MIN, div > 0, depth > 0.01]
+    ) and not (np.isfinite(bfmi) and bfmi < BFMI_MIN)
+    diag = Diagnostics(
+        max_rhat=max_rhat,
+        min_ess_bulk=min_bulk,
+        min_ess_tail=min_tail,
+        divergences=div,
+        min_bfmi=bfmi,
+        treedepth_saturation=depth,
+        weakly_informed=weak,
+        worst=worst,
+        passed=passed,
+        advice=advice,
+    )
+    if warn and not passed:
+        warnings.warn(
+            "the fit failed the diagnostics gate:\n  - " + "\n  - ".join(advice),
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return diag

@@ -1,0 +1,316 @@
+"""The hierarchical PyMC model: kinetics per patient, covariates, IIV, censored likelihood.
+
+For patient ``i`` and each estimated parameter ``p``::
+
+    log p_i = log p_pop + X_p[i] b_p + u_p[trial(i)] + eta_p[i]
+
+with ``eta`` non-centred (``eta = omega * z`` or, for a correlated block, ``eta = L z`` with an
+LKJ prior on the block's correlation), optional trial random effects ``u`` (partial pooling) and
+treatment-coded covariate effects ``b`` on the log scale. The kinetic solution is the closed form
+of :mod:`bayes_cart.kinetics` evaluated in the PyTensor graph (the same function numpy uses), or
+the diffrax ODE route wrapped as a PyTensor op (``solver="ode"``).
+
+Observations: ``log DV ~ Normal(log(E + M), sigma)`` (proportional error with log-normal
+residuals), with M3 censoring: a left-censored sample contributes ``log Phi((log LLOQ - mu) /
+sigma)``, an interval-censored one ``log(Phi(log LLOQ) - Phi(log LIMIT))`` and a right-censored one
+``log(1 - Phi)``. Variables are named after the paper (``beta``, ``T1``...; ``omega_<p>``,
+``eta_<p>``, ``sigma``) with dims ``patient``, ``obs``, ``trial`` and ``<p>_effect``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayes_cart.errors import SpecError
+from bayes_cart.kinetics import get_kinetics
+from bayes_cart.likelihood import CensoringIndex, censored_loglik
+from bayes_cart.model_data import ModelData, prepare_model_data
+from bayes_cart.spec import ModelSpec, PriorSpec
+
+def prior_dist(prior: PriorSpec, name: str | None = None, log_scale: bool = False, **kwargs: Any):
+    """Create a PyMC variable (or ``.dist``) from a :class:`PriorSpec`.
+
+    Parameters
+    ----------
+    prior : PriorSpec
+        The prior.
+    name : str, optional
+        Variable name; ``None`` returns an unnamed ``.dist``.
+    log_scale : bool
+        For a ``LogNormal`` prior, create the Normal on the log scale instead (for non-centred
+        typical values).
+    **kwargs
+        Passed to PyMC (``dims``, ``shape``).
+    """
+    if prior.dist == "LogNormal":
+        cls, args = (
+            (pm.Normal, {"mu": np.log(prior.median), "sigma": prior.sigma})
+            if log_scale
+            else (pm.LogNormal, {"mu": np.log(prior.median), "sigma": prior.sigma})
+        )
+    elif prior.dist == "Normal":
+        cls, args = pm.Normal, {"mu": prior.mu, "sigma": prior.sigma}
+    elif prior.dist == "HalfNormal":
+        cls, args = pm.HalfNormal, {"sigma": prior.sigma}
+    elif prior.dist == "HalfStudentT":
+        cls, args = pm.HalfStudentT, {"nu": prior.nu, "sigma": prior.sigma}
+    elif prior.dist == "Exponential":
+        cls, args = pm.Exponential, {"lam": prior.lam}
+    elif prior.dist == "Uniform":
+        cls, args = pm.Uniform, {"lower": prior.lower, "upper": prior.upper}
+    else:  # pragma: no cover - validated by the spec
+        raise SpecError("prior", f"unknown distribution {prior.dist}")
+    if name is None:
+        return cls.dist(**args, **kwargs)
+    return cls(name, **args, **kwargs)
+
+
+def _log_individual(
+    name: str,
+    spec: ModelSpec,
+    md: ModelData,
+    eta: Any,
+    n_patients: int,
+    label: str,
+    typical: PriorSpec,
+) -> Any:
+    """Log individual values of one parameter: typical + covariates + group + eta."""
+    doc = spec.doc
+    log_pop = prior_dist(typical, f"log_{label}", log_scale=True)
+    pm.Deterministic(label, pt.exp(log_pop))
+    log_i = log_pop * pt.ones(n_patients)
+    X = md.design.matrices.get(name)
+    if X is not None and X.shape[1] > 0:
+        b = prior_dist(doc.covariates.prior, f"b_{label}", dims=f"{name}_effect")
+        log_i = log_i + pt.dot(pt.as_tensor_variable(X.to_numpy()), b)
+    if doc.group.mode == "random" and name in doc.group.parameters:
+        gdim = (md.group_column or "group").lower()
+        omega_g = prior_dist(doc.group.prior, f"omega_{gdim}_{label}")
+        z_g = pm.Normal(f"z_{gdim}_{label}", 0.0, 1.0, dims=gdim)
+        u = pm.Deterministic(f"u_{gdim}_{label}", omega_g * z_g, dims=gdim)
+        log_i = log_i + u[md.group_index]
+    if eta is not None:
+        log_i = log_i + eta
+    return log_i
+
+
+def _iiv_etas(spec: ModelSpec, names: list[str], n: int, labels: dict[str, str]) -> dict[str, Any]:
+    """Non-centred random effects: independent ones and LKJ-correlated blocks."""
+    doc = spec.doc
+    etas: dict[str, Any] = {}
+    in_block = {x for block in doc.iiv.blocks for x in block}
+    for bi, block in enumerate(doc.iiv.blocks):
+        block = [b for b in block if b in names]
+        if len(block) < 2:
+            continue
+        sig = []
+        for b in block:
+            prior = doc.parameters[b].iiv
+            if prior.dist != "HalfNormal":
+                raise SpecError(
+                    spec.source, f"parameters.{b}.iiv: correlated blocks need HalfNormal"
+                )
+            sig.append(prior.sigma)
+        label = "_".join(labels[b] for b in block)
+        chol, corr, stds = pm.LKJCholeskyCov(
+            f"chol_{label}",
+            n=len(block),
+            eta=doc.iiv.lkj_eta,
+            sd_dist=pm.HalfNormal.dist(sigma=np.array(sig), shape=len(block)),
+            compute_corr=True,
+        )
+        pm.Deterministic(f"corr_{label}", corr[0, 1] if len(block) == 2 else corr)
+        z = pm.Normal(f"z_{label}", 0.0, 1.0, shape=(n, len(block)))
+        eta_block = pt.dot(z, chol.T)
+        for j, b in enumerate(block):
+            pm.Deterministic(f"omega_{labels[b]}", stds[j])
+            etas[b] = pm.Deterministic(f"eta_{labels[b]}", eta_block[:, j], dims="patient")
+        del bi
+    for b in names:
+        if b in in_block and b in etas:
+            continue
+        prior = doc.parameters[b].iiv
+        if prior is None:
+            etas[b] = None
+            continue
+        omega = prior_dist(prior, f"omega_{labels[b]}")
+        z = pm.Normal(f"z_{labels[b]}", 0.0, 1.0, dims="patient")
+        etas[b] = pm.Deterministic(f"eta_{labels[b]}", omega * z, dims="patient")
+    return etas
+
+
+def build_model(
+    dataset: Any,
+    spec: ModelSpec,
+    *,
+    model_data: ModelData | None = None,
+    solver: str = "closed_form",
+    store_individual: bool = True,
+) -> pm.Model:
+    """Build the hierarchical PyMC model of ``dataset`` under ``spec``.
+
+    Parameters
+    ----------
+    dataset : bayes_cart.dataset.Dataset
+        The validated dataset.
+    spec : ModelSpec
+        The model spec (see ``models/``).
+    model_data : ModelData, optional
+        Precomputed arrays (from :func:`prepare_model_data`).
+    solver : {"closed_form", "ode"}
+        Kinetic solver inside the graph.
+    store_individual : bool
+        Keep the individual parameters ``<p>_i`` (dims ``patient``) as deterministics.
+
+    Returns
+    -------
+    pymc.Model
+        With the model data attached as ``model.bayes_cart_data``.
+
+    Examples
+    --------
+    >>> from bayes_cart.example import load_example  # doctest: +SKIP
+    >>> m = build_model(load_example(), load_spec("liu2021"))  # doctest: +SKIP
+    """
+    md = model_data or prepare_model_data(dataset, spec)
+    doc = spec.doc
+    kin = get_kinetics(doc.kinetics)
+    n = md.n_patients
+    cmax_mode = doc.sampling.parameterisation == "cmax"
+
+    with pm.Model(coords=md.coords()) as model:
+        estimated = [
+            name
+            for name, p in doc.parameters.items()
+            if p.typical is not None and not p.distribution_phase_only
+        ]
+        labels = {name: name for name in estimated}
+        typicals = {name: doc.parameters[name].typical for name in estimated}
+        if cmax_mode:
+            # sample the peak level instead of C0 (less posterior correlation with beta, T1)
+            labels["C0"] = "Cmax"
+            c0, b, t1 = (doc.parameters[x].typical for x in ("C0", "beta", "T1"))
+            typicals["C0"] = PriorSpec(
+                dist="LogNormal",
+                median=float(c0.median * np.exp(b.median * t1.median)),
+                sigma=float(np.sqrt(c0.sigma**2 + 1.0)),
+            )
+        etas = _iiv_etas(spec, estimated, n, labels)
+        values: dict[str, Any] = {}
+        log_values: dict[str, Any] = {}
+        for name in estimated:
+            log_i = _log_individual(name, spec, md, etas.get(name), n, labels[name], typicals[name])
+            log_values[name] = log_i
+            values[name] = pt.exp(log_i)
+        for name, p in doc.parameters.items():
+            if p.fixed is not None:
+                values[name] = pt.as_tensor_variable(np.full(n, p.fixed))
+            elif p.from_data is not None:
+                values[name] = pt.as_tensor_variable(md.from_data[name])
+        # distribution phase for a subset of patients
+        dp_idx = np.flatnonzero(md.distribution_mask)
+        for name in ("k", "T0"):
+            p = doc.parameters.get(name)
+            if p is None or not p.distribution_phase_only or p.typical is None:
+                if name not in values:
+                    values[name] = pt.zeros(n)
+                continue
+            if len(dp_idx) == 0:
+                values[name] = pt.zeros(n)
+                continue
+            log_pop = prior_dist(p.typical, f"log_{name}", log_scale=True)
+            pm.Deterministic(name, pt.exp(log_pop))
+            log_dp = log_pop * pt.ones(len(dp_idx))
+            if p.iiv is not None:
+                omega = prior_dist(p.iiv, f"omega_{name}")
+                z = pm.Normal(f"z_{name}", 0.0, 1.0, dims="patient_dp")
+                log_dp = log_dp + pm.Deterministic(f"eta_{name}", omega * z, dims="patient_dp")
+            values[name] = pt.set_subtensor(pt.zeros(n)[dp_idx], pt.exp(log_dp))
+
+        if cmax_mode:
+            # log_values["C0"] was built as the log peak level: convert to log C0
+            log_cmax_i = log_values["C0"]
+            log_c0_i = (
+                log_cmax_i
+                - values["beta"] * (values["T1"] - values["T0"])
+                + (values["k"] * values["T0"])
+            )
+            values["C0"] = pt.exp(log_c0_i)
+
+        if store_individual:
+            for name in kin.parameters:
+                if name in values and name != "deltaE":
+                    pm.Deterministic(f"{name}_i", values[name] * pt.ones(n), dims="patient")
+
+        idx = md.patient_index
+        params_obs = {
+            name: (values[name][idx] if name in values else None) for name in kin.parameters
+        }
+        params_obs = {k: v for k, v in params_obs.items() if v is not None}
+        t = pt.as_tensor_variable(md.time)
+        if solver == "closed_form":
+            mu = kin.solve(t, params_obs, xp=pt)["log_total"]
+        elif solver == "ode":
+            from bayes_cart.kinetics.pytensor_ode import ode_log_total
+
+            mu = ode_log_total(kin, md, values)
+        else:
+            raise ValueError(f"unknown solver {solver!r}")
+
+        sigma = prior_dist(doc.error.sigma, "sigma")
+        sig_obs = sigma
+        if doc.error.model == "combined":
+            add = prior_dist(doc.error.additive, "sigma_add")
+            sig_obs = pt.sqrt(sigma**2 + (add / pt.exp(mu)) ** 2)
+        idx_c = CensoringIndex.from_arrays(md.cens, md.log_limit)
+        lim_c = pt.as_tensor_variable(np.nan_to_num(md.log_limit, nan=0.0))
+
+        if doc.error.model == "student_t":
+            nu = prior_dist(doc.error.nu, "nu")
+            _add_student_t(md, mu, sig_obs, nu, idx_c)
+        else:
+
+            def logp(value, mu_, sigma_, lim_):
+                return censored_loglik(value, mu_, sigma_, idx_c, lim_, xp=pt)
+
+            def random(mu_, sigma_, lim_, size=None):
+                return pm.Normal.dist(mu_, sigma_, size=size)
+
+            pm.CustomDist(
+                "log_dv",
+                mu,
+                sig_obs,
+                lim_c,
+                logp=logp,
+                dist=random,
+                observed=md.log_dv,
+                dims="obs",
+            )
+    model.bayes_cart_data = md  # type: ignore[attr-defined]
+    return model
+
+
+def _add_student_t(md: ModelData, mu, sigma, nu, idx) -> None:
+    """Student-t residuals on the log scale with censoring (robust to outliers)."""
+    q, left, interval, right = idx.quantified, idx.left, idx.interval, idx.right
+
+    def logp(value, mu_, sigma_, nu_):
+        out = pt.zeros_like(value)
+        dist = pm.StudentT.dist(nu=nu_, mu=mu_, sigma=sigma_)
+        lp = pm.logp(dist, value)
+        lc = pm.logcdf(dist, value)
+        out = pt.set_subtensor(out[q], lp[q]) if len(q) else out
+        cl = np.concatenate([left, interval]).astype(int)
+        out = pt.set_subtensor(out[cl], lc[cl]) if len(cl) else out
+        if len(right):
+            out = pt.set_subtensor(out[right], pm.math.log1mexp(-lc[right]))
+        return out
+
+    def random(mu_, sigma_, nu_, size=None):
+        return pm.StudentT.dist(nu=nu_, mu=mu_, sigma=sigma_, size=size)
+
+    pm.CustomDist("log_dv", mu, sigma, nu, logp=logp, dist=random, observed=md.log_dv, dims="obs")

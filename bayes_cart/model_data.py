@@ -1,0 +1,220 @@
+"""Turn a validated dataset and a model spec into the arrays the PyMC model needs.
+
+This is the only place where the dataset is read for model building, so what the model sees
+(and what was imputed, set from data or which patients have a distribution phase) is recorded in
+one :class:`ModelData` that is also saved with a fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayes_cart.covariates import CovariateDesign, build_covariate_design
+from bayes_cart.errors import SpecError
+from bayes_cart.spec import ModelSpec, evaluate_subset
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """Arrays and indices for one model.
+
+    Attributes
+    ----------
+    patient_ids : tuple of str
+        Patients in model order (the ``patient`` coordinate).
+    time, log_dv, log_limit : ndarray
+        Per observation: time (days), log of DV, log of LIMIT (NaN when absent).
+    cens : ndarray of int
+        Per observation: 0 quantified, 1 left-censored (DV = LLOQ), -1 right-censored.
+    patient_index : ndarray of int
+        Per observation, the position of its patient.
+    obs_rows : ndarray of int
+        Source row numbers of the observations (the ``obs`` coordinate).
+    design : CovariateDesign
+        Covariate matrices per parameter.
+    group_levels : tuple of str
+        Levels of the grouping column (trials), empty when no group level.
+    group_index : ndarray of int
+        Per patient, the position of its group.
+    distribution_mask : ndarray of bool
+        Per patient, whether the distribution phase (k, T0) applies.
+    from_data : dict
+        ``{parameter: per-patient values}`` set from the observed profiles.
+    notes : list of str
+        What was imputed, set from data or excluded (shown in the fit output).
+    """
+
+    patient_ids: tuple[str, ...]
+    time: np.ndarray
+    log_dv: np.ndarray
+    log_limit: np.ndarray
+    cens: np.ndarray
+    patient_index: np.ndarray
+    obs_rows: np.ndarray
+    design: CovariateDesign
+    group_column: str | None
+    group_levels: tuple[str, ...]
+    group_index: np.ndarray
+    distribution_mask: np.ndarray
+    from_data: dict[str, np.ndarray]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_patients(self) -> int:
+        """Number of patients."""
+        return len(self.patient_ids)
+
+    @property
+    def n_obs(self) -> int:
+        """Number of observations."""
+        return len(self.time)
+
+    @property
+    def n_censored(self) -> int:
+        """Number of censored observations."""
+        return int(np.sum(self.cens != 0))
+
+    def coords(self) -> dict[str, Any]:
+        """Coordinates for the PyMC model."""
+        coords: dict[str, Any] = {
+            "patient": list(self.patient_ids),
+            "obs": self.obs_rows.tolist(),
+        }
+        if self.group_levels:
+            coords[(self.group_column or "group").lower()] = list(self.group_levels)
+        dp = [p for p, m in zip(self.patient_ids, self.distribution_mask, strict=True) if m]
+        if dp:
+            coords["patient_dp"] = dp
+        for param, m in self.design.matrices.items():
+            coords[f"{param}_effect"] = list(m.columns)
+        return coords
+
+
+def _profile_values(obs: pd.DataFrame, what: str) -> float:
+    quant = obs[obs["CENS"] == 0]
+    if what == "first_sample":
+        first = obs.sort_values("TIME").iloc[0]
+        return float(first["DV"])  # quantified value, or the LLOQ of a BLQ sample
+    if quant.empty:
+        return float(obs["TIME"].median())
+    peak = quant.loc[quant["DV"].idxmax()]
+    if what == "peak_time":
+        return float(peak["TIME"])
+    if what == "nadir_time":
+        before = quant[quant["TIME"] <= peak["TIME"]]
+        return float(before.loc[before["DV"].idxmin(), "TIME"])
+    raise ValueError(what)  # pragma: no cover
+
+
+def prepare_model_data(dataset: Any, spec: ModelSpec) -> ModelData:
+    """Build the :class:`ModelData` of ``dataset`` under ``spec``.
+
+    Parameters
+    ----------
+    dataset : bayes_cart.dataset.Dataset
+        A validated dataset.
+    spec : ModelSpec
+        The model spec.
+
+    Returns
+    -------
+    ModelData
+        Arrays, indices and notes.
+
+    Raises
+    ------
+    SpecError
+        When a covariate, reference level or subset expression does not fit the data.
+    """
+    doc = spec.doc
+    obs = dataset.observations
+    patients = dataset.patients
+    notes: list[str] = []
+    pid = np.asarray(dataset.obs_patient_index, dtype=np.int64)
+
+    cens = obs["CENS"].to_numpy(dtype=np.int64)
+    dv = obs["DV"].to_numpy(dtype=float)
+    limit = obs["LIMIT"].to_numpy(dtype=float) if "LIMIT" in obs else np.full(len(obs), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_limit = np.where(np.isfinite(limit) & (limit > 0), np.log(limit), np.nan)
+    if doc.censoring.method == "drop" and (cens != 0).any():
+        keep = cens == 0
+        notes.append(
+            f"censoring.method = 'drop': {int((~keep).sum())} censored samples left out of the "
+            "likelihood (biased; use M3)"
+        )
+        obs = obs[keep]
+        cens, dv, log_limit, pid = cens[keep], dv[keep], log_limit[keep], pid[keep]
+
+    # covariates and the group level
+    formulas = dict(doc.covariates.formulas)
+    extra_fixed = {}
+    group_col = None
+    if doc.group.mode != "none":
+        lower = {c.lower(): c for c in patients.columns}
+        if doc.group.column.lower() not in lower:
+            raise SpecError(
+                spec.source,
+                f"group.column: no covariate {doc.group.column!r}; columns: {list(patients.columns)}",
+            )
+        group_col = lower[doc.group.column.lower()]
+        if doc.group.mode == "fixed":
+            extra_fixed = {p: group_col for p in doc.group.parameters}
+    design = build_covariate_design(patients, formulas, doc.covariates.reference, extra_fixed)
+    for col, (how, ids) in design.imputed.items():
+        notes.append(f"covariate {col}: {len(ids)} patient(s) missing, handled as {how}")
+
+    group_levels: tuple[str, ...] = ()
+    group_index = np.zeros(len(patients), dtype=np.int64)
+    if doc.group.mode == "random":
+        g = patients[group_col].astype(object).where(patients[group_col].notna(), "unknown")
+        cats = pd.Categorical(g.astype(str))
+        group_levels = tuple(str(c) for c in cats.categories)
+        group_index = cats.codes.astype(np.int64)
+
+    # distribution phase
+    mask = np.zeros(len(patients), dtype=bool)
+    expr = doc.distribution_phase.enabled_if
+    if expr:
+        try:
+            mask = evaluate_subset(expr, patients).to_numpy()
+        except (KeyError, ValueError) as exc:
+            raise SpecError(spec.source, f"distribution_phase.enabled_if: {exc}") from None
+        notes.append(f"distribution phase ({expr}): {int(mask.sum())} patient(s)")
+
+    # parameters set from the observed profile
+    from_data: dict[str, np.ndarray] = {}
+    obs_all = dataset.observations
+    for name, p in doc.parameters.items():
+        if p.from_data is None:
+            continue
+        vals = np.array(
+            [_profile_values(obs_all[obs_all["ID"] == i], p.from_data) for i in dataset.patient_ids]
+        )
+        if name == "T0":
+            vals = np.where(mask, vals, 0.0)
+        if name == "T1":
+            vals = np.maximum(vals, 1e-3)
+        from_data[name] = vals
+        notes.append(f"{name} set per patient from the data ({p.from_data})")
+
+    return ModelData(
+        patient_ids=tuple(dataset.patient_ids),
+        time=obs["TIME"].to_numpy(dtype=float),
+        log_dv=np.log(dv),
+        log_limit=log_limit,
+        cens=cens,
+        patient_index=pid,
+        obs_rows=obs["ROW"].to_numpy(dtype=np.int64),
+        design=design,
+        group_column=group_col,
+        group_levels=group_levels,
+        group_index=group_index,
+        distribution_mask=mask,
+        from_data=from_data,
+        notes=notes,
+    )

@@ -1,0 +1,256 @@
+"""Fit a model: build, sample with the chosen backend, add predictive groups, run the gate.
+
+Backends (``sampler=``):
+
+* ``"nutpie"`` (default): nutpie's Rust NUTS on the numba-compiled PyTensor graph;
+* ``"nutpie-jax"``: nutpie on a JAX-compiled graph (needed for the diffrax ODE route);
+* ``"pymc"``: PyMC's own NUTS;
+* ``"numpyro"``: numpyro's NUTS through PyMC's JAX bridge.
+
+``random_seed`` is threaded through every random step (sampling, prior and posterior predictive).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from bayes_cart.diagnostics import Diagnostics, check_fit
+from bayes_cart.model import build_model
+from bayes_cart.model_data import ModelData, prepare_model_data
+from bayes_cart.spec import ModelSpec
+
+SAMPLERS = ("nutpie", "nutpie-jax", "pymc", "numpyro")
+
+
+@dataclass
+class Fit:
+    """A fitted model: the InferenceData and everything needed to read it.
+
+    Attributes
+    ----------
+    idata : arviz.InferenceData
+        posterior, sample_stats, prior, prior_predictive, posterior_predictive,
+        log_likelihood, observed_data, constant_data and ``fitted_data`` groups.
+    spec : ModelSpec
+        The spec that was fitted.
+    dataset : bayes_cart.dataset.Dataset
+        The data that were fitted.
+    model_data : ModelData
+        What the model saw (covariate design, notes on imputation...).
+    diagnostics : Diagnostics
+        The gate's results.
+    timings : dict
+        ``compile_seconds``, ``sampling_seconds``, ``predictive_seconds``.
+    """
+
+    idata: az.InferenceData
+    spec: ModelSpec
+    dataset: Any
+    model_data: ModelData
+    diagnostics: Diagnostics
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _seed(random_seed: int | None, offset: int) -> int:
+    base = 0 if random_seed is None else int(random_seed)
+    return int(np.random.SeedSequence([base, offset]).generate_state(1)[0])
+
+
+def sample_posterior(
+    model: pm.Model,
+    *,
+    sampler: str = "nutpie",
+    chains: int = 4,
+    tune: int = 1000,
+    draws: int = 1000,
+    random_seed: int | None = 0,
+    target_accept: float = 0.9,
+    cores: int | None = None,
+    progress: bool = False,
+) -> tuple[az.InferenceData, dict[str, float]]:
+    """Sample the posterior of a PyMC model with the chosen backend.
+
+    Returns
+    -------
+    idata, timings
+        The posterior InferenceData and ``compile_seconds`` / ``sampling_seconds``.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    seed = _seed(random_seed, 1)
+    cores = cores or min(chains, 2)
+    if sampler.startswith("nutpie"):
+        import nutpie
+
+        t0 = time.perf_counter()
+        if sampler == "nutpie-jax":
+            compiled = nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax")
+        else:
+            compiled = nutpie.compile_pymc_model(model)
+        t1 = time.perf_counter()
+        idata = nutpie.sample(
+            compiled,
+            chains=chains,
+            tune=tune,
+            draws=draws,
+            seed=seed,
+            target_accept=target_accept,
+            cores=cores,
+            progress_bar=progress,
+        )
+        t2 = time.perf_counter()
+        return idata, {"compile_seconds": t1 - t0, "sampling_seconds": t2 - t1}
+    t0 = time.perf_counter()
+    kwargs: dict[str, Any] = {}
+    if sampler == "numpyro":
+        kwargs["nuts_sampler"] = "numpyro"
+    with model:
+        idata = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=seed,
+            target_accept=target_accept,
+            progressbar=progress,
+            compute_convergence_checks=False,
+            **kwargs,
+        )
+    t1 = time.perf_counter()
+    # PyMC and numpyro compile inside sample(); their compile time is not separable
+    return idata, {"compile_seconds": float("nan"), "sampling_seconds": t1 - t0}
+
+
+def _constant_data(md: ModelData, dataset: Any) -> xr.Dataset:
+    obs = {
+        "time": ("obs", md.time),
+        "cens": ("obs", md.cens),
+        "log_limit": ("obs", md.log_limit),
+        "patient_index": ("obs", md.patient_index),
+        "distribution_phase": ("patient", md.distribution_mask.astype(np.int8)),
+    }
+    if md.group_levels:
+        obs["group_index"] = ("patient", md.group_index)
+    ds = xr.Dataset(obs, coords={"obs": md.obs_rows, "patient": list(md.patient_ids)})
+    for col in dataset.patients.columns:
+        values = dataset.patients[col]
+        if values.dtype.kind in "fiub":
+            ds[f"cov_{col}"] = ("patient", values.to_numpy(dtype=float))
+        else:
+            ds[f"cov_{col}"] = ("patient", values.astype(object).fillna("").astype(str).to_numpy())
+    for name, matrix in md.design.matrices.items():
+        ds[f"X_{name}"] = (("patient", f"{name}_effect"), matrix.to_numpy())
+        ds = ds.assign_coords({f"{name}_effect": list(matrix.columns)})
+    return ds
+
+
+def fit(
+    dataset: Any,
+    spec: ModelSpec,
+    *,
+    sampler: str = "nutpie",
+    chains: int = 4,
+    tune: int = 1000,
+    draws: int = 1000,
+    random_seed: int | None = 0,
+    target_accept: float = 0.9,
+    solver: str = "closed_form",
+    prior_draws: int = 500,
+    predictive: bool = True,
+    progress: bool = False,
+    on_step: Callable[[str], None] | None = None,
+) -> Fit:
+    """Fit ``spec`` to ``dataset``: build, sample, add predictive groups, run the gate.
+
+    Parameters
+    ----------
+    dataset : bayes_cart.dataset.Dataset
+        Validated data (:func:`bayes_cart.dataset.load_dataset`).
+    spec : ModelSpec
+        Model spec (:func:`bayes_cart.spec.load_spec`).
+    sampler : str
+        One of :data:`SAMPLERS`.
+    chains, tune, draws : int
+        NUTS settings.
+    random_seed : int
+        Seeds sampling, prior and posterior predictive draws.
+    target_accept : float
+        NUTS target acceptance.
+    solver : {"closed_form", "ode"}
+        Kinetic solver inside the model.
+    prior_draws : int
+        Draws of the prior / prior predictive (0 to skip).
+    predictive : bool
+        Store posterior predictive and pointwise log-likelihood groups.
+    progress : bool
+        Show the sampler's progress bar.
+    on_step : callable, optional
+        Called with a short message at each step (the CLI's progress display).
+
+    Returns
+    -------
+    Fit
+        Use :func:`bayes_cart.io.save_fit` to write it.
+
+    Examples
+    --------
+    >>> from bayes_cart.example import load_example  # doctest: +SKIP
+    >>> f = fit(load_example(), load_spec("liu2021"), draws=500)  # doctest: +SKIP
+    """
+    step = on_step or (lambda msg: None)
+    step("building the model")
+    md = prepare_model_data(dataset, spec)
+    model = build_model(dataset, spec, model_data=md, solver=solver)
+    step(f"sampling with {sampler}: {chains} chains x ({tune} tune + {draws} draws)")
+    idata, timings = sample_posterior(
+        model,
+        sampler=sampler,
+        chains=chains,
+        tune=tune,
+        draws=draws,
+        random_seed=random_seed,
+        target_accept=target_accept,
+        progress=progress,
+    )
+    t0 = time.perf_counter()
+    with model:
+        if prior_draws:
+            step("prior predictive")
+            prior = pm.sample_prior_predictive(
+                draws=prior_draws, random_seed=_seed(random_seed, 2)
+            )
+            idata.extend(prior)
+        if predictive:
+            step("posterior predictive and pointwise log-likelihood")
+            pm.sample_posterior_predictive(
+                idata,
+                var_names=["log_dv"],
+                random_seed=_seed(random_seed, 3),
+                extend_inferencedata=True,
+                progressbar=False,
+            )
+            pm.compute_log_likelihood(idata, var_names=["log_dv"], progressbar=False)
+    if "observed_data" not in idata.groups():
+        idata.add_groups(
+            observed_data=xr.Dataset({"log_dv": ("obs", md.log_dv)}, coords={"obs": md.obs_rows})
+        )
+    idata.add_groups(constant_data=_constant_data(md, dataset))
+    timings["predictive_seconds"] = time.perf_counter() - t0
+    step("diagnostics")
+    diag = check_fit(idata)
+    return Fit(
+        idata=idata,
+        spec=spec,
+        dataset=dataset,
+        model_data=md,
+        diagnostics=diag,
+        timings=timings,
+    )
