@@ -32,7 +32,7 @@ def population_variables(idata: az.InferenceData) -> list[str]:
         dims = set(var.dims) - {"chain", "draw"}
         if "patient" in dims or "obs" in dims or "patient_dp" in dims:
             continue
-        if name.startswith(("z_", "log_", "chol_")) or name.endswith("_i"):
+        if name.startswith(("z_", "log_", "chol_")) or name.endswith(("_i", "__")):
             continue
         if any(d.startswith("chol_") for d in dims):
             continue

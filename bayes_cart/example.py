@@ -452,7 +452,7 @@ def load_example() -> Any:
 
 
 def example_truth() -> dict[str, Any]:
-    """The true values behind the example.
+    """Return the true values behind the example.
 
     Returns
     -------

@@ -69,41 +69,50 @@ def prior_dist(prior: PriorSpec, name: str | None = None, log_scale: bool = Fals
     return cls(name, **args, **kwargs)
 
 
-def _log_individual(
+def _log_mean(
     name: str,
     spec: ModelSpec,
     md: ModelData,
-    eta: Any,
     n_patients: int,
     label: str,
     typical: PriorSpec,
 ) -> Any:
-    """Log individual values of one parameter: typical + covariates + group + eta."""
+    """Log population mean of one parameter per patient: typical + covariates + group."""
     doc = spec.doc
     log_pop = prior_dist(typical, f"log_{label}", log_scale=True)
     pm.Deterministic(label, pt.exp(log_pop))
-    log_i = log_pop * pt.ones(n_patients)
+    log_mu = log_pop * pt.ones(n_patients)
     X = md.design.matrices.get(name)
     if X is not None and X.shape[1] > 0:
         b = prior_dist(doc.covariates.prior, f"b_{label}", dims=f"{name}_effect")
-        log_i = log_i + pt.dot(pt.as_tensor_variable(X.to_numpy()), b)
+        log_mu = log_mu + pt.dot(pt.as_tensor_variable(X.to_numpy()), b)
     if doc.group.mode == "random" and name in doc.group.parameters:
         gdim = (md.group_column or "group").lower()
         omega_g = prior_dist(doc.group.prior, f"omega_{gdim}_{label}")
         z_g = pm.Normal(f"z_{gdim}_{label}", 0.0, 1.0, dims=gdim)
         u = pm.Deterministic(f"u_{gdim}_{label}", omega_g * z_g, dims=gdim)
-        log_i = log_i + u[md.group_index]
-    if eta is not None:
-        log_i = log_i + eta
-    return log_i
+        log_mu = log_mu + u[md.group_index]
+    return log_mu
 
 
-def _iiv_etas(spec: ModelSpec, names: list[str], n: int, labels: dict[str, str]) -> dict[str, Any]:
-    """Non-centred random effects: independent ones and LKJ-correlated blocks."""
+def _random_effects(
+    spec: ModelSpec,
+    names: list[str],
+    n: int,
+    labels: dict[str, str],
+    means: dict[str, Any],
+) -> dict[str, Any]:
+    """Individual log parameters ``mean + eta``: independent etas and LKJ-correlated blocks.
+
+    Each parameter (or block) is centred (``log p_i ~ Normal(mean_i, omega)``) when listed in
+    ``sampling.centered`` and non-centred (``eta = omega z``, ``z ~ Normal(0, 1)``) otherwise:
+    centring suits parameters the data inform well per patient, non-centring weakly informed
+    ones (funnel geometry).
+    """
     doc = spec.doc
-    etas: dict[str, Any] = {}
-    in_block = {x for block in doc.iiv.blocks for x in block}
-    for bi, block in enumerate(doc.iiv.blocks):
+    centered = set(doc.sampling.centered)
+    log_i: dict[str, Any] = {}
+    for block in doc.iiv.blocks:
         block = [b for b in block if b in names]
         if len(block) < 2:
             continue
@@ -124,23 +133,35 @@ def _iiv_etas(spec: ModelSpec, names: list[str], n: int, labels: dict[str, str])
             compute_corr=True,
         )
         pm.Deterministic(f"corr_{label}", corr[0, 1] if len(block) == 2 else corr)
-        z = pm.Normal(f"z_{label}", 0.0, 1.0, shape=(n, len(block)))
-        eta_block = pt.dot(z, chol.T)
+        mean = pt.stack([means[b] for b in block], axis=1)
+        if all(b in centered for b in block):
+            values = pm.MvNormal(f"log_{label}_i", mu=mean, chol=chol, shape=(n, len(block)))
+            eta_block = values - mean
+        else:
+            z = pm.Normal(f"z_{label}", 0.0, 1.0, shape=(n, len(block)))
+            eta_block = pt.dot(z, chol.T)
         for j, b in enumerate(block):
             pm.Deterministic(f"omega_{labels[b]}", stds[j])
-            etas[b] = pm.Deterministic(f"eta_{labels[b]}", eta_block[:, j], dims="patient")
-        del bi
+            eta = pm.Deterministic(f"eta_{labels[b]}", eta_block[:, j], dims="patient")
+            log_i[b] = means[b] + eta
     for b in names:
-        if b in in_block and b in etas:
+        if b in log_i:
             continue
         prior = doc.parameters[b].iiv
         if prior is None:
-            etas[b] = None
+            log_i[b] = means[b]
             continue
         omega = prior_dist(prior, f"omega_{labels[b]}")
-        z = pm.Normal(f"z_{labels[b]}", 0.0, 1.0, dims="patient")
-        etas[b] = pm.Deterministic(f"eta_{labels[b]}", omega * z, dims="patient")
-    return etas
+        if b in centered:
+            values = pm.Normal(f"log_{labels[b]}_i", means[b], omega, dims="patient")
+            pm.Deterministic(f"eta_{labels[b]}", values - means[b], dims="patient")
+            log_i[b] = values
+        else:
+            z = pm.Normal(f"z_{labels[b]}", 0.0, 1.0, dims="patient")
+            log_i[b] = means[b] + pm.Deterministic(
+                f"eta_{labels[b]}", omega * z, dims="patient"
+            )
+    return log_i
 
 
 def build_model(
@@ -199,13 +220,11 @@ def build_model(
                 median=float(c0.median * np.exp(b.median * t1.median)),
                 sigma=float(np.sqrt(c0.sigma**2 + 1.0)),
             )
-        etas = _iiv_etas(spec, estimated, n, labels)
-        values: dict[str, Any] = {}
-        log_values: dict[str, Any] = {}
-        for name in estimated:
-            log_i = _log_individual(name, spec, md, etas.get(name), n, labels[name], typicals[name])
-            log_values[name] = log_i
-            values[name] = pt.exp(log_i)
+        means = {
+            name: _log_mean(name, spec, md, n, labels[name], typicals[name]) for name in estimated
+        }
+        log_values = _random_effects(spec, estimated, n, labels, means)
+        values: dict[str, Any] = {name: pt.exp(log_values[name]) for name in estimated}
         for name, p in doc.parameters.items():
             if p.fixed is not None:
                 values[name] = pt.as_tensor_variable(np.full(n, p.fixed))

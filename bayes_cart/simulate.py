@@ -374,6 +374,38 @@ def make_design(
     return design
 
 
+_DATASET_COLUMNS = ("DV", "CENS", "LIMIT", "MDV", "EVID", "AMT", "ROW")
+
+
+def _design_frame(design: Any) -> pd.DataFrame:
+    """Turn a Dataset into its sample times with the patient covariates (incl. DOSE)."""
+    if hasattr(design, "observations") and hasattr(design, "patients"):
+        covs = design.patients.reset_index()
+        return design.observations[["ID", "TIME"]].merge(covs, on="ID", how="left")
+    if not isinstance(design, pd.DataFrame):
+        raise TypeError(f"design must be a DataFrame or a Dataset, got {type(design).__name__}")
+    return design
+
+
+def _sample_rows(design: pd.DataFrame) -> pd.DataFrame:
+    """Return the planned samples of a design (dataset-format frames lose dosing rows, DV).
+
+    NONMEM dosing rows (``EVID=1``) give the covariate ``DOSE`` (summed ``AMT``) unless there
+    is one; the columns ``DV, CENS, LIMIT, MDV, EVID, AMT, ROW`` are dropped. The 1-based row
+    number of each kept row in the input is in column ``_row``.
+    """
+    d = design.reset_index(drop=True).copy()
+    d["_row"] = np.arange(1, len(d) + 1)
+    if "EVID" in d.columns:
+        evid = pd.to_numeric(d["EVID"], errors="coerce").fillna(0).to_numpy()
+        if "AMT" in d.columns and "DOSE" not in d.columns and (evid == 1).any():
+            amt = pd.to_numeric(d["AMT"], errors="coerce").where(evid == 1)
+            dose = amt.groupby(d["ID"].astype(str)).sum(min_count=1)
+            d["DOSE"] = d["ID"].astype(str).map(dose).to_numpy(float)
+        d = d[evid == 0]
+    return d.drop(columns=[c for c in _DATASET_COLUMNS if c in d.columns]).reset_index(drop=True)
+
+
 def _check_design(
     design: pd.DataFrame, population: PopulationParameters, lloq_column: str | None
 ) -> pd.DataFrame:
@@ -383,11 +415,12 @@ def _check_design(
             problems.append(Problem("required column missing", column=col))
     if problems:
         raise DataError("design", problems)
-    d = design.reset_index(drop=True).copy()
+    d = _sample_rows(design)
     d["ID"] = d["ID"].astype("string")
+    row_numbers = d.pop("_row").to_numpy()
 
     def rows(mask: Any) -> tuple[int, ...]:
-        return tuple(int(i) + 1 for i in np.flatnonzero(np.asarray(mask)))
+        return tuple(int(r) for r in row_numbers[np.asarray(mask, dtype=bool)])
 
     if d["ID"].isna().any():
         problems.append(Problem("missing patient ID", row=rows(d["ID"].isna()), column="ID"))
@@ -462,7 +495,7 @@ def _row_lloq(
 
 
 def simulate_patients(
-    design: pd.DataFrame,
+    design: pd.DataFrame | Any,
     population: PopulationParameters,
     *,
     lloq: float | pd.Series | Mapping[str, float] | str | None = None,
@@ -478,8 +511,10 @@ def simulate_patients(
 
     Parameters
     ----------
-    design : pandas.DataFrame
-        One row per planned sample: ``ID``, ``TIME`` (days) and patient covariates. A column
+    design : pandas.DataFrame or Dataset
+        One row per planned sample: ``ID``, ``TIME`` (days) and patient covariates. A dataset
+        (or a dataset-format frame) can serve as design: its sample times and covariates are
+        used, dosing rows give ``DOSE``, and DV/CENS/EVID/AMT/MDV/LIMIT are ignored. A column
         named after a kinetic parameter (e.g. ``k``, ``T0``) sets that parameter per patient
         where it is not missing (its first value per patient); missing cells take the
         population distribution. This is how a distribution phase is given to a subset only.
@@ -511,6 +546,7 @@ def simulate_patients(
     """
     if stop_after_consecutive_blq is not None and stop_after_consecutive_blq < 1:
         raise ValueError("stop_after_consecutive_blq must be >= 1 or None")
+    design = _design_frame(design)
     lloq_column = lloq if isinstance(lloq, str) else None
     if lloq is None and "LLOQ" in design.columns:
         lloq_column = "LLOQ"

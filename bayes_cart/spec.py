@@ -119,7 +119,7 @@ class CovariateSpec(_Frozen):
     formulas: dict[str, str] = Field(default_factory=dict)
     reference: dict[str, str] = Field(default_factory=dict)
     prior: PriorSpec = PriorSpec(dist="Normal", mu=0.0, sigma=0.5)
-    missing: Literal["level", "marginalize"] = "level"
+    missing: Literal["level"] = "level"
 
 
 class GroupSpec(_Frozen):
@@ -156,6 +156,7 @@ class SamplingSpec(_Frozen):
     """Parameterisation choices that change sampling speed but not the model."""
 
     parameterisation: Literal["c0", "cmax"] = "c0"
+    centered: tuple[str, ...] = ()
 
 
 class _SpecDocument(_Frozen):
@@ -490,6 +491,15 @@ def _semantic_problems(doc: _SpecDocument) -> list[str]:
         )
     if doc.error.model == "student_t" and doc.error.nu is None:
         problems.append("error.nu: the student_t error model needs a prior for nu")
+    for name in doc.sampling.centered:
+        if name not in iiv_names:
+            problems.append(f"sampling.centered: {name!r} has no IIV to centre")
+    for i, block in enumerate(doc.iiv.blocks):
+        inside = [b in doc.sampling.centered for b in block]
+        if any(inside) and not all(inside):
+            problems.append(
+                f"sampling.centered: block iiv.blocks[{i}] {list(block)} must be centred as a whole"
+            )
     if doc.sampling.parameterisation == "cmax":
         for n in ("C0", "beta", "T1"):
             if n in doc.parameters and doc.parameters[n].typical is None:

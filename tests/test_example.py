@@ -89,7 +89,9 @@ def test_dosing_rows_and_layout(raw):
     ]  # fmt: skip
     dosing = raw[raw["EVID"] == 1]
     assert len(dosing) == 218 and dosing["ID"].is_unique
-    assert (dosing["TIME"] == 0).all() and (dosing["MDV"] == 1).all() and (dosing["DV"] == ".").all()
+    assert (
+        (dosing["TIME"] == 0).all() and (dosing["MDV"] == 1).all() and (dosing["DV"] == ".").all()
+    )
     amt = dosing["AMT"].astype(float)
     assert amt.min() >= 1e7 and amt.max() <= 5e8
     obs = raw[raw["EVID"] == 0]

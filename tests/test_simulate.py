@@ -153,7 +153,9 @@ def test_distribution_phase_for_a_subset_via_design_columns():
     )
     sim = simulate_patients(design, pop, random_seed=4)
     with_phase = sim.truth["ID"] <= "P100"
-    assert (sim.truth.loc[with_phase, "k"] > 0).all() and (sim.truth.loc[~with_phase, "k"] == 0).all()
+    assert (sim.truth.loc[with_phase, "k"] > 0).all() and (
+        sim.truth.loc[~with_phase, "k"] == 0
+    ).all()
     assert (sim.truth.loc[~with_phase, "T0"] == 0).all()
     assert sim.truth.loc[~with_phase, "eta_k"].isna().all()
     assert abs(np.log(sim.truth.loc[with_phase, "k"]).mean() - np.log(0.6)) < 4 * 0.3 / 10
@@ -247,8 +249,8 @@ def test_population_files_round_trip(tmp_path):
     assert PopulationParameters.from_file(js) == pop
     toml = tmp_path / "pop.toml"
     toml.write_text(
-        'sigma = 0.5\n[typical]\nC0 = 50\nbeta = 0.4\nT1 = 12\nalpha = 0.124\nrM = 0.0015\n'
-        'deltaM = 0.004\n[omega]\nbeta = 0.39\nT1 = 0.25\n[correlation]\nbeta = { T1 = -0.6 }\n'
+        "sigma = 0.5\n[typical]\nC0 = 50\nbeta = 0.4\nT1 = 12\nalpha = 0.124\nrM = 0.0015\n"
+        "deltaM = 0.004\n[omega]\nbeta = 0.39\nT1 = 0.25\n[correlation]\nbeta = { T1 = -0.6 }\n"
     )
     loaded = PopulationParameters.from_file(toml)
     assert loaded.correlation == {("beta", "T1"): -0.6}
@@ -298,3 +300,43 @@ def test_cli_simulate_without_and_with_design(tmp_path):
     assert len(pd.read_csv(out)) == 6
     neither = CliRunner().invoke(app, args)
     assert neither.exit_code == 2 and "--n-patients" in neither.output
+
+
+def test_a_dataset_serves_as_design():
+    frame = pd.DataFrame(
+        {
+            "ID": ["a", "a", "a", "b", "b", "b"],
+            "TIME": [0.0, 1.0, 7.0, 0.0, 2.0, 9.0],
+            "EVID": [1, 0, 0, 1, 0, 0],
+            "AMT": [1e8, None, None, 5e7, None, None],
+            "DV": [None, 10.0, 50.0, None, 20.0, 300.0],
+            "CENS": [0, 0, 0, 0, 0, 0],
+            "ARM": ["A", "A", "A", "B", "B", "B"],
+        }
+    )
+    pop = population(
+        omega={"beta": 0.39, "T1": 0.25},
+        effects={"C0": {"DOSE": {"power": 1.0, "reference": 1e8}}},
+    )
+    from_frame = simulate_patients(frame, pop, random_seed=1)
+    assert from_frame.data["TIME"].tolist() == [1.0, 7.0, 2.0, 9.0]
+    assert from_frame.truth["DOSE"].tolist() == [1e8, 5e7]
+    assert np.allclose(from_frame.truth["C0"], [50.0, 25.0])
+    assert not np.allclose(from_frame.data["DV"], [10.0, 50.0, 20.0, 300.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        ds = load_dataset(frame)
+    from_dataset = simulate_patients(ds, pop, random_seed=1)
+    pd.testing.assert_frame_equal(
+        from_dataset.truth[["ID", "C0", "beta"]], from_frame.truth[["ID", "C0", "beta"]]
+    )
+    bad = frame.assign(TIME=[0.0, 1.0, -7.0, 0.0, 2.0, 9.0])
+    with pytest.raises(DataError, match="row 3"):  # row numbers of the input, dosing rows count
+        simulate_patients(bad, pop, random_seed=1)
+
+
+def test_t0_after_t1_is_capped_with_a_warning():
+    pop = PopulationParameters(typical={**TYPICAL, "k": 0.5}, fixed={"T0": 20.0}, sigma=0.1)
+    with pytest.warns(DataWarning, match="T0 > T1 for 2 patient"):
+        sim = simulate_patients(make_design(2, [1.0, 30.0]), pop, random_seed=1)
+    assert (sim.truth["T0"] == sim.truth["T1"]).all()

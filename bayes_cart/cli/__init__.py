@@ -17,12 +17,13 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from bayes_cart.cli import example_cmd, nca_cmd, simulate_cmd, validate_cmd
+    from bayes_cart.cli import example_cmd, fit_cmd, nca_cmd, simulate_cmd, validate_cmd
 
     app.command("validate")(validate_cmd.validate)
     app.command("nca")(nca_cmd.nca)
     app.command("simulate")(simulate_cmd.simulate)
     app.command("example")(example_cmd.example)
+    app.command("fit")(fit_cmd.fit)
 
 
 _register()

@@ -27,7 +27,9 @@ def _parse_times(text: str) -> list[float]:
     try:
         times = [float(x) for x in text.replace(";", ",").split(",") if x.strip()]
     except ValueError:
-        raise typer.BadParameter(f"--times must be numbers separated by commas, got {text!r}")
+        raise typer.BadParameter(
+            f"--times must be numbers separated by commas, got {text!r}"
+        ) from None
     if not times or min(times) < 0:
         raise typer.BadParameter("--times needs at least one time >= 0 (days)")
     return times

@@ -36,6 +36,28 @@ Array = Any
 _SMALL = 1e-8
 
 
+def log_add_exp(a: Array, b: Array, xp: ModuleType = np) -> Array:
+    """``log(exp(a) + exp(b))``, stable in value and gradient; ``-inf`` arguments allowed.
+
+    ``pytensor.tensor.logaddexp`` is ``log(exp(a) + exp(b))``: its value is rewritten into a
+    stable form but its gradient is ``0/0`` once both terms underflow (``a, b < -745``, e.g.
+    long after the peak). Here ``hi + log1p(exp(lo - hi))`` is used, whose gradient is split
+    evenly at ``a == b``.
+
+    Examples
+    --------
+    >>> float(log_add_exp(-1000.0, -1000.0))
+    -999.3068528194401
+    >>> float(log_add_exp(2.0, -np.inf))
+    2.0
+    """
+    a_larger = a >= b
+    hi = xp.where(a_larger, a, b)
+    lo = xp.where(a_larger, b, a)
+    diff = xp.where(hi > -np.inf, lo - hi, -np.inf)
+    return hi + xp.log1p(xp.exp(diff))
+
+
 def log_biexp_kernel(rate_a: Array, rate_b: Array, tau: Array, xp: ModuleType = np) -> Array:
     """Log of ``(exp(-a tau) - exp(-b tau)) / (b - a)`` for tau > 0, stable for a == b.
 
@@ -62,7 +84,9 @@ def log_biexp_kernel(rate_a: Array, rate_b: Array, tau: Array, xp: ModuleType = 
     >>> float(np.exp(log_biexp_kernel(0.1, 0.1, 2.0)))  # tau exp(-a tau)
     1.6374615061559636
     """
-    lo = xp.minimum(rate_a, rate_b)
+    # min(a, b) written so that its gradient is split evenly at a == b (the kernel is smooth
+    # there; xp.minimum would give the whole gradient to one rate, or to both in pytensor)
+    lo = 0.5 * (rate_a + rate_b - xp.abs(rate_b - rate_a))
     x = xp.abs(rate_b - rate_a) * tau
     small = x < _SMALL
     x_safe = xp.where(small, 1.0, x)
@@ -120,7 +144,7 @@ def liu_log_states(
     >>> le, lm, lt = liu_log_states(np.array([0.0, 10.0, 40.0]), np.log(10.0), 0.5, 10.0,
     ...                            0.1, 0.01, 0.001)
     >>> np.round(np.exp(lt), 2)
-    array([1.0000e+01, 1.4841e+03, 1.0370e+02])
+    array([  10.  , 1484.13,  149.58])
     """
     # before the peak: distribution then expansion, in log space
     s = xp.minimum(t, t1)
@@ -131,7 +155,7 @@ def liu_log_states(
     after = tau > 0.0
     tau_safe = xp.where(after, tau, 1.0)
     log_m_after = log_e_pre + xp.log(r_m) + log_biexp_kernel(lam, delta_m, tau_safe, xp=xp)
-    log_total_after = xp.logaddexp(log_e, log_m_after)
+    log_total_after = log_add_exp(log_e, log_m_after, xp=xp)
     log_m = xp.where(after, log_m_after, -np.inf)
     log_total = xp.where(after, log_total_after, log_e)
     return log_e, log_m, log_total
@@ -189,5 +213,5 @@ def stein_log_total(
     rho = xp.log(foldx) / tmax
     tau = xp.maximum(t - tmax, 0.0)
     log_pre = log_cmax - rho * xp.maximum(tmax - t, 0.0)
-    log_post = log_cmax + xp.logaddexp(xp.log1p(-fb) - alpha * tau, xp.log(fb) - beta * tau)
+    log_post = log_cmax + log_add_exp(xp.log1p(-fb) - alpha * tau, xp.log(fb) - beta * tau, xp=xp)
     return xp.where(t > tmax, log_post, log_pre)

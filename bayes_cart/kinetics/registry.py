@@ -105,6 +105,31 @@ class KineticModel:
         raise ValueError(f"unknown solver {solver!r}; use 'closed_form' or 'ode'")
 
 
+class _LazyODE:
+    """Stand-in for a :class:`~bayes_cart.kinetics.ode.PhasedODE` defined in the ode module.
+
+    Importing :mod:`bayes_cart.kinetics.ode` imports JAX and diffrax and switches JAX to 64-bit
+    floats; this placeholder delays that until the ODE route is first used.
+    """
+
+    def __init__(self, attribute: str) -> None:
+        self._attribute = attribute
+
+    def load(self) -> Any:
+        """Import the ode module and return the real object."""
+        from bayes_cart.kinetics import ode
+
+        return getattr(ode, self._attribute)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
+    def __repr__(self) -> str:
+        return f"<lazy bayes_cart.kinetics.ode.{self._attribute}>"
+
+
 _REGISTRY: dict[str, KineticModel] = {}
 
 
@@ -183,6 +208,7 @@ LIU2021 = register_kinetics(
             "contraction with memory (alpha, rM, deltaM; deltaE fixed)"
         ),
         closed_form=_liu_closed_form,
+        ode=_LazyODE("LIU2021_ODE"),
         defaults={"k": 0.0, "T0": 0.0, "deltaE": 0.435 / (365.25 / 12.0)},
         reference="Liu C et al. Clin Pharmacol Ther 2021; medRxiv 2020.05.09.20096586",
     )

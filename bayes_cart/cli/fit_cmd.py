@@ -1,0 +1,143 @@
+"""``bayes-cart fit``: fit a model spec to a dataset and write fit.nc, summary.csv, diagnostics.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console()
+
+
+def fit(
+    data: Annotated[str, typer.Argument(help="Dataset (CSV/Parquet), or 'example' for the bundled one.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("fit"),
+    model: Annotated[str, typer.Option("--model", help="Spec name (liu2021...) or TOML file.")] = "liu2021",
+    covariates: Annotated[
+        list[str] | None,
+        typer.Option("--covariates", help="Formula per parameter, e.g. 'beta ~ RESPONSE + TUMOR_TYPE'; repeatable."),
+    ] = None,
+    reference: Annotated[
+        list[str] | None,
+        typer.Option("--reference", help="Reference level, e.g. RESPONSE=PD/NR; repeatable."),
+    ] = None,
+    trial: Annotated[
+        str | None,
+        typer.Option("--trial", help="Trial column as 'random' (partial pooling) or 'fixed', e.g. TRIAL:random:beta,alpha."),
+    ] = None,
+    distribution: Annotated[
+        str | None,
+        typer.Option("--distribution", help="Patients with a distribution phase, e.g. \"TRIAL == 'DLBCL'\"."),
+    ] = None,
+    chains: Annotated[int, typer.Option(help="Chains.")] = 4,
+    tune: Annotated[int, typer.Option(help="Tuning draws per chain.")] = 1000,
+    draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    sampler: Annotated[str, typer.Option(help="nutpie, nutpie-jax, pymc or numpyro.")] = "nutpie",
+    target_accept: Annotated[float, typer.Option(help="NUTS target acceptance.")] = 0.9,
+    time_unit: Annotated[str, typer.Option("--time-unit", help="Unit of TIME in the data.")] = "day",
+) -> None:
+    """Fit a hierarchical model and write DIR/fit.nc, DIR/summary.csv and DIR/diagnostics.json."""
+    from bayes_cart.cli.common import load_data_or_exit
+    from bayes_cart.errors import SpecError
+    from bayes_cart.io import save_fit
+    from bayes_cart.sampling import fit as run_fit
+    from bayes_cart.spec import load_spec, parse_covariate_option
+    from bayes_cart.summary import population_summary
+
+    dataset = load_data_or_exit(data, time_unit=time_unit)
+    try:
+        spec = load_spec(model)
+        formulas = dict(parse_covariate_option(c) for c in covariates or [])
+        refs = {}
+        for r in reference or []:
+            if "=" not in r:
+                raise SpecError("--reference", f"{r!r}: expected COLUMN=LEVEL")
+            k, v = r.split("=", 1)
+            refs[k.strip()] = v.strip()
+        overrides = {}
+        if trial:
+            parts = trial.split(":")
+            overrides = {
+                "column": parts[0],
+                "mode": parts[1] if len(parts) > 1 else "random",
+                "parameters": parts[2].split(",") if len(parts) > 2 else ["beta", "alpha"],
+            }
+        spec = spec.with_overrides(covariates=formulas, reference=refs, group=overrides or None)
+        if distribution is not None:
+            import json as _json
+
+            from bayes_cart.spec import spec_from_dict
+
+            raw = _json.loads(spec.text)
+            raw["distribution_phase"] = {"enabled_if": distribution}
+            spec = spec_from_dict(raw, source=spec.source)
+    except SpecError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(code=1) from None
+
+    with console.status("fitting...") as status:
+        result = run_fit(
+            dataset,
+            spec,
+            sampler=sampler,
+            chains=chains,
+            tune=tune,
+            draws=draws,
+            random_seed=seed,
+            target_accept=target_accept,
+            on_step=lambda msg: status.update(msg),
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    save_fit(result, out / "fit.nc")
+    summary = population_summary(result.idata)
+    summary.to_csv(out / "summary.csv", index=False)
+    md = result.model_data
+    diag = {
+        **result.diagnostics.to_dict(),
+        "compile_seconds": result.timings.get("compile_seconds"),
+        "sampling_seconds": result.timings.get("sampling_seconds"),
+        "predictive_seconds": result.timings.get("predictive_seconds"),
+        "n_patients": md.n_patients,
+        "n_observations": md.n_obs,
+        "n_censored": md.n_censored,
+        "sampler": sampler,
+        "chains": chains,
+        "tune": tune,
+        "draws": draws,
+        "seed": seed,
+        "model": spec.name,
+        "spec_hash": spec.hash,
+        "notes": md.notes,
+    }
+    (out / "diagnostics.json").write_text(json.dumps(diag, indent=2, default=float))
+
+    table = Table(title=f"{spec.name}: population parameters")
+    for col in ("parameter", "q50", "q5", "q95", "r_hat", "ess_bulk"):
+        table.add_column(col, justify="right" if col != "parameter" else "left")
+    for _, row in summary.iterrows():
+        table.add_row(
+            escape(row["parameter"]),
+            f"{row['q50']:.4g}",
+            f"{row['q5']:.4g}",
+            f"{row['q95']:.4g}",
+            f"{row['r_hat']:.3f}",
+            f"{row['ess_bulk']:.0f}",
+        )
+    console.print(table)
+    for note in md.notes:
+        console.print(f"[cyan]note:[/cyan] {escape(note)}")
+    d = result.diagnostics
+    verdict = "[green]PASSED[/green]" if d.passed else "[red]FAILED[/red]"
+    console.print(
+        f"diagnostics {verdict}: max R-hat {d.max_rhat:.3f}, min ESS bulk {d.min_ess_bulk:.0f} / "
+        f"tail {d.min_ess_tail:.0f}, divergences {d.divergences}"
+    )
+    for a in d.advice:
+        console.print(f"  [yellow]- {escape(a)}[/yellow]")
+    console.print(f"wrote {out / 'fit.nc'}, {out / 'summary.csv'}, {out / 'diagnostics.json'}")

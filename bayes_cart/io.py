@@ -1,0 +1,160 @@
+"""Saving and loading fits: the only module that touches the on-disk format.
+
+A fit is one NetCDF file (ArviZ InferenceData written with h5netcdf). Besides the sampler's
+groups it holds:
+
+* ``fitted_data``: the dataset that was fitted, one row per sample (``Dataset.to_frame``);
+* attributes on the ``posterior`` group: ``bayes_cart_version``, ``spec_json`` (the spec's
+  canonical content), ``spec_hash`` (its SHA-256 prefix: the model id), ``spec_source``,
+  ``sampler``, timings, diagnostics and the model notes (imputations...).
+
+:func:`load_fit` checks the identity: the stored hash must match the stored spec, the spec must
+still validate, the data must load again, and a fit written by a newer major version is
+refused. Keeping all of this here means a later move to ``xarray.DataTree`` (arviz 1.x) is local.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_cart import __version__
+from bayes_cart.dataset import load_dataset
+from bayes_cart.diagnostics import Diagnostics
+from bayes_cart.errors import FitFileError, SpecError
+from bayes_cart.model_data import prepare_model_data
+from bayes_cart.sampling import Fit
+from bayes_cart.spec import spec_from_dict
+
+#: Variables not written to disk: the standard-normal draws behind non-centred effects.
+_DROP_PREFIXES = ("z_",)
+
+
+def _frame_to_xarray(frame: pd.DataFrame) -> xr.Dataset:
+    data = {}
+    for col in frame.columns:
+        s = frame[col]
+        if s.dtype.kind in "fiub":
+            data[col] = ("row", s.to_numpy(dtype=float))
+        else:
+            data[col] = ("row", s.astype(object).where(s.notna(), "").astype(str).to_numpy())
+    return xr.Dataset(data, coords={"row": np.arange(len(frame))})
+
+
+def _xarray_to_frame(ds: xr.Dataset) -> pd.DataFrame:
+    frame = pd.DataFrame({name: ds[name].to_numpy() for name in ds.data_vars})
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            frame[col] = frame[col].replace("", np.nan)
+    return frame
+
+
+def save_fit(fit: Fit, path: str | Path) -> Path:
+    """Write a fit to one NetCDF file.
+
+    Parameters
+    ----------
+    fit : Fit
+        The result of :func:`bayes_cart.sampling.fit`.
+    path : str or Path
+        Output file (``.nc``); parent folders are created.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    idata = fit.idata
+    keep = [v for v in idata.posterior.data_vars if not str(v).startswith(_DROP_PREFIXES)]
+    groups = {g: getattr(idata, g) for g in idata.groups()}
+    groups["posterior"] = idata.posterior[keep]
+    groups["fitted_data"] = _frame_to_xarray(fit.dataset.to_frame())
+    attrs = {
+        "bayes_cart_version": __version__,
+        "spec_json": fit.spec.text,
+        "spec_hash": fit.spec.hash,
+        "spec_source": fit.spec.source,
+        "data_source": str(fit.dataset.source),
+        "data_time_unit": "day",
+        "timings_json": json.dumps(fit.timings),
+        "diagnostics_json": json.dumps(fit.diagnostics.to_dict(), default=float),
+        "notes_json": json.dumps(fit.model_data.notes),
+    }
+    post = groups["posterior"].copy()
+    post.attrs.update(attrs)
+    groups["posterior"] = post
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        out = az.InferenceData(**groups)
+        out.to_netcdf(str(path), engine="h5netcdf")
+    return path
+
+
+def load_fit(path: str | Path) -> Fit:
+    """Read a fit written by :func:`save_fit` and check that it is what it claims to be.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``fit.nc`` file.
+
+    Returns
+    -------
+    Fit
+        With the spec, dataset and model data rebuilt from the file.
+
+    Raises
+    ------
+    FitFileError
+        Missing file, not a bayes_cart fit, spec hash mismatch, or written by a newer major
+        version.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FitFileError(f"{path}: no such file")
+    try:
+        idata = az.from_netcdf(str(path), engine="h5netcdf")
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        raise FitFileError(f"{path}: not a readable NetCDF fit ({exc})") from None
+    attrs: dict[str, Any] = dict(idata.posterior.attrs) if "posterior" in idata.groups() else {}
+    missing = [k for k in ("spec_json", "spec_hash", "bayes_cart_version") if k not in attrs]
+    if missing or "fitted_data" not in idata.groups():
+        raise FitFileError(
+            f"{path}: not a bayes_cart fit (missing {missing or ['fitted_data group']})"
+        )
+    major = str(attrs["bayes_cart_version"]).split(".")[0]
+    if major.isdigit() and int(major) > int(__version__.split(".")[0] or 0):
+        raise FitFileError(
+            f"{path}: written by bayes_cart {attrs['bayes_cart_version']}, newer than this "
+            f"{__version__}; upgrade bayes_cart"
+        )
+    try:
+        spec = spec_from_dict(json.loads(attrs["spec_json"]), source=f"{path} (stored spec)")
+    except SpecError as exc:
+        raise FitFileError(f"{path}: the stored spec no longer validates:\n{exc}") from None
+    if spec.hash != attrs["spec_hash"]:
+        raise FitFileError(
+            f"{path}: spec hash mismatch (stored {attrs['spec_hash']}, content {spec.hash}); "
+            "the file was edited or is corrupt"
+        )
+    frame = _xarray_to_frame(idata.fitted_data)
+    dataset = load_dataset(frame)
+    model_data = prepare_model_data(dataset, spec)
+    diag = Diagnostics(**json.loads(attrs.get("diagnostics_json", "{}")))
+    return Fit(
+        idata=idata,
+        spec=spec,
+        dataset=dataset,
+        model_data=model_data,
+        diagnostics=diag,
+        timings=json.loads(attrs.get("timings_json", "{}")),
+    )

@@ -1,0 +1,252 @@
+"""Parameters and predictions from a fit: individual, typical and new (virtual) patients.
+
+These functions mirror :mod:`bayes_cart.model` in numpy so that analyses (VPC, contrasts,
+virtual populations, CK metrics) can draw from a saved fit without rebuilding the PyMC model.
+The kinetic curves come from the same closed form as the model
+(:meth:`bayes_cart.kinetics.KineticModel.solve`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_cart.covariates import build_covariate_design
+from bayes_cart.kinetics import get_kinetics
+from bayes_cart.spec import evaluate_subset
+
+Array = Any
+
+
+def _stack(da: xr.DataArray) -> xr.DataArray:
+    return da.stack(sample=("chain", "draw")).transpose("sample", ...)
+
+
+def individual_parameters(fit: Any) -> dict[str, np.ndarray]:
+    """Posterior draws of every kinetic parameter of every fitted patient.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit (:func:`bayes_cart.sampling.fit` or :func:`bayes_cart.io.load_fit`).
+
+    Returns
+    -------
+    dict
+        ``{parameter: array (sample, patient)}`` for every parameter of the kinetic structure
+        (fixed ones broadcast), ``sample`` = chains x draws.
+    """
+    post = fit.idata.posterior
+    kin = get_kinetics(fit.spec.kinetics)
+    n_sample = post.sizes["chain"] * post.sizes["draw"]
+    n = fit.model_data.n_patients
+    out: dict[str, np.ndarray] = {}
+    for name in kin.parameters:
+        var = f"{name}_i"
+        if var in post:
+            out[name] = np.asarray(_stack(post[var]))
+        else:
+            p = fit.spec.parameters.get(name)
+            if p is not None and p.fixed is not None:
+                value = p.fixed
+            elif p is not None and p.from_data is not None:
+                out[name] = np.broadcast_to(fit.model_data.from_data[name], (n_sample, n)).copy()
+                continue
+            else:
+                value = kin.defaults.get(name, 0.0)
+            out[name] = np.full((n_sample, n), float(value))
+    return out
+
+
+def _draw_index(n_total: int, n_draws: int | None, rng: np.random.Generator) -> np.ndarray:
+    if n_draws is None or n_draws >= n_total:
+        return np.arange(n_total)
+    return np.sort(rng.choice(n_total, size=n_draws, replace=False))
+
+
+def _omega_matrix(post: xr.Dataset, names: list[str], labels: dict[str, str]) -> np.ndarray:
+    """Per-draw covariance of the random effects (sample, p, p), from omegas and correlations."""
+    n_sample = post.sizes["chain"] * post.sizes["draw"]
+    k = len(names)
+    sd = np.zeros((n_sample, k))
+    for j, name in enumerate(names):
+        var = f"omega_{labels[name]}"
+        if var in post:
+            sd[:, j] = np.asarray(_stack(post[var]))
+    corr = np.broadcast_to(np.eye(k), (n_sample, k, k)).copy()
+    for var in post.data_vars:
+        if not str(var).startswith("corr_"):
+            continue
+        members = str(var)[5:].split("_")
+        inverse = {labels[n]: n for n in names}
+        idx = [names.index(inverse[m]) for m in members if m in inverse]
+        if len(idx) != len(members):
+            continue
+        values = np.asarray(_stack(post[var]))
+        if values.ndim == 1:  # a 2x2 block stores the single correlation
+            corr[:, idx[0], idx[1]] = corr[:, idx[1], idx[0]] = values
+        else:
+            for a, ia in enumerate(idx):
+                for b, ib in enumerate(idx):
+                    corr[:, ia, ib] = values[:, a, b]
+    return corr * sd[:, :, None] * sd[:, None, :]
+
+
+def population_parameters(
+    fit: Any,
+    patients: pd.DataFrame,
+    *,
+    n_draws: int | None = 500,
+    iiv: bool = True,
+    group: str = "fitted",
+    random_seed: int | np.random.Generator | None = None,
+) -> dict[str, np.ndarray]:
+    """Parameters of new patients with the given covariates, drawn from the population.
+
+    For each retained posterior draw the typical values, covariate effects and (optionally) new
+    random effects ``eta ~ Normal(0, Omega)`` (with the fitted correlations) are combined as in
+    the model; ``iiv=False`` gives the typical patient of each covariate combination.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit.
+    patients : DataFrame
+        One row per new patient with the covariate columns the model uses.
+    n_draws : int, optional
+        Posterior draws to use (random subset), all if None.
+    iiv : bool
+        Draw new random effects (prediction for new patients) or not (typical patient).
+    group : {"fitted", "new", "none"}
+        For a trial random effect: use the fitted trial effect for known trials ("fitted"),
+        draw a new trial ("new"), or set it to zero ("none").
+    random_seed : int or Generator
+        Seed.
+
+    Returns
+    -------
+    dict
+        ``{parameter: array (sample, patient)}``.
+    """
+    rng = np.random.default_rng(random_seed)
+    post = fit.idata.posterior
+    doc = fit.spec.doc
+    kin = get_kinetics(doc.kinetics)
+    n_total = post.sizes["chain"] * post.sizes["draw"]
+    sel = _draw_index(n_total, n_draws, rng)
+    s, n = len(sel), len(patients)
+    cmax_mode = doc.sampling.parameterisation == "cmax"
+    estimated = list(fit.spec.estimated_parameters)
+    labels = {p: ("Cmax" if (cmax_mode and p == "C0") else p) for p in estimated}
+
+    formulas = dict(doc.covariates.formulas)
+    design = fit.model_data.design
+    new_design = build_covariate_design(
+        patients,
+        formulas,
+        design.reference,
+        {p: fit.model_data.group_column for p in doc.group.parameters}
+        if doc.group.mode == "fixed"
+        else None,
+    )
+
+    log_values: dict[str, np.ndarray] = {}
+    for p in estimated:
+        lab = labels[p]
+        log_mu = np.repeat(np.asarray(_stack(post[f"log_{lab}"]))[sel][:, None], n, axis=1)
+        cols = design.effect_names(p)
+        if cols:
+            b = np.asarray(_stack(post[f"b_{lab}"]))[sel]  # (s, effects)
+            X = new_design.matrices.get(p, pd.DataFrame(index=patients.index)).reindex(
+                columns=cols, fill_value=0.0
+            )
+            log_mu = log_mu + b @ X.to_numpy().T
+        if doc.group.mode == "random" and p in doc.group.parameters and group != "none":
+            gdim = (fit.model_data.group_column or "group").lower()
+            u = np.asarray(_stack(post[f"u_{gdim}_{lab}"]))[sel]  # (s, levels)
+            omega_g = np.asarray(_stack(post[f"omega_{gdim}_{lab}"]))[sel]
+            levels = list(fit.model_data.group_levels)
+            col = fit.model_data.group_column
+            gvals = patients[col].astype(str).tolist() if col in patients else [None] * n
+            for j, g in enumerate(gvals):
+                if group == "fitted" and g in levels:
+                    log_mu[:, j] += u[:, levels.index(g)]
+                else:
+                    log_mu[:, j] += rng.normal(0.0, omega_g)
+        log_values[p] = log_mu
+
+    if iiv:
+        names = [p for p in estimated if doc.parameters[p].iiv is not None]
+        cov = _omega_matrix(post, names, labels)[sel]
+        chol = np.linalg.cholesky(cov + 1e-12 * np.eye(len(names)))
+        z = rng.standard_normal((s, n, len(names)))
+        eta = np.einsum("sij,snj->sni", chol, z)
+        for j, p in enumerate(names):
+            log_values[p] = log_values[p] + eta[:, :, j]
+
+    values = {p: np.exp(v) for p, v in log_values.items()}
+    # distribution phase
+    mask = np.zeros(n, dtype=bool)
+    if doc.distribution_phase.enabled_if:
+        mask = evaluate_subset(doc.distribution_phase.enabled_if, patients).to_numpy()
+    for p in ("k", "T0"):
+        spec_p = doc.parameters.get(p)
+        if spec_p is None:
+            continue
+        if spec_p.typical is not None and f"log_{p}" in post:
+            log_v = np.repeat(np.asarray(_stack(post[f"log_{p}"]))[sel][:, None], n, axis=1)
+            if iiv and f"omega_{p}" in post:
+                om = np.asarray(_stack(post[f"omega_{p}"]))[sel]
+                log_v = log_v + om[:, None] * rng.standard_normal((s, n))
+            values[p] = np.where(mask[None, :], np.exp(log_v), 0.0)
+        elif spec_p.fixed is not None:
+            values[p] = np.full((s, n), spec_p.fixed)
+    for p in kin.parameters:
+        if p in values:
+            continue
+        spec_p = doc.parameters.get(p)
+        if spec_p is not None and spec_p.fixed is not None:
+            values[p] = np.full((s, n), spec_p.fixed)
+        elif spec_p is not None and spec_p.from_data is not None:
+            # not defined for new patients: use the median over the fitted patients
+            values[p] = np.full((s, n), float(np.median(fit.model_data.from_data[p])))
+        else:
+            values[p] = np.full((s, n), float(kin.defaults.get(p, 0.0)))
+    if cmax_mode:
+        values["C0"] = np.exp(
+            np.log(values["C0"]) - values["beta"] * (values["T1"] - values["T0"])
+            + values["k"] * values["T0"]
+        )
+    return values
+
+
+def predict_curves(
+    kinetics: str, params: dict[str, np.ndarray], times: Array
+) -> dict[str, np.ndarray]:
+    """Evaluate the kinetic curves for parameter draws on a time grid.
+
+    Parameters
+    ----------
+    kinetics : str
+        Registry name.
+    params : dict
+        ``{parameter: array (sample, patient)}``.
+    times : array
+        Time grid (days), shape (time,) or (patient, time) per patient.
+
+    Returns
+    -------
+    dict
+        ``log_total`` (and ``log_E``, ``log_M`` where defined), shape (sample, patient, time).
+    """
+    kin = get_kinetics(kinetics)
+    t = np.asarray(times, dtype=float)
+    if t.ndim == 1:
+        t = t[None, None, :]
+    else:
+        t = t[None, :, :]
+    p3 = {k: np.asarray(v)[:, :, None] for k, v in params.items() if k in kin.parameters}
+    return {k: np.asarray(v) for k, v in kin.solve(t, p3).items()}

@@ -1,0 +1,74 @@
+"""Population summary table of a fit (``summary.csv``).
+
+One row per population quantity, named as a pharmacometrician expects:
+
+* typical values by the paper's names (``beta``, ``T1``, ``alpha``, ``rM``, ``deltaM``, ``C0``,
+  ``k``, ``T0``; for ``stein2019`` Stein's ``Cmax``, ``Tmax``...) on the natural scale, per day
+  (rates) or days (times), for the reference covariate levels;
+* IIV SDs ``omega_<param>`` (log scale), correlations ``corr_<p>_<q>``;
+* residual ``sigma`` (log scale);
+* covariate effects on the log scale ``<param>:<term>``, e.g. ``beta:RESPONSE[CR/PR]``;
+* trial-level SDs ``omega_<group>_<param>``.
+
+Columns: ``parameter, mean, sd, q5, q50, q95, r_hat, ess_bulk, ess_tail``.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from bayes_cart.diagnostics import population_variables
+
+COLUMNS = ["parameter", "mean", "sd", "q5", "q50", "q95", "r_hat", "ess_bulk", "ess_tail"]
+
+
+def _label(var: str, coord: str | None) -> str:
+    if var.startswith("b_"):
+        return f"{var[2:]}:{coord}"
+    return var if coord is None else f"{var}[{coord}]"
+
+
+def population_summary(idata: az.InferenceData) -> pd.DataFrame:
+    """Summarise every population quantity of a fit.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit's InferenceData.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`COLUMNS`, one row per quantity.
+    """
+    post = idata.posterior
+    names = [n for n in population_variables(idata) if not n.startswith("u_")]
+    rows = []
+    for name in names:
+        var = post[name]
+        extra = [d for d in var.dims if d not in ("chain", "draw")]
+        if not extra:
+            pieces = [(None, var)]
+        elif len(extra) == 1:
+            pieces = [(str(c), var.sel({extra[0]: c})) for c in var[extra[0]].values]
+        else:
+            continue
+        for coord, v in pieces:
+            x = np.asarray(v)
+            flat = x.reshape(-1)
+            rows.append(
+                {
+                    "parameter": _label(name, coord),
+                    "mean": float(flat.mean()),
+                    "sd": float(flat.std(ddof=1)),
+                    "q5": float(np.quantile(flat, 0.05)),
+                    "q50": float(np.quantile(flat, 0.5)),
+                    "q95": float(np.quantile(flat, 0.95)),
+                    "r_hat": float(az.rhat(x)),
+                    "ess_bulk": float(az.ess(x, method="bulk")),
+                    "ess_tail": float(az.ess(x, method="tail")),
+                }
+            )
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,0 +1,278 @@
+"""Accuracy and speed of the kinetic solvers.
+
+Prints
+1. max relative errors of the closed form vs SciPy (DOP853, rtol 1e-12) and of diffrax vs the
+   closed form on a parameter grid spanning the paper's ranges;
+2. max relative errors of gradients of log(E+M) (jax closed form, pytensor closed form,
+   diffrax) vs central finite differences;
+3. timing of one log-density (+ gradient) over a population (default 218 patients x ~12
+   observations): closed form numpy (value only), pytensor (compiled value+grad), jax jit
+   (value+grad) and diffrax batched (value+grad), with ratios.
+
+Run:  .venv/bin/python bench/bench_kinetics.py [--patients 218] [--obs 12] [--repeats 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from scipy.integrate import solve_ivp
+
+from bayes_cart.kinetics import get_kinetics
+from bayes_cart.kinetics.ode import make_batched_log_total
+from bayes_cart.units import DAYS_PER_MONTH, DELTA_E_PER_DAY
+
+LIU = get_kinetics("liu2021")
+NAMES = ("C0", "k", "T0", "beta", "T1", "alpha", "rM", "deltaM", "deltaE")
+
+
+def grid() -> list[dict[str, float]]:
+    out = []
+    settings = [
+        (3.0, 30.0, 0.0, 0.0, 50.0),
+        (30.0, 5.0, 0.0, 0.0, 1.0),
+        (30.0, 30.0, 1.0, 3.0, 0.01),
+        (10.0, 12.0, 0.3, 1.0, 200.0),
+    ]
+    for (beta, t1, k, t0, c0), alpha, r_m, delta_m in itertools.product(
+        settings, (0.5, 3.0, 10.0), (0.001, 0.03, 1.0), (0.001, 0.03, 1.0)
+    ):
+        out.append(
+            dict(
+                C0=c0,
+                k=k,
+                T0=t0,
+                beta=beta / DAYS_PER_MONTH,
+                T1=t1,
+                alpha=alpha / DAYS_PER_MONTH,
+                rM=r_m / DAYS_PER_MONTH,
+                deltaM=delta_m / DAYS_PER_MONTH,
+                deltaE=DELTA_E_PER_DAY,
+            )
+        )
+    lam = 2.3 / DAYS_PER_MONTH + DELTA_E_PER_DAY
+    for offset in (0.0, 1e-10):
+        out.append(
+            dict(
+                C0=5.0,
+                k=0.5,
+                T0=2.0,
+                beta=8.0 / DAYS_PER_MONTH,
+                T1=14.0,
+                alpha=2.0 / DAYS_PER_MONTH,
+                rM=0.3 / DAYS_PER_MONTH,
+                deltaM=lam + offset,
+                deltaE=DELTA_E_PER_DAY,
+            )
+        )
+    return out
+
+
+def scipy_states(t: np.ndarray, p: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    opts = dict(method="DOP853", rtol=1e-12, atol=1e-100)
+    e, m = np.zeros_like(t), np.zeros_like(t)
+    y = p["C0"]
+    for lo, hi, rate in ((0.0, p["T0"], -p["k"]), (p["T0"], p["T1"], p["beta"])):
+        inside = (t >= lo) & (t <= hi)
+        if hi > lo:
+            t_eval = np.unique(np.r_[t[inside], hi])
+            sol = solve_ivp(lambda s, u, r=rate: r * u, (lo, hi), [1.0], t_eval=t_eval, **opts)
+            e[inside] = y * sol.y[0][np.searchsorted(t_eval, t[inside])]
+            y *= sol.y[0][-1]
+        else:
+            e[inside] = y
+    lam = p["alpha"] + p["deltaE"] + p["rM"]
+    after = t > p["T1"]
+    sol = solve_ivp(
+        lambda s, u: [-lam * u[0], p["rM"] * u[0] - p["deltaM"] * u[1]],
+        (p["T1"], t.max()),
+        [1.0, 0.0],
+        t_eval=t[after],
+        **opts,
+    )
+    e[after], m[after] = y * sol.y[0], y * sol.y[1]
+    return e, m
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a), np.asarray(b)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if not np.array_equal(np.isfinite(a), np.isfinite(b)):
+        return np.inf
+    return float(np.abs(np.expm1(a[ok] - b[ok])).max()) if ok.any() else 0.0
+
+
+def accuracy() -> None:
+    cases = grid()
+    t = np.linspace(0.0, 365.0, 60)
+    err = {
+        "scipy total": 0.0,
+        "scipy E": 0.0,
+        "scipy M": 0.0,
+        "diffrax total": 0.0,
+        "diffrax E": 0.0,
+        "diffrax M": 0.0,
+    }
+    for p in cases:
+        tt = np.unique(np.r_[t, p["T1"] + 1e-3, p["T0"] + 0.3])[:62]
+        cf = LIU.solve(tt, p)
+        e, m = scipy_states(tt, p)
+        after = tt > p["T1"]
+        err["scipy total"] = max(err["scipy total"], rel(cf["log_total"], np.log(e + m)))
+        err["scipy E"] = max(err["scipy E"], rel(cf["log_E"], np.log(e)))
+        err["scipy M"] = max(err["scipy M"], rel(cf["log_M"][after], np.log(m[after])))
+        ode = {key: np.asarray(val) for key, val in LIU.solve(tt, p, solver="ode").items()}
+        err["diffrax total"] = max(err["diffrax total"], rel(ode["log_total"], cf["log_total"]))
+        err["diffrax E"] = max(err["diffrax E"], rel(ode["log_E"], cf["log_E"]))
+        err["diffrax M"] = max(err["diffrax M"], rel(ode["log_M"][after], cf["log_M"][after]))
+    print(f"accuracy on {len(cases)} parameter sets x {t.size}+ times (0-365 d), max rel. error")
+    for key, val in err.items():
+        print(f"  {key:15s} {val:.2e}")
+
+
+def gradients() -> None:
+    cases = grid()[::5]
+    sym = {name: pt.scalar(name) for name in NAMES}
+    tv = pt.vector("t")
+    out = LIU.solve(tv, sym, xp=pt)["log_total"]
+    grads = pytensor.grad(out.sum(), [sym[n] for n in NAMES])
+    pt_grad = pytensor.function([tv, *sym.values()], pt.stack(grads))
+
+    def jax_obj(x, t):
+        return LIU.solve(t, dict(zip(NAMES, x, strict=True)), xp=jnp)["log_total"].sum()
+
+    jax_grad = jax.jit(jax.grad(jax_obj))
+    batched = make_batched_log_total(LIU)
+    worst = {"jax closed form": 0.0, "pytensor closed form": 0.0, "diffrax": 0.0}
+    for p in cases:
+        t = np.array([p["T0"] + 0.4, p["T1"] - 0.3, p["T1"] + 0.5, p["T1"] + 7, 90.0, 300.0])
+        x = np.array([p[n] for n in NAMES])
+
+        def f(xx, t=t):
+            return float(LIU.solve(t, dict(zip(NAMES, xx, strict=True)))["log_total"].sum())
+
+        fd = np.zeros(len(NAMES))
+        for j in range(len(NAMES)):
+            h = 1e-6 * max(abs(x[j]), 1e-2)
+            up, down = x.copy(), x.copy()
+            up[j] += h
+            down[j] -= h
+            fd[j] = (f(up) - f(down)) / (2 * h)
+        scale = np.abs(fd).max()
+        params = {n: np.array([p[n]]) for n in NAMES}
+        g_ode = jax.grad(lambda q, t=t: batched(t, np.zeros(t.size, int), q).sum())(params)
+        got = {
+            "jax closed form": np.asarray(jax_grad(jnp.asarray(x), t)),
+            "pytensor closed form": pt_grad(t, *x),
+            "diffrax": np.array([float(g_ode[n][0]) for n in NAMES]),
+        }
+        for key, g in got.items():
+            e = np.abs(g - fd) / np.maximum(np.abs(fd), 1e-3 * scale)
+            worst[key] = max(worst[key], float(e.max()))
+    print(
+        f"gradient of sum log(E+M) vs central FD on {len(cases)} sets (incl. T0, T1), "
+        "max rel. error"
+    )
+    for key, val in worst.items():
+        print(f"  {key:22s} {val:.2e}")
+
+
+def population(n_patients: int, n_obs: int, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(max(n_obs - 4, 1), n_obs + 5, n_patients)
+    pid = np.repeat(np.arange(n_patients), counts)
+    t = np.concatenate([np.sort(rng.uniform(0.0, 365.0, c)) for c in counts])
+    p = dict(
+        C0=10 ** rng.uniform(0, 3, n_patients),
+        beta=rng.uniform(3, 30, n_patients) / DAYS_PER_MONTH,
+        T1=rng.uniform(5, 30, n_patients),
+        alpha=rng.uniform(0.5, 10, n_patients) / DAYS_PER_MONTH,
+        rM=10 ** rng.uniform(-3, 0, n_patients) / DAYS_PER_MONTH,
+        deltaM=10 ** rng.uniform(-3, 0, n_patients) / DAYS_PER_MONTH,
+    )
+    y = LIU.solve(t, {k: v[pid] for k, v in p.items()})["log_total"] + rng.normal(0, 0.5, t.size)
+    return t, pid, p, y
+
+
+def timeit(fn, repeats: int) -> tuple[float, float]:
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(repeats):
+        jax.block_until_ready(fn())
+    return first, (time.perf_counter() - start) / repeats
+
+
+def timing(n_patients: int, n_obs: int, repeats: int) -> None:
+    t, pid, p, y = population(n_patients, n_obs)
+    sigma = 0.5
+    print(f"\nlog-density (+ gradient) over {n_patients} patients, {t.size} observations")
+
+    def numpy_logp():
+        lt = LIU.solve(t, {k: v[pid] for k, v in p.items()})["log_total"]
+        return -0.5 * np.sum((y - lt) ** 2) / sigma**2
+
+    sym = {k: pt.vector(k) for k in p}
+    lt = LIU.solve(t, {k: v[pid] for k, v in sym.items()}, xp=pt)["log_total"]
+    logp = -0.5 * pt.sum((y - lt) ** 2) / sigma**2
+    start = time.perf_counter()
+    pt_fn = pytensor.function(list(sym.values()), [logp, *pytensor.grad(logp, list(sym.values()))])
+    pt_compile = time.perf_counter() - start
+
+    def jax_logp(q):
+        lt = LIU.solve(t, {k: v[pid] for k, v in q.items()}, xp=jnp)["log_total"]
+        return -0.5 * jnp.sum((y - lt) ** 2) / sigma**2
+
+    jax_vg = jax.jit(jax.value_and_grad(jax_logp))
+    batched = make_batched_log_total(LIU)
+    ode_vg = jax.jit(
+        jax.value_and_grad(lambda q: -0.5 * jnp.sum((y - batched(t, pid, q)) ** 2) / sigma**2)
+    )
+    pj = {k: jnp.asarray(v) for k, v in p.items()}
+
+    rows = []
+    _, per = timeit(numpy_logp, repeats * 10)
+    rows.append(("closed form numpy (value only)", 0.0, per))
+    _, per = timeit(lambda: pt_fn(*p.values()), repeats * 10)
+    rows.append(("closed form pytensor C (value+grad)", pt_compile, per))
+    first, per = timeit(lambda: jax_vg(pj), repeats * 10)
+    rows.append(("closed form jax jit (value+grad)", first, per))
+    jax_per = per
+    first, per = timeit(lambda: ode_vg(pj), repeats)
+    rows.append(("diffrax batched (value+grad)", first, per))
+    print(f"  {'route':38s} {'compile s':>10s} {'per call ms':>12s} {'vs jax cf':>10s}")
+    for name, comp, per in rows:
+        print(f"  {name:38s} {comp:10.2f} {per * 1e3:12.3f} {per / jax_per:10.1f}")
+    v1, g1 = jax_vg(pj)
+    v2, g2 = ode_vg(pj)
+    gerr = max(float(jnp.max(jnp.abs(g1[k] - g2[k]) / (jnp.abs(g1[k]) + 1e-8))) for k in g1)
+    print(
+        f"  diffrax vs closed form: |dlogp| = {abs(float(v1 - v2)):.2e}, "
+        f"max rel. grad diff = {gerr:.2e}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=218)
+    parser.add_argument("--obs", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--skip-accuracy", action="store_true")
+    args = parser.parse_args()
+    print(f"jax {jax.__version__}, {jax.devices()[0].platform}; pytensor {pytensor.__version__}")
+    if not args.skip_accuracy:
+        accuracy()
+        gradients()
+    timing(args.patients, args.obs, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

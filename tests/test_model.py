@@ -1,0 +1,133 @@
+import json
+
+import numpy as np
+import pymc as pm
+import pytest
+
+from bayes_cart.example import load_example
+from bayes_cart.kinetics import get_kinetics
+from bayes_cart.likelihood import CensoringIndex, censored_loglik
+from bayes_cart.model import build_model
+from bayes_cart.model_data import prepare_model_data
+from bayes_cart.spec import list_specs, load_spec, spec_from_dict
+
+
+@pytest.fixture(scope="module")
+def small():
+    ds = load_example()
+    ids = [i for i in ds.patient_ids if i.startswith(("DLBCL", "MM", "ALLP", "GBM"))][::4]
+    return ds.subset(ids)
+
+
+def _with(spec, **changes):
+    raw = json.loads(spec.text)
+    for key, value in changes.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return spec_from_dict(raw)
+
+
+@pytest.mark.parametrize("name", list_specs())
+def test_every_shipped_spec_builds_with_finite_logp_and_gradient(small, name):
+    model = build_model(small, load_spec(name))
+    ip = model.initial_point()
+    logp = model.compile_logp()(ip)
+    assert np.isfinite(logp)
+    grads = model.compile_dlogp()(ip)
+    assert np.all(np.isfinite(grads))
+
+
+def test_dims_and_coords_read_naturally(small):
+    spec = load_spec("liu2021").with_overrides(
+        covariates={"beta": "RESPONSE + TUMOR_TYPE"},
+        reference={"RESPONSE": "PD/NR", "TUMOR_TYPE": "heme"},
+        group={"column": "TRIAL", "mode": "random", "parameters": ["beta"]},
+    )
+    model = build_model(small, spec)
+    assert model.coords["patient"] == tuple(small.patient_ids)
+    assert len(model.coords["obs"]) == small.n_observations
+    assert set(model.coords["trial"]) == set(small.patients["TRIAL"])
+    # pediatric ALL has no response data: an explicit 'unknown' level, nobody dropped
+    assert model.coords["beta_effect"] == (
+        "RESPONSE[CR/PR]",
+        "RESPONSE[unknown]",
+        "TUMOR_TYPE[lymphoma]",
+        "TUMOR_TYPE[solid]",
+    )
+    assert model.named_vars_to_dims["beta_i"] == ("patient",)
+    assert model.named_vars_to_dims["b_beta"] == ("beta_effect",)
+    md = model.bayes_cart_data
+    assert md.n_patients == small.n_patients
+    assert any("RESPONSE" in note and "unknown" in note for note in md.notes)
+
+
+def test_distribution_phase_only_for_selected_patients(small):
+    spec = _with(load_spec("liu2021"), distribution_phase={"enabled_if": "TRIAL == 'DLBCL'"})
+    model = build_model(small, spec)
+    dlbcl = [i for i in small.patient_ids if small.patients.loc[i, "TRIAL"] == "DLBCL"]
+    assert list(model.coords["patient_dp"]) == dlbcl
+    fn = model.compile_fn(model.replace_rvs_by_values([model["k_i"], model["T0_i"]]), inputs=model.value_vars, on_unused_input="ignore", point_fn=True)
+    k_i, t0_i = fn(model.initial_point())
+    is_dp = np.isin(small.patient_ids, dlbcl)
+    assert np.all(k_i[is_dp] > 0) and np.all(k_i[~is_dp] == 0) and np.all(t0_i[~is_dp] == 0)
+
+
+@pytest.mark.parametrize("parameterisation", ["c0", "cmax"])
+def test_model_likelihood_equals_numpy_closed_form(small, parameterisation):
+    """The graph's log_dv term equals the numpy closed form + M3 likelihood at a random point."""
+    spec = _with(
+        load_spec("liu2021"),
+        distribution_phase={"enabled_if": "TRIAL == 'DLBCL'"},
+        sampling={"parameterisation": parameterisation},
+    )
+    model = build_model(small, spec)
+    md = model.bayes_cart_data
+    rng = np.random.default_rng(5)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
+    names = ["C0_i", "beta_i", "T1_i", "alpha_i", "rM_i", "deltaM_i", "k_i", "T0_i", "sigma"]
+    values = dict(zip(names, model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]), inputs=model.value_vars, on_unused_input="ignore", point_fn=True)(point)))
+    kin = get_kinetics("liu2021")
+    idx = md.patient_index
+    params = {n[:-2]: values[n][idx] for n in names if n.endswith("_i")}
+    mu = kin.solve(md.time, params)["log_total"]
+    ll = censored_loglik(
+        md.log_dv, mu, values["sigma"], CensoringIndex.from_arrays(md.cens, md.log_limit), md.log_limit
+    )
+    graph = model.compile_fn(model.logp(vars=[model["log_dv"]], sum=True), inputs=model.value_vars, on_unused_input="ignore", point_fn=True)(point)
+    assert np.isclose(graph, ll.sum(), rtol=1e-9)
+    if parameterisation == "cmax":
+        # the sampled quantity is the peak: Cmax_i = C0_i exp(-k T0 + beta (T1 - T0))
+        assert "Cmax" in model.named_vars and "eta_Cmax" in model.named_vars
+
+
+def test_fixed_t1_spec_uses_observed_peak(small):
+    spec = load_spec("liu2021_fixed_t1")
+    md = prepare_model_data(small, spec)
+    obs = small.observations
+    pid = small.patient_ids[0]
+    quant = obs[(obs["ID"] == pid) & (obs["CENS"] == 0)]
+    assert md.from_data["T1"][0] == quant.loc[quant["DV"].idxmax(), "TIME"]
+    model = build_model(small, spec)
+    assert "T1" not in model.named_vars and "log_T1" not in model.named_vars
+
+
+def test_drop_censoring_removes_blq_rows_and_says_so(small):
+    spec = _with(load_spec("liu2021"), censoring={"method": "drop"})
+    md = prepare_model_data(small, spec)
+    assert md.n_censored == 0
+    assert md.n_obs == int((small.observations["CENS"] == 0).sum())
+    assert any("drop" in n for n in md.notes)
+
+
+def test_prior_predictive_is_plausible(small):
+    """Priors are weakly informative in the paper's ranges: check implied kinetics."""
+    model = build_model(small, load_spec("liu2021"))
+    with model:
+        prior = pm.sample_prior_predictive(draws=400, random_seed=1).prior
+    beta = prior["beta"].values.ravel()
+    t1 = prior["T1"].values.ravel()
+    doubling = np.log(2) / beta
+    assert 0.3 < np.median(doubling) < 6  # days
+    assert 5 < np.median(t1) < 30
+    c0 = prior["C0"].values.ravel()
+    log_cmax = np.log(c0) + beta * t1
+    assert 1e2 < np.exp(np.median(log_cmax)) < 1e6
