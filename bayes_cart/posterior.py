@@ -144,8 +144,16 @@ def population_parameters(
 
     formulas = dict(doc.covariates.formulas)
     design = fit.model_data.design
+    # one extra row at the reference levels, so that a table without a reference level (e.g.
+    # only solid tumours) still codes against the fitted reference; dropped below
+    ref_row = patients.iloc[[0]].copy() if n else pd.DataFrame(columns=patients.columns)
+    for col, level in design.reference.items():
+        if col in ref_row.columns and len(ref_row):
+            ref_row[col] = ref_row[col].astype(object)
+            ref_row.loc[ref_row.index[0], col] = level
+    augmented = pd.concat([patients, ref_row]).reset_index(drop=True)
     new_design = build_covariate_design(
-        patients,
+        augmented,
         formulas,
         design.reference,
         {p: fit.model_data.group_column for p in doc.group.parameters}
@@ -160,10 +168,10 @@ def population_parameters(
         cols = design.effect_names(p)
         if cols:
             b = np.asarray(_stack(post[f"b_{lab}"]))[sel]  # (s, effects)
-            X = new_design.matrices.get(p, pd.DataFrame(index=patients.index)).reindex(
+            X = new_design.matrices.get(p, pd.DataFrame(index=augmented.index)).reindex(
                 columns=cols, fill_value=0.0
             )
-            log_mu = log_mu + b @ X.to_numpy().T
+            log_mu = log_mu + b @ X.to_numpy()[:n].T
         if doc.group.mode == "random" and p in doc.group.parameters and group != "none":
             gdim = (fit.model_data.group_column or "group").lower()
             u = np.asarray(_stack(post[f"u_{gdim}_{lab}"]))[sel]  # (s, levels)

@@ -194,6 +194,8 @@ def test_batched_needs_max_obs_under_jit() -> None:
     )
     with pytest.raises(ValueError, match="max_obs"):
         jax.jit(batched)(np.array([1.0, 2.0]), np.array([0, 1]), params)
+    with pytest.raises(ValueError, match="patient_idx goes up to 2 but the parameters have 2"):
+        batched(np.array([1.0, 2.0]), np.array([0, 2]), params)
 
 
 def saturable_expansion(t, y, p):
@@ -282,3 +284,22 @@ def test_phase_validation_and_failed_solve() -> None:
     p = LIU.with_defaults(dict(C0=5.0, beta=0.4, T1=11.0, alpha=0.15, rM=0.01, deltaM=0.005))
     out = starved.solve(times_for(p), p)
     assert np.all(np.isnan(np.asarray(out["log_total"])))
+
+
+def test_solve_broadcasts_parameter_arrays_elementwise() -> None:
+    """Array parameters: each (time, parameter) element is its own solve, like the closed form."""
+    lam = 0.2 + DELTA_E_PER_DAY + 0.01
+    p = dict(
+        C0=np.array([1.0, 10.0, 3.0]),
+        beta=0.3,
+        T1=10.0,
+        alpha=np.array([0.2, 50.0, 0.2]),  # the second has a huge contraction rate
+        rM=0.01,
+        deltaM=np.array([0.005, 0.005, lam]),  # the third has lam == deltaM
+    )
+    t = np.array([[1.0], [20.0], [200.0], [2000.0]])
+    out = LIU.solve(t, p, solver="ode")
+    ref = LIU.solve(t, p)
+    assert out["log_total"].shape == (4, 3)
+    assert np.all(np.isfinite(np.asarray(out["log_total"])))
+    assert rel_err(out["log_total"], ref["log_total"]).max() <= 1e-6

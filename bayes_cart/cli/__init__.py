@@ -17,13 +17,28 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from bayes_cart.cli import example_cmd, fit_cmd, nca_cmd, simulate_cmd, validate_cmd
+    from bayes_cart.cli import (
+        example_cmd,
+        fit_cmd,
+        nca_cmd,
+        run_example_cmd,
+        simulate_cmd,
+        validate_cmd,
+    )
 
     app.command("validate")(validate_cmd.validate)
     app.command("nca")(nca_cmd.nca)
     app.command("simulate")(simulate_cmd.simulate)
     app.command("example")(example_cmd.example)
     app.command("fit")(fit_cmd.fit)
+    app.command("run-example")(run_example_cmd.run_example)
+    from bayes_cart.cli import vpc_cmd
+
+    app.command("vpc")(vpc_cmd.vpc)
+    from bayes_cart.cli import compare_cmd, loo_cmd
+
+    app.command("compare")(compare_cmd.compare)
+    app.command("loo")(loo_cmd.loo)
 
 
 _register()

@@ -81,18 +81,22 @@ def fit(
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(code=1) from None
 
-    with console.status("fitting...") as status:
-        result = run_fit(
-            dataset,
-            spec,
-            sampler=sampler,
-            chains=chains,
-            tune=tune,
-            draws=draws,
-            random_seed=seed,
-            target_accept=target_accept,
-            on_step=lambda msg: status.update(msg),
-        )
+    try:
+        with console.status("fitting...") as status:
+            result = run_fit(
+                dataset,
+                spec,
+                sampler=sampler,
+                chains=chains,
+                tune=tune,
+                draws=draws,
+                random_seed=seed,
+                target_accept=target_accept,
+                on_step=lambda msg: status.update(msg),
+            )
+    except SpecError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(code=1) from None
     out.mkdir(parents=True, exist_ok=True)
     save_fit(result, out / "fit.nc")
     summary = population_summary(result.idata)

@@ -147,6 +147,8 @@ def liu_log_states(
     array([  10.  , 1484.13,  149.58])
     """
     # before the peak: distribution then expansion, in log space
+    # the phases are ordered: a distribution phase ending after T1 is cut at T1
+    t0 = xp.minimum(t0, t1)
     s = xp.minimum(t, t1)
     log_e_pre = log_c0 - k * xp.minimum(s, t0) + beta * xp.maximum(s - t0, 0.0)
     lam = alpha + delta_e + r_m

@@ -42,6 +42,18 @@ that tolerances are relative to the level reached. How, depends on ``Phase.log_s
 The solver steps exactly to every observation time (``step_to_obs``), because the dense
 interpolant of Tsit5 is otherwise the largest error just after a phase switch.
 
+Gradients and cost
+------------------
+Gradients are reverse mode through the solver steps (``RecursiveCheckpointAdjoint``). The
+position of an observation inside its phase, ``s = (t - b) / L``, depends on the boundaries;
+its derivative uses the vector field at the saved point (exact) rather than the derivative of
+the interpolant. All phases and stages share one ``diffeqsolve`` inside a ``lax.scan`` (the
+right-hand side is picked with ``lax.switch``), so the solver is compiled once. Measured for
+the Liu model (``bench/bench_kinetics.py``, 1 CPU core): log_total within ~5e-9 relative of the
+closed form; a log-density + gradient over 218 patients x 12 observations takes ~60 ms after
+a ~10 s compilation, about 300 times the jitted closed form -- use the closed form when one
+exists.
+
 Numerical precision
 -------------------
 Importing this module switches JAX to 64-bit floats (``jax_enable_x64``) for the whole
@@ -94,6 +106,7 @@ variables that keeps about 8 significant digits down to ``y ~ 1e-22 scale``."""
 
 __all__ = [
     "LIU2021_ODE",
+    "LIU_PHASES",
     "Phase",
     "PhasedODE",
     "effector_memory_output",
@@ -154,8 +167,8 @@ class Phase:
         ``rhs(t, y, params) -> dy/dt`` written with ``jax.numpy``; ``t`` in days, ``y`` the
         state vector on the natural scale, ``params`` a mapping of scalar parameters.
     log_space : bool, default False
-        Integrate the log of the positive states (see the module docstring). Only valid when
-        each state is either positive throughout the phase or zero throughout it.
+        Integrate the states on log scale (see the module docstring). Only valid for states
+        that never become negative (cell populations); a state may start the phase at zero.
     name : str
         Label, e.g. ``"expansion"``.
     """
@@ -189,7 +202,7 @@ class PhasedODE:
         Tolerances of the PID step-size controller; ``atol`` is relative to the largest state
         at the start of each natural-scale phase.
     max_steps : int
-        Maximum number of steps per phase.
+        Maximum number of steps per phase stage (each phase runs in two stages).
     step_to_obs : bool, default True
         Make the solver step exactly to every observation time instead of interpolating
         between steps (``diffrax.ClipStepSizeController(step_ts=...)``). Costs a few extra
@@ -508,6 +521,12 @@ def make_batched_log_total(
                     "make_batched_log_total"
                 ) from None
             n_cols = int(counts.max()) if counts.size else 1
+            n_patients = max((np.shape(v)[0] for v in full.values() if np.ndim(v) > 0), default=1)
+            if counts.size > n_patients:
+                raise ValueError(
+                    f"patient_idx goes up to {counts.size - 1} but the parameters have "
+                    f"{n_patients} patient(s)"
+                )
         return jitted(t_obs, patient_idx, full, n_cols=max(int(n_cols), 1))
 
     return batched_log_total

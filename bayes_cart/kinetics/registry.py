@@ -122,7 +122,7 @@ class _LazyODE:
         return getattr(ode, self._attribute)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
+        if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.load(), name)
 

@@ -1,0 +1,173 @@
+"""``bayes-cart run-example``: the main job on the bundled example, end to end.
+
+Writes the example data, validates it, computes the NCA table, simulates virtual patients from
+the example's true population, fits the hierarchical model (``models/liu2021_meta.toml``) and,
+when the analysis modules are available, writes the HTML report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console(highlight=False)
+
+
+def _step(title: str) -> float:
+    console.rule(f"[bold]{escape(title)}")
+    return time.perf_counter()
+
+
+def run_example(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("example_out"),
+    chains: Annotated[int, typer.Option(help="Chains.")] = 4,
+    tune: Annotated[int, typer.Option(help="Tuning draws per chain.")] = 1000,
+    draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+    sampler: Annotated[str, typer.Option(help="nutpie, nutpie-jax, pymc or numpyro.")] = "nutpie-jax",
+    model: Annotated[str, typer.Option(help="Model spec.")] = "liu2021_meta",
+    report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
+) -> None:
+    """Validate, NCA, simulate, fit and report on the bundled 218-patient example."""
+    import numpy as np
+
+    from bayes_cart.dataset import load_dataset
+    from bayes_cart.example import example_truth, write_example
+    from bayes_cart.io import save_fit
+    from bayes_cart.nca import nca, summarise_nca
+    from bayes_cart.sampling import fit
+    from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
+    from bayes_cart.spec import load_spec
+    from bayes_cart.summary import population_summary
+
+    out.mkdir(parents=True, exist_ok=True)
+    t_all = time.perf_counter()
+
+    _step("1. example data")
+    paths = write_example(out / "data")
+    for key, path in paths.items():
+        console.print(f"  {key}: {escape(str(path))}")
+
+    _step("2. validate")
+    dataset = load_dataset(paths["data"])
+    s = dataset.summary()
+    console.print(
+        f"  {dataset.n_patients} patients, {dataset.n_observations} samples, "
+        f"{dataset.n_censored} BLQ ({100 * dataset.n_censored / dataset.n_observations:.1f}%)"
+    )
+    console.print(f"  covariates: {escape(', '.join(dataset.covariates))}")
+    for w in s.get("warnings", [])[:5]:
+        console.print(f"  [yellow]warning:[/yellow] {escape(str(w))}")
+
+    _step("3. NCA (linear-up/log-down, BLQ after the last quantifiable sample ends the profile)")
+    table = nca(dataset)
+    table.to_csv(out / "nca.csv", index=False)
+    by_trial = summarise_nca(table, by="TRIAL")
+    by_trial.to_csv(out / "nca_by_trial.csv", index=False)
+    t = Table(title="NCA by trial (median [min-max])")
+    for col in ("TRIAL", "n", "Cmax", "Tmax", "AUC_0_28"):
+        t.add_column(col)
+    for _, row in by_trial.iterrows():
+        cells = [str(row.get("TRIAL")), str(row.get("n"))]
+        for m in ("Cmax", "Tmax", "AUC_0_28"):
+            med, lo, hi = row.get(f"{m}_median"), row.get(f"{m}_min"), row.get(f"{m}_max")
+            cells.append(f"{med:.3g} [{lo:.3g}-{hi:.3g}]" if med == med else "-")
+        t.add_row(*[escape(c) for c in cells])
+    console.print(t)
+
+    _step("4. virtual patients from the example's true population")
+    truth = example_truth()
+    pop = PopulationParameters.from_dict(truth["population"])
+    design = make_design(
+        100, [1, 4, 7, 10, 14, 21, 28, 60, 90, 180, 270, 365], id_prefix="VP",
+        covariates=None,
+    )
+    design["TUMOR_TYPE"] = "heme"
+    design["RESPONSE"] = np.where(np.arange(len(design)) % 2 == 0, "CR/PR", "PD/NR")
+    sim = simulate_patients(design, pop, lloq=10.0, random_seed=seed)
+    sim.data.to_csv(out / "virtual_patients.csv", index=False)
+    sim.truth.to_csv(out / "virtual_patients_truth.csv", index=False)
+    blq = float((sim.data["CENS"] == 1).mean())
+    console.print(
+        f"  100 heme patients (half responders), 12 samples each, LLOQ 10: {100 * blq:.1f}% BLQ"
+        f" -> {escape(str(out / 'virtual_patients.csv'))}"
+    )
+
+    _step(f"5. fit {model} ({sampler}: {chains} chains x {tune} tune + {draws} draws)")
+    spec = load_spec(model)
+    with console.status("sampling...") as status:
+        result = fit(
+            dataset, spec, sampler=sampler, chains=chains, tune=tune, draws=draws,
+            random_seed=seed, on_step=lambda m: status.update(m),
+        )
+    fit_dir = out / "fit"
+    fit_dir.mkdir(exist_ok=True)
+    save_fit(result, fit_dir / "fit.nc")
+    summary = population_summary(result.idata)
+    summary.to_csv(fit_dir / "summary.csv", index=False)
+    d = result.diagnostics
+    (fit_dir / "diagnostics.json").write_text(
+        json.dumps({**d.to_dict(), **result.timings}, indent=2, default=float)
+    )
+    verdict = "[green]PASSED[/green]" if d.passed else "[red]FAILED[/red]"
+    console.print(
+        f"  compile {result.timings['compile_seconds']:.1f} s, sampling "
+        f"{result.timings['sampling_seconds']:.1f} s; diagnostics {verdict}: max R-hat "
+        f"{d.max_rhat:.3f}, min ESS {min(d.min_ess_bulk, d.min_ess_tail):.0f}, "
+        f"divergences {d.divergences}"
+    )
+    for a in d.advice:
+        console.print(f"  [yellow]- {escape(a)}[/yellow]")
+    t = Table(title="population parameters (median [90% CrI]) vs truth")
+    for col in ("parameter", "posterior", "truth"):
+        t.add_column(col)
+    flat = _truth_lookup(truth)
+    for _, row in summary.iterrows():
+        tv = flat.get(row["parameter"])
+        t.add_row(
+            escape(row["parameter"]),
+            f"{row['q50']:.4g} [{row['q5']:.4g}, {row['q95']:.4g}]",
+            "-" if tv is None else f"{tv:.4g}",
+        )
+    console.print(t)
+
+    if report:
+        _step("6. report")
+        try:
+            from bayes_cart.report import write_report
+        except ImportError:
+            console.print("  (the report module is not available in this version)")
+        else:
+            path = write_report(result, out / "report.html")
+            console.print(f"  wrote {escape(str(path))}")
+    console.rule(f"done in {time.perf_counter() - t_all:.0f} s: {escape(str(out))}")
+
+
+def _truth_lookup(truth: dict) -> dict[str, float]:
+    """Flatten the example truth into summary.csv names."""
+    pop = truth["population"]
+    flat: dict[str, float] = {}
+    for name, value in pop["typical"].items():
+        flat[name] = float(value)
+    for name, value in pop.get("omega", {}).items():
+        flat[f"omega_{name}"] = float(value)
+    for param, covs in pop.get("effects", {}).items():
+        for cov, levels in covs.items():
+            for level, value in levels.items():
+                flat[f"{param}:{cov}[{level}]"] = float(value)
+    for a, inner in pop.get("correlation", {}).items():
+        for b, value in inner.items():
+            flat[f"corr_{a}_{b}"] = float(value)
+    for group, params in pop.get("group_effects", {}).items():
+        for param, value in params.items():
+            flat[f"omega_{group.lower()}_{param}"] = float(value)
+    if "sigma" in pop:
+        flat["sigma"] = float(pop["sigma"])
+    return flat

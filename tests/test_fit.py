@@ -1,0 +1,141 @@
+"""The fit pipeline end to end on a tiny problem: fit, save, load, summary, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bayes_cart.errors import FitFileError
+from bayes_cart.example import load_example
+from bayes_cart.io import load_fit, save_fit
+from bayes_cart.sampling import fit
+from bayes_cart.spec import load_spec
+from bayes_cart.summary import COLUMNS, population_summary
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    ds = load_example()
+    ids = [i for i in ds.patient_ids if i.startswith(("MM", "GBM"))][::3]
+    return ds.subset(ids)
+
+
+@pytest.fixture(scope="module")
+def tiny_fit(tiny):
+    spec = load_spec("liu2021").with_overrides(
+        covariates={"beta": "TUMOR_TYPE"}, reference={"TUMOR_TYPE": "heme"}
+    )
+    return fit(
+        tiny, spec, sampler="nutpie-jax", chains=2, tune=150, draws=100, random_seed=3,
+        prior_draws=50,
+    )
+
+
+def test_fit_has_every_group_with_named_dims(tiny_fit, tiny):
+    idata = tiny_fit.idata
+    for group in ("posterior", "sample_stats", "prior", "prior_predictive",
+                  "posterior_predictive", "log_likelihood", "observed_data", "constant_data"):
+        assert group in idata.groups(), group
+    post = idata.posterior
+    assert post["beta_i"].dims == ("chain", "draw", "patient")
+    assert list(post["patient"].values) == list(tiny.patient_ids)
+    assert post["b_beta"].dims[-1] == "beta_effect"
+    assert list(post["beta_effect"].values) == ["TUMOR_TYPE[solid]"]
+    assert idata.log_likelihood["log_dv"].shape[-1] == tiny.n_observations
+    assert idata.posterior_predictive["log_dv"].dims[-1] == "obs"
+    np.testing.assert_allclose(idata.observed_data["log_dv"], np.log(tiny.observations["DV"]))
+
+
+def test_random_seed_threads_through(tiny, tiny_fit):
+    again = fit(
+        tiny, tiny_fit.spec, sampler="nutpie-jax", chains=2, tune=150, draws=100,
+        random_seed=3, prior_draws=50,
+    )
+    np.testing.assert_array_equal(again.idata.posterior["beta"], tiny_fit.idata.posterior["beta"])
+    np.testing.assert_array_equal(
+        again.idata.posterior_predictive["log_dv"], tiny_fit.idata.posterior_predictive["log_dv"]
+    )
+
+
+def test_summary_names_and_columns(tiny_fit):
+    table = population_summary(tiny_fit.idata)
+    assert list(table.columns) == COLUMNS
+    names = set(table["parameter"])
+    for expected in ("beta", "T1", "C0", "alpha", "rM", "deltaM", "omega_beta", "sigma",
+                     "corr_beta_T1", "beta:TUMOR_TYPE[solid]"):
+        assert expected in names, expected
+    assert not any(n.startswith(("z_", "eta_", "log_")) or n.endswith("_i") for n in names)
+    row = table.set_index("parameter").loc["beta"]
+    assert row["q5"] <= row["q50"] <= row["q95"]
+
+
+def test_save_load_roundtrip_checks_identity(tiny_fit, tmp_path):
+    path = save_fit(tiny_fit, tmp_path / "fit.nc")
+    back = load_fit(path)
+    assert back.spec.hash == tiny_fit.spec.hash
+    assert back.dataset.n_observations == tiny_fit.dataset.n_observations
+    assert back.model_data.n_patients == tiny_fit.model_data.n_patients
+    np.testing.assert_allclose(back.idata.posterior["beta"], tiny_fit.idata.posterior["beta"])
+    assert "z_C0" not in back.idata.posterior  # standard-normal helpers are not written
+    assert back.diagnostics.max_rhat == pytest.approx(tiny_fit.diagnostics.max_rhat)
+
+
+def test_load_refuses_tampered_or_foreign_files(tiny_fit, tmp_path):
+    import arviz as az
+
+    path = save_fit(tiny_fit, tmp_path / "fit.nc")
+    idata = az.from_netcdf(path)
+    raw = json.loads(idata.posterior.attrs["spec_json"])
+    raw["parameters"]["beta"]["typical"]["median"] = 99.0
+    idata.posterior.attrs["spec_json"] = json.dumps(raw, sort_keys=True)
+    bad = tmp_path / "tampered.nc"
+    idata.to_netcdf(str(bad), engine="h5netcdf")
+    with pytest.raises(FitFileError, match="spec hash mismatch"):
+        load_fit(bad)
+    plain = tmp_path / "plain.nc"
+    az.from_dict(posterior={"x": np.zeros((1, 5))}).to_netcdf(str(plain))
+    with pytest.raises(FitFileError, match="not a bayes_cart fit"):
+        load_fit(plain)
+    with pytest.raises(FitFileError, match="no such file"):
+        load_fit(tmp_path / "missing.nc")
+
+
+def test_cli_fit_writes_the_three_files(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from bayes_cart.cli import app
+
+    data = tmp_path / "data.csv"
+    tiny.to_frame().to_csv(data, index=False)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "fit", str(data), "--out", str(out), "--model", "liu2021",
+        "--covariates", "beta ~ TUMOR_TYPE", "--reference", "TUMOR_TYPE=heme",
+        "--chains", "2", "--tune", "100", "--draws", "50", "--sampler", "nutpie-jax",
+    ])
+    assert result.exit_code == 0, result.output
+    diag = json.loads((out / "diagnostics.json").read_text())
+    for key in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "compile_seconds",
+                "sampling_seconds", "n_patients", "n_observations", "n_censored"):
+        assert key in diag
+    assert diag["n_patients"] == tiny.n_patients
+    assert diag["n_censored"] == tiny.n_censored
+    import pandas as pd
+
+    summary = pd.read_csv(out / "summary.csv")
+    assert "beta:TUMOR_TYPE[solid]" in set(summary["parameter"])
+    assert (out / "fit.nc").stat().st_size > 0
+
+
+def test_cli_fit_reports_bad_spec_and_data(tmp_path):
+    from typer.testing import CliRunner
+
+    from bayes_cart.cli import app
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("ID,TIME,DV\n1,-1,5\n")
+    r = CliRunner().invoke(app, ["fit", str(bad), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "negative TIME" in r.output
+    r = CliRunner().invoke(app, ["fit", "example", "--covariates", "beta ~ NOPE",
+                                 "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "NOPE" in r.output
