@@ -153,10 +153,22 @@ def build_fake_fit(dataset, spec, posterior, n_draws: int = 200, extra_groups=No
     used = {d for _, (dims, _) in data_vars.items() for d in dims}
     post = xr.Dataset(data_vars, coords={k: v for k, v in coords.items() if k in used})
     idata = az.InferenceData(posterior=post, **(extra_groups or {}))
-    return SimpleNamespace(idata=idata, spec=spec, dataset=dataset, model_data=md)
+    from bayes_cart.diagnostics import Diagnostics
+
+    diag = Diagnostics(
+        max_rhat=1.0,
+        min_ess_bulk=float(n_draws),
+        min_ess_tail=float(n_draws),
+        divergences=0,
+        min_bfmi=1.0,
+        treedepth_saturation=0.0,
+    )
+    return SimpleNamespace(
+        idata=idata, spec=spec, dataset=dataset, model_data=md, diagnostics=diag, timings={}
+    )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fake_fit_factory():
     """The :func:`build_fake_fit` builder."""
     return build_fake_fit

@@ -131,3 +131,33 @@ def test_prior_predictive_is_plausible(small):
     c0 = prior["C0"].values.ravel()
     log_cmax = np.log(c0) + beta * t1
     assert 1e2 < np.exp(np.median(log_cmax)) < 1e6
+
+
+def test_trial_as_fixed_effect_adds_treatment_columns(small):
+    spec = load_spec("liu2021").with_overrides(
+        group={"column": "TRIAL", "mode": "fixed", "parameters": ["beta"]},
+        reference={"TRIAL": "MM"},
+    )
+    model = build_model(small, spec)
+    cols = model.coords["beta_effect"]
+    assert set(cols) == {f"TRIAL[{t}]" for t in set(small.patients["TRIAL"]) - {"MM"}}
+    assert "trial" not in model.coords  # no random trial level
+
+
+def test_covariate_formula_with_transform_and_missing_numeric(small):
+    pts = small.patients.copy()
+    spec = load_spec("liu2021").with_overrides(covariates={"beta": "log(DOSE) + AGE"})
+    md = prepare_model_data(small, spec)
+    X = md.design.matrices["beta"]
+    assert list(X.columns) == ["log(DOSE)", "AGE"]
+    np.testing.assert_allclose(X["log(DOSE)"], np.log(pts["DOSE"].astype(float)))
+
+
+def test_unknown_reference_level_is_a_spec_error(small):
+    from bayes_cart.errors import SpecError
+
+    spec = load_spec("liu2021").with_overrides(
+        covariates={"beta": "RESPONSE"}, reference={"RESPONSE": "responder"}
+    )
+    with pytest.raises(SpecError, match="level 'responder' of 'RESPONSE' not in the data"):
+        prepare_model_data(small, spec)
