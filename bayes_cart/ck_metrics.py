@@ -434,7 +434,9 @@ def typical_metric_draws(
     return ds
 
 
-def typical_metrics(fit: Any, by: str | None = None, *, ci: float = 0.9, **kwargs: Any) -> pd.DataFrame:
+def typical_metrics(
+    fit: Any, by: str | None = None, *, ci: float = 0.9, **kwargs: Any
+) -> pd.DataFrame:
     """CK metrics of each group's typical patient: posterior median and central interval.
 
     Parameters

@@ -259,7 +259,9 @@ def contrast(
         random_seed=random_seed,
     )
     if len(groups.levels) < 2:
-        raise ValueError(f"{groups.column!r} has only one level ({groups.labels}); nothing to compare")
+        raise ValueError(
+            f"{groups.column!r} has only one level ({groups.labels}); nothing to compare"
+        )
     names = list(parameters) if parameters is not None else list(fit.spec.estimated_parameters)
     unknown = [p for p in names if p not in params]
     if unknown:

@@ -152,9 +152,7 @@ def relative_efficiency(log_lik: xr.DataArray) -> float:
     return float(np.mean(ess) / n) if ess.size else 1.0
 
 
-def bad_pareto_k(
-    elpd: az.ELPDData, threshold: float = PARETO_K_THRESHOLD
-) -> pd.DataFrame:
+def bad_pareto_k(elpd: az.ELPDData, threshold: float = PARETO_K_THRESHOLD) -> pd.DataFrame:
     """Patients whose Pareto k exceeds ``threshold``.
 
     Parameters
@@ -178,7 +176,7 @@ def bad_pareto_k(
 
 
 def _observations(fit: Any) -> pd.DataFrame:
-    """The fitted observations (ID, TIME, DV, CENS) of a fit, from its dataset or file."""
+    """Return the fitted observations (ID, TIME, DV, CENS) of a fit, from its dataset or file."""
     if hasattr(fit, "dataset") and fit.dataset is not None:
         obs = fit.dataset.observations
         return pd.DataFrame(
@@ -261,8 +259,10 @@ def _names(fits: Sequence[Any] | Mapping[str, Any], names: Sequence[str] | None)
             raise ValueError(f"{len(names)} names for {len(fits)} fits")
         labels = [str(n) for n in names]
     else:
-        labels = [getattr(getattr(f, "spec", None), "name", None) or f"model{i + 1}" for i, f in
-                  enumerate(fits)]
+        labels = [
+            getattr(getattr(f, "spec", None), "name", None) or f"model{i + 1}"
+            for i, f in enumerate(fits)
+        ]
     seen: dict[str, int] = {}
     unique = []
     for label in labels:
@@ -309,7 +309,7 @@ def compare_fits(
 
     Examples
     --------
-    >>> table, bad = compare_fits([fit_a, fit_b], names=["with memory", "no memory"])  # doctest: +SKIP
+    >>> table, bad = compare_fits([fit_a, fit_b], names=["memory", "none"])  # doctest: +SKIP
     """
     named = _names(fits, names)
     if len(named) < 2:
@@ -319,6 +319,7 @@ def compare_fits(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
         warnings.filterwarnings("ignore", message="The scale is now log by default")
+        warnings.filterwarnings("ignore", message="The inplace keyword")  # arviz on pandas 3
         table = az.compare(elpds, ic="loo", method=method)
     bad = {name: bad_pareto_k(e, threshold) for name, e in elpds.items()}
     table["n_bad_pareto_k"] = [len(bad[name]) for name in table.index]

@@ -9,6 +9,7 @@ shown. Save with ``fig.savefig("forest.png", dpi=150)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -73,7 +74,8 @@ def plot_forest(
         ax.plot([r[f"ratio_{lo_name}"], r[f"ratio_{hi_name}"]], [yi, yi], color=c, lw=2)
         ax.plot(r["ratio_q50"], yi, "o", color=c)
     labels = [
-        f"{r['quantity']}: {r['group']}  (pd {r['p_direction']:.2f})" for r in rows.to_dict("records")
+        f"{r['quantity']}: {r['group']}  (pd {r['p_direction']:.2f})"
+        for r in rows.to_dict("records")
     ]
     ax.set_yticks(y, labels)
     ax.set_xscale("log")
@@ -88,8 +90,9 @@ def plot_forest(
     ax.set_title(title or f"{cov}: ratio to {ref} (median, {ci:.0%} interval)")
     ax.set_xlabel("ratio of typical values")
     if not len(rows):
-        ax.text(0.5, 0.5, "no quantity depends on this covariate", transform=ax.transAxes,
-                ha="center")
+        ax.text(
+            0.5, 0.5, "no quantity depends on this covariate", transform=ax.transAxes, ha="center"
+        )
     fig.tight_layout()
     return fig
 
@@ -153,8 +156,15 @@ def plot_virtual_population(
                 ax.plot(blq["TIME"] / scale, blq["DV"], "v", mfc="none", color="0.4", ms=3)
         if band in ds:
             lo, hi = ds[band].sel(group=g).isel(quantile=0), ds[band].sel(group=g).isel(quantile=-1)
-            ax.fill_between(t, lo, hi, color=STATE_COLOURS.get(band, "0.5"), alpha=0.2, lw=0,
-                            label=f"{band} {q[0]:.0%}-{q[-1]:.0%}")
+            ax.fill_between(
+                t,
+                lo,
+                hi,
+                color=STATE_COLOURS.get(band, "0.5"),
+                alpha=0.2,
+                lw=0,
+                label=f"{band} {q[0]:.0%}-{q[-1]:.0%}",
+            )
         mid = int(np.argmin(np.abs(q - 0.5)))
         inside = t <= last
         for state in states:
@@ -169,7 +179,7 @@ def plot_virtual_population(
         ax.set_title(g)
         if ylim is not None:
             ax.set_ylim(*ylim)
-    for ax in axes.ravel()[len(groups):]:
+    for ax in axes.ravel()[len(groups) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel(f"time ({time_unit}s)")

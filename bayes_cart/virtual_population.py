@@ -60,7 +60,7 @@ ALL = "all"
 
 
 class GroupSpec:
-    """How a fit's patients split into groups for one covariate (the result of :func:`group_levels`).
+    """How a fit's patients split into groups for one covariate (from :func:`group_levels`).
 
     Attributes
     ----------
@@ -96,7 +96,9 @@ class GroupSpec:
         return [_label(v) for v in self.levels]
 
     def __repr__(self) -> str:
-        return f"GroupSpec(column={self.column!r}, levels={self.labels}, reference={self.reference!r})"
+        return (
+            f"GroupSpec(column={self.column!r}, levels={self.labels}, reference={self.reference!r})"
+        )
 
 
 def _label(value: Any) -> str:
@@ -276,7 +278,9 @@ def _mode(series: pd.Series) -> str:
     return str(text.value_counts().index[0])
 
 
-def _typed_frame(template: pd.DataFrame, rows: list[dict[str, Any]], index: list[str]) -> pd.DataFrame:
+def _typed_frame(
+    template: pd.DataFrame, rows: list[dict[str, Any]], index: list[str]
+) -> pd.DataFrame:
     """Frame with the template's column kinds: float for numeric, object text otherwise."""
     out = pd.DataFrame(rows, index=pd.Index(index, name="group"))
     for col in template.columns:
@@ -436,7 +440,8 @@ def simulate_virtual_population(
         Percentiles of the bands (fractions), default 10th, 50th and 90th.
     typical : bool
         Also return the typical patient's curves (posterior percentiles of the curve of the
-        group's typical patient: parameter uncertainty only) as ``<state>_typical``.
+        group's typical patient: parameter uncertainty only, over at most 1000 posterior draws)
+        as ``<state>_typical``.
     random_seed : int or Generator
         Seed (draw choice, covariate resampling, random effects).
 
@@ -498,12 +503,16 @@ def simulate_virtual_population(
         curves = predict_curves(fit.spec.kinetics, chosen, t)
         for key, name in states.items():
             out[name][g] = _quantiles(np.exp(curves[key][0]), q).T
-    data_vars = {
-        name: (("group", "time", "quantile"), values) for name, values in out.items()
-    }
+    data_vars = {name: (("group", "time", "quantile"), values) for name, values in out.items()}
     if typical:
         tparams, _ = typical_parameters(
-            fit, groups.column, levels=groups.levels, reference=groups.reference, at=at
+            fit,
+            groups.column,
+            levels=groups.levels,
+            reference=groups.reference,
+            at=at,
+            n_draws=max(s, min(n_total, 1000)),
+            random_seed=rng,
         )
         curves = predict_curves(fit.spec.kinetics, tparams, t)
         for key, name in states.items():
@@ -559,8 +568,8 @@ def observed_by_group(fit: Any, by: str | None) -> pd.DataFrame:
         return obs
     col = _match_column(fit, by)
     values = fit.dataset.patients[col]
-    labels = (
-        values.map(_label) if _is_numeric(values) else _categorical_values(values)
-    ).astype(object)
+    labels = (values.map(_label) if _is_numeric(values) else _categorical_values(values)).astype(
+        object
+    )
     obs["group"] = obs["ID"].map(dict(zip(values.index.astype(str), labels, strict=True)))
     return obs

@@ -28,8 +28,13 @@ TYPICAL = {"C0": 20.0, "beta": 0.45, "T1": 11.0, "alpha": 0.15, "rM": 0.003, "de
 
 def _typical_posterior(design) -> dict:
     cr = [0.3 if n == "RESPONSE[CR/PR]" else 0.0 for n in design.effect_names("beta")]
-    return {**TYPICAL, "b_beta": cr, "b_alpha": [0.0] * len(design.effect_names("alpha")),
-            "u_trial_beta": [0.0, 0.0, 0.0], "omega_trial_beta": 0.1}
+    return {
+        **TYPICAL,
+        "b_beta": cr,
+        "b_alpha": [0.0] * len(design.effect_names("alpha")),
+        "u_trial_beta": [0.0, 0.0, 0.0],
+        "omega_trial_beta": 0.1,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,8 @@ def test_individual_metrics_equal_kinetics_metrics_of_the_truth(truth_fit):
     lloq = patient_lloq(fit.dataset, "TRIAL")
     table = individual_metrics(fit, memory_fraction_at=(90.0, 180.0))
     expected = derived_metrics(
-        {p: truth[p].to_numpy() for p in LIU}, lloq=lloq.to_numpy(),
+        {p: truth[p].to_numpy() for p in LIU},
+        lloq=lloq.to_numpy(),
         memory_fraction_at=(90.0, 180.0),
     )
     expected = expected.rename(columns={"time_below_lloq": "persistence"})
@@ -77,12 +83,16 @@ def test_metric_draws_are_computed_draw_by_draw(analysis_data, analysis_spec, fa
     fit = fake_fit_factory(data, analysis_spec, post, n_draws=s)
     ds = individual_metric_draws(fit, lloq=10.0, memory_fraction_at=(90.0,))
     assert dict(ds.sizes) == {"sample": s, "patient": n}
-    flat = derived_metrics({p: v.ravel() for p, v in draws.items()}, lloq=10.0,
-                           memory_fraction_at=(90.0,))
-    for metric, column in [("Cmax", "Cmax"), ("AUC_0_28", "AUC_0_28"),
-                           ("persistence", "time_below_lloq"),
-                           ("memory_fraction_90", "memory_fraction_90"),
-                           ("terminal_half_life", "terminal_half_life")]:
+    flat = derived_metrics(
+        {p: v.ravel() for p, v in draws.items()}, lloq=10.0, memory_fraction_at=(90.0,)
+    )
+    for metric, column in [
+        ("Cmax", "Cmax"),
+        ("AUC_0_28", "AUC_0_28"),
+        ("persistence", "time_below_lloq"),
+        ("memory_fraction_90", "memory_fraction_90"),
+        ("terminal_half_life", "terminal_half_life"),
+    ]:
         np.testing.assert_allclose(ds[metric].values.ravel(), flat[column], rtol=1e-12)
     summary = summarise_draws(ds[["Cmax"]], ci=0.8)
     assert {"q10", "q90"} <= set(summary.columns)
@@ -177,9 +187,14 @@ def test_reconciliation_flags_incomplete_auc(truth_fit):
 
 
 def test_stein_parameters_are_mapped_to_liu():
-    liu = {"C0": np.array([2.0, 5.0]), "beta": np.array([0.5, 0.3]), "T1": np.array([10.0, 12.0]),
-           "alpha": np.array([0.1, 0.2]), "rM": np.array([0.01, 0.002]),
-           "deltaM": np.array([0.002, 0.01])}
+    liu = {
+        "C0": np.array([2.0, 5.0]),
+        "beta": np.array([0.5, 0.3]),
+        "T1": np.array([10.0, 12.0]),
+        "alpha": np.array([0.1, 0.2]),
+        "rM": np.array([0.01, 0.002]),
+        "deltaM": np.array([0.002, 0.01]),
+    }
     stein = liu_to_stein(liu)
     stein["alpha"] = np.append(stein["alpha"][:1], [stein["beta"][1] / 2])  # 2nd has no Liu twin
     mapped = as_liu("stein2019", stein)

@@ -26,8 +26,11 @@ def _effects(fit_design, param: str, values: dict[str, np.ndarray | float]) -> n
 @pytest.fixture(scope="module")
 def effect_draws():
     rng = np.random.default_rng(42)
-    return {"cr": rng.normal(0.3, 0.05, S), "null": rng.normal(0.0, 0.05, S), "u": rng.normal(
-        0.0, 0.1, (S, 3))}
+    return {
+        "cr": rng.normal(0.3, 0.05, S),
+        "null": rng.normal(0.0, 0.05, S),
+        "u": rng.normal(0.0, 0.1, (S, 3)),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +66,9 @@ def test_ratio_quantiles_are_exp_of_the_coefficient_quantiles(fit, effect_draws)
     row = _row(table, "beta", "CR/PR")
     b = effect_draws["cr"]
     expected = np.quantile(np.exp(b), [0.5, 0.05, 0.95])
-    np.testing.assert_allclose(row[["ratio_q50", "ratio_q5", "ratio_q95"]].astype(float), expected,
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        row[["ratio_q50", "ratio_q5", "ratio_q95"]].astype(float), expected, rtol=1e-10
+    )
     # and close to exp of the known Normal(0.3, 0.05) quantiles
     z = stats.norm.ppf([0.5, 0.05, 0.95])
     np.testing.assert_allclose(expected, np.exp(0.3 + 0.05 * z), rtol=0.01)
@@ -198,8 +202,21 @@ def test_compare_cli_writes_table_and_plot(fit, tmp_path):
     out, plot = tmp_path / "contrast.csv", tmp_path / "forest.png"
     result = CliRunner().invoke(
         app,
-        ["compare", str(path), "--by", "RESPONSE", "--param", "beta", "--no-metrics", "--rope",
-         "0.2", "--out", str(out), "--plot", str(plot)],
+        [
+            "compare",
+            str(path),
+            "--by",
+            "RESPONSE",
+            "--param",
+            "beta",
+            "--no-metrics",
+            "--rope",
+            "0.2",
+            "--out",
+            str(out),
+            "--plot",
+            str(plot),
+        ],
     )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)

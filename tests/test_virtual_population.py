@@ -55,8 +55,11 @@ def point_fit(analysis_data, analysis_spec, design, fake_fit_factory):
 
 def _closed_form(params: dict, times: np.ndarray) -> dict[str, np.ndarray]:
     out = get_kinetics("liu2021").solve(times, params)
-    return {"total": np.exp(out["log_total"]), "effector": np.exp(out["log_E"]),
-            "memory": np.exp(out["log_M"])}
+    return {
+        "total": np.exp(out["log_total"]),
+        "effector": np.exp(out["log_E"]),
+        "memory": np.exp(out["log_M"]),
+    }
 
 
 def test_bands_collapse_to_the_closed_form_without_variability(point_fit):
@@ -70,8 +73,13 @@ def test_bands_collapse_to_the_closed_form_without_variability(point_fit):
         expected = _closed_form(dict(TYPICAL, beta=TYPICAL["beta"] * np.exp(u)), times)
         for state in ("total", "effector", "memory"):
             got = ds[state].sel(group=g).values  # (time, quantile)
-            np.testing.assert_allclose(got, np.repeat(expected[state][:, None], 3, 1),
-                                       rtol=1e-4, atol=1e-300, err_msg=f"{g} {state}")
+            np.testing.assert_allclose(
+                got,
+                np.repeat(expected[state][:, None], 3, 1),
+                rtol=1e-4,
+                atol=1e-300,
+                err_msg=f"{g} {state}",
+            )
             np.testing.assert_allclose(ds[f"{state}_typical"].sel(group=g).values, got, rtol=1e-4)
 
 
@@ -87,8 +95,10 @@ def test_observed_covariates_keep_each_patients_own_effects(point_fit, analysis_
     pts = data.patients[data.patients["RESPONSE"] == "CR/PR"]
     shifts = B_CR + np.array([U_TRIAL["ABC".index(t)] for t in pts["TRIAL"]])
     shifts = shifts - 0.1 * (pts["TUMOR_TYPE"] == "solid").to_numpy()
-    peaks = [_closed_form(dict(TYPICAL, beta=TYPICAL["beta"] * np.exp(s)), times)["total"][0]
-             for s in shifts]
+    peaks = [
+        _closed_form(dict(TYPICAL, beta=TYPICAL["beta"] * np.exp(s)), times)["total"][0]
+        for s in shifts
+    ]
     med = float(ds["total"].sel(group="CR/PR", quantile=0.5).values[0])
     assert min(peaks) * (1 - 1e-4) <= med <= max(peaks) * (1 + 1e-4)
     assert float(ds["total"].sel(group="CR/PR", quantile=0.1).values[0]) >= min(peaks) * (1 - 1e-4)
@@ -101,8 +111,13 @@ def test_observed_covariates_keep_each_patients_own_effects(point_fit, analysis_
 def test_band_width_follows_omega(analysis_data, analysis_spec, design, fake_fit_factory, omega):
     fit = fake_fit_factory(analysis_data[0], analysis_spec, _posterior(design, omega), n_draws=50)
     ds = simulate_virtual_population(
-        fit, None, n_patients=2000, times=np.array([30.0]), covariates="reference",
-        random_seed=3, typical=False,
+        fit,
+        None,
+        n_patients=2000,
+        times=np.array([30.0]),
+        covariates="reference",
+        random_seed=3,
+        typical=False,
     )
     assert list(ds["group"].values) == ["all"]
     total = ds["total"].sel(group="all").values[0]  # (quantile,) 10%, 50%, 90%
@@ -117,8 +132,9 @@ def test_wider_omega_gives_wider_bands(analysis_data, analysis_spec, design, fak
     widths = []
     for omega in (0.1, 0.3, 0.6):
         fit = fake_fit_factory(analysis_data[0], analysis_spec, _posterior(design, omega), 20)
-        ds = simulate_virtual_population(fit, "TRIAL", n_patients=500, times=np.array([0.0, 60.0]),
-                                         random_seed=4, typical=False)
+        ds = simulate_virtual_population(
+            fit, "TRIAL", n_patients=500, times=np.array([0.0, 60.0]), random_seed=4, typical=False
+        )
         widths.append(float((ds["total"].isel(quantile=-1) / ds["total"].isel(quantile=0)).min()))
     assert widths[0] < widths[1] < widths[2]
 

@@ -106,7 +106,9 @@ def compare(
             f"(median, {ci:.0%} interval), ROPE ±{rope:g}"
         )
         for name in ("quantity", "group", "ratio", "p_direction", "p_rope", "in_model"):
-            rich_table.add_column(name, justify="left" if name in ("quantity", "group") else "right")
+            rich_table.add_column(
+                name, justify="left" if name in ("quantity", "group") else "right"
+            )
         for r in shown.to_dict("records"):
             rich_table.add_row(
                 r["quantity"],

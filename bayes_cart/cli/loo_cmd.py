@@ -47,7 +47,10 @@ def loo(
     try:
         loaded = [load_fit(f) for f in fits]
         if labels is None:
-            labels = [f"{r.spec.name} ({f.parent.name or f.stem})" for r, f in zip(loaded, fits, strict=True)]
+            labels = [
+                f"{r.spec.name} ({f.parent.name or f.stem})"
+                for r, f in zip(loaded, fits, strict=True)
+            ]
         table, bad = compare_fits(loaded, names=labels)
     except BayesCartError as exc:
         console.print("[bold red]error:[/]", escape(str(exc)))
@@ -74,7 +77,8 @@ def loo(
     for name, patients in bad.items():
         if len(patients):
             shown = ", ".join(
-                f"{p} ({k:.2f})" for p, k in zip(patients["patient"], patients["pareto_k"], strict=True)
+                f"{p} ({k:.2f})"
+                for p, k in zip(patients["patient"], patients["pareto_k"], strict=True)
             )
             console.print(
                 f"[yellow]warning:[/] {escape(name)}: Pareto k > {PARETO_K_THRESHOLD} for "
