@@ -133,12 +133,14 @@ def check_fit(idata: az.InferenceData, warn: bool = True) -> Diagnostics:
     }
     if max_rhat > RHAT_MAX:
         advice.append(
-            f"max R-hat {max_rhat:.3f} > {RHAT_MAX} ({worst['r_hat']}): chains disagree; run longer "
+            f"max R-hat {max_rhat:.3f} > {RHAT_MAX} ({worst['r_hat']}): chains disagree; "
+            "run longer "
             "(--tune/--draws), check for multimodality, or simplify the model."
         )
     if min(min_bulk, min_tail) < ESS_MIN:
         advice.append(
-            f"min ESS {min(min_bulk, min_tail):.0f} < {ESS_MIN:.0f} ({worst['ess_bulk']}): draw more "
+            f"min ESS {min(min_bulk, min_tail):.0f} < {ESS_MIN:.0f} ({worst['ess_bulk']}): "
+            "draw more "
             "samples or reparameterise (e.g. sampling.parameterisation = 'cmax')."
         )
     if div:

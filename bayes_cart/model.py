@@ -31,6 +31,7 @@ from bayes_cart.likelihood import CensoringIndex, censored_loglik
 from bayes_cart.model_data import ModelData, prepare_model_data
 from bayes_cart.spec import ModelSpec, PriorSpec
 
+
 def prior_dist(prior: PriorSpec, name: str | None = None, log_scale: bool = False, **kwargs: Any):
     """Create a PyMC variable (or ``.dist``) from a :class:`PriorSpec`.
 
@@ -158,9 +159,7 @@ def _random_effects(
             log_i[b] = values
         else:
             z = pm.Normal(f"z_{labels[b]}", 0.0, 1.0, dims="patient")
-            log_i[b] = means[b] + pm.Deterministic(
-                f"eta_{labels[b]}", omega * z, dims="patient"
-            )
+            log_i[b] = means[b] + pm.Deterministic(f"eta_{labels[b]}", omega * z, dims="patient")
     return log_i
 
 

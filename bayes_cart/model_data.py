@@ -159,7 +159,8 @@ def prepare_model_data(dataset: Any, spec: ModelSpec) -> ModelData:
         if doc.group.column.lower() not in lower:
             raise SpecError(
                 spec.source,
-                f"group.column: no covariate {doc.group.column!r}; columns: {list(patients.columns)}",
+                f"group.column: no covariate {doc.group.column!r}; "
+                f"columns: {list(patients.columns)}",
             )
         group_col = lower[doc.group.column.lower()]
         if doc.group.mode == "fixed":

@@ -225,7 +225,8 @@ def population_parameters(
             values[p] = np.full((s, n), float(kin.defaults.get(p, 0.0)))
     if cmax_mode:
         values["C0"] = np.exp(
-            np.log(values["C0"]) - values["beta"] * (values["T1"] - values["T0"])
+            np.log(values["C0"])
+            - values["beta"] * (values["T1"] - values["T0"])
             + values["k"] * values["T0"]
         )
     return values

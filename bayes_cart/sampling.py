@@ -123,7 +123,10 @@ def sample_posterior(
         jitter = _population_rvs(model)
         if sampler == "nutpie-jax":
             compiled = nutpie.compile_pymc_model(
-                model, backend="jax", gradient_backend="jax", initial_points=init,
+                model,
+                backend="jax",
+                gradient_backend="jax",
+                initial_points=init,
                 jitter_rvs=jitter,
             )
         else:

@@ -504,7 +504,8 @@ def _semantic_problems(doc: _SpecDocument) -> list[str]:
         for n in ("C0", "beta", "T1"):
             if n in doc.parameters and doc.parameters[n].typical is None:
                 problems.append(
-                    f"sampling.parameterisation: 'cmax' needs estimated C0, beta and T1 ({n} is not)"
+                    "sampling.parameterisation: 'cmax' needs estimated C0, beta and T1 "
+                    f"({n} is not)"
                 )
     return problems
 

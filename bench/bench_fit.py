@@ -37,7 +37,11 @@ def _variant(sampling: dict | None = None, no_iiv=(), no_group=False):
 
 VARIANTS = {
     # name: (spec, sampler, low_rank)
-    "noncentred": (lambda: _variant({"parameterisation": "c0", "centered": []}), "nutpie-jax", False),
+    "noncentred": (
+        lambda: _variant({"parameterisation": "c0", "centered": []}),
+        "nutpie-jax",
+        False,
+    ),
     "centred": (lambda: _variant({"parameterisation": "c0"}), "nutpie-jax", False),
     "meta": (lambda: _variant(), "nutpie-jax", False),
     "meta-lowrank": (lambda: _variant(), "nutpie-jax", True),
@@ -53,7 +57,12 @@ def run(name: str, chains: int, tune: int, draws: int, seed: int) -> dict:
     ds = load_example()
     model = build_model(ds, make_spec())
     idata, tm = sample_posterior(
-        model, sampler=sampler, chains=chains, tune=tune, draws=draws, random_seed=seed,
+        model,
+        sampler=sampler,
+        chains=chains,
+        tune=tune,
+        draws=draws,
+        random_seed=seed,
         low_rank=low_rank,
     )
     names = [n for n in population_variables(idata) if not n.startswith("u_")]
@@ -62,7 +71,9 @@ def run(name: str, chains: int, tune: int, draws: int, seed: int) -> dict:
     steps = float(stats["n_steps"].mean()) if "n_steps" in stats else float("nan")
     if "tree_depth" in stats and steps != steps:
         steps = float((2 ** stats["tree_depth"]).mean())
-    total = (tm["compile_seconds"] if tm["compile_seconds"] == tm["compile_seconds"] else 0.0) + tm["sampling_seconds"]
+    total = (tm["compile_seconds"] if tm["compile_seconds"] == tm["compile_seconds"] else 0.0) + tm[
+        "sampling_seconds"
+    ]
     return {
         "variant": name,
         "sampler": sampler,
@@ -87,11 +98,25 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    print(f"# bench_fit on {platform.node()} ({platform.machine()}, {platform.python_version()}), "
-          f"{time.strftime('%Y-%m-%d %H:%M')}; example 218 patients; "
-          f"{args.chains} chains x {args.tune}+{args.draws}")
-    cols = ["variant", "sampler", "compile_s", "sampling_s", "total_s", "max_rhat", "min_ess_bulk",
-            "min_ess_tail", "worst", "divergences", "steps_per_draw", "ess_per_s"]
+    print(
+        f"# bench_fit on {platform.node()} ({platform.machine()}, {platform.python_version()}), "
+        f"{time.strftime('%Y-%m-%d %H:%M')}; example 218 patients; "
+        f"{args.chains} chains x {args.tune}+{args.draws}"
+    )
+    cols = [
+        "variant",
+        "sampler",
+        "compile_s",
+        "sampling_s",
+        "total_s",
+        "max_rhat",
+        "min_ess_bulk",
+        "min_ess_tail",
+        "worst",
+        "divergences",
+        "steps_per_draw",
+        "ess_per_s",
+    ]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for name in args.variants.split(","):

@@ -1,0 +1,1 @@
+"""Model specifications shipped with bayes_cart (TOML files; see bayes_cart.spec)."""

@@ -26,15 +26,29 @@ def tiny_fit(tiny):
         covariates={"beta": "TUMOR_TYPE"}, reference={"TUMOR_TYPE": "heme"}
     )
     return fit(
-        tiny, spec, sampler="nutpie-jax", chains=2, tune=150, draws=100, random_seed=3,
+        tiny,
+        spec,
+        sampler="nutpie-jax",
+        chains=2,
+        tune=150,
+        draws=100,
+        random_seed=3,
         prior_draws=50,
     )
 
 
 def test_fit_has_every_group_with_named_dims(tiny_fit, tiny):
     idata = tiny_fit.idata
-    for group in ("posterior", "sample_stats", "prior", "prior_predictive",
-                  "posterior_predictive", "log_likelihood", "observed_data", "constant_data"):
+    for group in (
+        "posterior",
+        "sample_stats",
+        "prior",
+        "prior_predictive",
+        "posterior_predictive",
+        "log_likelihood",
+        "observed_data",
+        "constant_data",
+    ):
         assert group in idata.groups(), group
     post = idata.posterior
     assert post["beta_i"].dims == ("chain", "draw", "patient")
@@ -48,8 +62,14 @@ def test_fit_has_every_group_with_named_dims(tiny_fit, tiny):
 
 def test_random_seed_threads_through(tiny, tiny_fit):
     again = fit(
-        tiny, tiny_fit.spec, sampler="nutpie-jax", chains=2, tune=150, draws=100,
-        random_seed=3, prior_draws=50,
+        tiny,
+        tiny_fit.spec,
+        sampler="nutpie-jax",
+        chains=2,
+        tune=150,
+        draws=100,
+        random_seed=3,
+        prior_draws=50,
     )
     np.testing.assert_array_equal(again.idata.posterior["beta"], tiny_fit.idata.posterior["beta"])
     np.testing.assert_array_equal(
@@ -61,8 +81,18 @@ def test_summary_names_and_columns(tiny_fit):
     table = population_summary(tiny_fit.idata)
     assert list(table.columns) == COLUMNS
     names = set(table["parameter"])
-    for expected in ("beta", "T1", "C0", "alpha", "rM", "deltaM", "omega_beta", "sigma",
-                     "corr_beta_T1", "beta:TUMOR_TYPE[solid]"):
+    for expected in (
+        "beta",
+        "T1",
+        "C0",
+        "alpha",
+        "rM",
+        "deltaM",
+        "omega_beta",
+        "sigma",
+        "corr_beta_T1",
+        "beta:TUMOR_TYPE[solid]",
+    ):
         assert expected in names, expected
     assert not any(n.startswith(("z_", "eta_", "log_")) or n.endswith("_i") for n in names)
     row = table.set_index("parameter").loc["beta"]
@@ -108,15 +138,42 @@ def test_cli_fit_writes_the_three_files(tiny, tmp_path):
     data = tmp_path / "data.csv"
     tiny.to_frame().to_csv(data, index=False)
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, [
-        "fit", str(data), "--out", str(out), "--model", "liu2021",
-        "--covariates", "beta ~ TUMOR_TYPE", "--reference", "TUMOR_TYPE=heme",
-        "--chains", "2", "--tune", "100", "--draws", "50", "--sampler", "nutpie-jax",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            str(data),
+            "--out",
+            str(out),
+            "--model",
+            "liu2021",
+            "--covariates",
+            "beta ~ TUMOR_TYPE",
+            "--reference",
+            "TUMOR_TYPE=heme",
+            "--chains",
+            "2",
+            "--tune",
+            "100",
+            "--draws",
+            "50",
+            "--sampler",
+            "nutpie-jax",
+        ],
+    )
     assert result.exit_code == 0, result.output
     diag = json.loads((out / "diagnostics.json").read_text())
-    for key in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "compile_seconds",
-                "sampling_seconds", "n_patients", "n_observations", "n_censored"):
+    for key in (
+        "max_rhat",
+        "min_ess_bulk",
+        "min_ess_tail",
+        "divergences",
+        "compile_seconds",
+        "sampling_seconds",
+        "n_patients",
+        "n_observations",
+        "n_censored",
+    ):
         assert key in diag
     assert diag["n_patients"] == tiny.n_patients
     assert diag["n_censored"] == tiny.n_censored
@@ -136,6 +193,7 @@ def test_cli_fit_reports_bad_spec_and_data(tmp_path):
     bad.write_text("ID,TIME,DV\n1,-1,5\n")
     r = CliRunner().invoke(app, ["fit", str(bad), "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "negative TIME" in r.output
-    r = CliRunner().invoke(app, ["fit", "example", "--covariates", "beta ~ NOPE",
-                                 "--out", str(tmp_path / "o")])
+    r = CliRunner().invoke(
+        app, ["fit", "example", "--covariates", "beta ~ NOPE", "--out", str(tmp_path / "o")]
+    )
     assert r.exit_code == 1 and "NOPE" in r.output

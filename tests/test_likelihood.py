@@ -67,7 +67,9 @@ def test_m3_pytensor_graph_equals_numpy_and_per_obs_sigma():
     idx = CensoringIndex.from_arrays(cens, log_limit)
     ref = censored_loglik(value, mu, sig, idx, log_limit)
     m, s = pt.dvector(), pt.dvector()
-    f = pytensor.function([m, s], censored_loglik(value, m, s, idx, np.nan_to_num(log_limit), xp=pt))
+    f = pytensor.function(
+        [m, s], censored_loglik(value, m, s, idx, np.nan_to_num(log_limit), xp=pt)
+    )
     np.testing.assert_allclose(f(mu, sig), ref, rtol=1e-12)
     assert np.all(np.isfinite(ref))
 

@@ -65,7 +65,12 @@ def test_distribution_phase_only_for_selected_patients(small):
     model = build_model(small, spec)
     dlbcl = [i for i in small.patient_ids if small.patients.loc[i, "TRIAL"] == "DLBCL"]
     assert list(model.coords["patient_dp"]) == dlbcl
-    fn = model.compile_fn(model.replace_rvs_by_values([model["k_i"], model["T0_i"]]), inputs=model.value_vars, on_unused_input="ignore", point_fn=True)
+    fn = model.compile_fn(
+        model.replace_rvs_by_values([model["k_i"], model["T0_i"]]),
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )
     k_i, t0_i = fn(model.initial_point())
     is_dp = np.isin(small.patient_ids, dlbcl)
     assert np.all(k_i[is_dp] > 0) and np.all(k_i[~is_dp] == 0) and np.all(t0_i[~is_dp] == 0)
@@ -84,15 +89,35 @@ def test_model_likelihood_equals_numpy_closed_form(small, parameterisation):
     rng = np.random.default_rng(5)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     names = ["C0_i", "beta_i", "T1_i", "alpha_i", "rM_i", "deltaM_i", "k_i", "T0_i", "sigma"]
-    values = dict(zip(names, model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]), inputs=model.value_vars, on_unused_input="ignore", point_fn=True)(point)))
+    values = dict(
+        zip(
+            names,
+            model.compile_fn(
+                model.replace_rvs_by_values([model[n] for n in names]),
+                inputs=model.value_vars,
+                on_unused_input="ignore",
+                point_fn=True,
+            )(point),
+            strict=True,
+        )
+    )
     kin = get_kinetics("liu2021")
     idx = md.patient_index
     params = {n[:-2]: values[n][idx] for n in names if n.endswith("_i")}
     mu = kin.solve(md.time, params)["log_total"]
     ll = censored_loglik(
-        md.log_dv, mu, values["sigma"], CensoringIndex.from_arrays(md.cens, md.log_limit), md.log_limit
+        md.log_dv,
+        mu,
+        values["sigma"],
+        CensoringIndex.from_arrays(md.cens, md.log_limit),
+        md.log_limit,
     )
-    graph = model.compile_fn(model.logp(vars=[model["log_dv"]], sum=True), inputs=model.value_vars, on_unused_input="ignore", point_fn=True)(point)
+    graph = model.compile_fn(
+        model.logp(vars=[model["log_dv"]], sum=True),
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )(point)
     assert np.isclose(graph, ll.sum(), rtol=1e-9)
     if parameterisation == "cmax":
         # the sampled quantity is the peak: Cmax_i = C0_i exp(-k T0 + beta (T1 - T0))

@@ -24,7 +24,12 @@ pytestmark = pytest.mark.slow
 
 TIMES = [1, 3, 5, 7, 10, 14, 21, 28, 45, 60, 90, 180, 270, 365]
 TRUTH = {
-    "C0": 40.0, "beta": 0.45, "T1": 11.0, "alpha": 0.12, "rM": 0.002, "deltaM": 0.005,
+    "C0": 40.0,
+    "beta": 0.45,
+    "T1": 11.0,
+    "alpha": 0.12,
+    "rM": 0.002,
+    "deltaM": 0.005,
 }
 OMEGA = {"C0": 0.7, "beta": 0.35, "T1": 0.25, "alpha": 0.5, "rM": 0.5, "deltaM": 0.5}
 EFFECT = {"beta": {"RESPONSE": {"CR/PR": 0.35}}, "alpha": {"RESPONSE": {"CR/PR": -0.4}}}
@@ -68,8 +73,12 @@ def recovery_fit():
 
 def test_population_parameters_recovered_with_calibrated_intervals(recovery_fit):
     post = recovery_fit.idata.posterior
-    truth = {**TRUTH, **{f"omega_{k}": v for k, v in OMEGA.items()}, "sigma": 0.4,
-             "corr_beta_T1": -0.5}
+    truth = {
+        **TRUTH,
+        **{f"omega_{k}": v for k, v in OMEGA.items()},
+        "sigma": 0.4,
+        "corr_beta_T1": -0.5,
+    }
     rows = []
     for name, value in truth.items():
         lo90, hi90 = _interval(post, name, 0.90)
@@ -95,10 +104,28 @@ def test_dropping_blq_rows_biases_the_fit_m3_does_not():
     ds, sim = _simulate(n=60, lloq=150.0, seed=20240602)
     blq = float((ds.observations["CENS"] == 1).mean())
     assert blq > 0.3  # the design censors a large part of the contraction phase
-    m3 = fit(ds, _spec("M3"), sampler="nutpie-jax", chains=2, tune=500, draws=400,
-             random_seed=5, prior_draws=0, predictive=False)
-    drop = fit(ds, _spec("drop"), sampler="nutpie-jax", chains=2, tune=500, draws=400,
-               random_seed=5, prior_draws=0, predictive=False)
+    m3 = fit(
+        ds,
+        _spec("M3"),
+        sampler="nutpie-jax",
+        chains=2,
+        tune=500,
+        draws=400,
+        random_seed=5,
+        prior_draws=0,
+        predictive=False,
+    )
+    drop = fit(
+        ds,
+        _spec("drop"),
+        sampler="nutpie-jax",
+        chains=2,
+        tune=500,
+        draws=400,
+        random_seed=5,
+        prior_draws=0,
+        predictive=False,
+    )
     name = "deltaM"
     lo_m3, hi_m3 = _interval(m3.idata.posterior, name, 0.95)
     lo_d, hi_d = _interval(drop.idata.posterior, name, 0.95)

@@ -104,7 +104,10 @@ def test_spec_from_file_roundtrip(tmp_path):
 
 
 def test_parse_covariate_option():
-    assert parse_covariate_option(" beta ~ RESPONSE + log(DOSE) ") == ("beta", "RESPONSE + log(DOSE)")
+    assert parse_covariate_option(" beta ~ RESPONSE + log(DOSE) ") == (
+        "beta",
+        "RESPONSE + log(DOSE)",
+    )
     with pytest.raises(SpecError):
         parse_covariate_option("beta RESPONSE")
 
@@ -112,7 +115,11 @@ def test_parse_covariate_option():
 def test_subset_expression_is_evaluated_without_code_execution():
     df = pd.DataFrame({"TRIAL": ["DLBCL", "MM", None], "AGE": [30.0, 70.0, np.nan]})
     assert evaluate_subset("TRIAL == 'DLBCL'", df).tolist() == [True, False, False]
-    assert evaluate_subset("trial in ['MM', 'DLBCL'] and AGE > 50", df).tolist() == [False, True, False]
+    assert evaluate_subset("trial in ['MM', 'DLBCL'] and AGE > 50", df).tolist() == [
+        False,
+        True,
+        False,
+    ]
     for bad in ("__import__('os')", "TRIAL.upper() == 'X'", "[x for x in TRIAL]"):
         with pytest.raises(ValueError):
             evaluate_subset(bad, df)

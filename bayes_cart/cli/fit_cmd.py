@@ -1,4 +1,4 @@
-"""``bayes-cart fit``: fit a model spec to a dataset and write fit.nc, summary.csv, diagnostics.json."""
+"""``bayes-cart fit``: fit a model spec; write fit.nc, summary.csv and diagnostics.json."""
 
 from __future__ import annotations
 
@@ -15,12 +15,19 @@ console = Console()
 
 
 def fit(
-    data: Annotated[str, typer.Argument(help="Dataset (CSV/Parquet), or 'example' for the bundled one.")],
+    data: Annotated[
+        str, typer.Argument(help="Dataset (CSV/Parquet), or 'example' for the bundled one.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("fit"),
-    model: Annotated[str, typer.Option("--model", help="Spec name (liu2021...) or TOML file.")] = "liu2021",
+    model: Annotated[
+        str, typer.Option("--model", help="Spec name (liu2021...) or TOML file.")
+    ] = "liu2021",
     covariates: Annotated[
         list[str] | None,
-        typer.Option("--covariates", help="Formula per parameter, e.g. 'beta ~ RESPONSE + TUMOR_TYPE'; repeatable."),
+        typer.Option(
+            "--covariates",
+            help="Formula per parameter, e.g. 'beta ~ RESPONSE + TUMOR_TYPE'; repeatable.",
+        ),
     ] = None,
     reference: Annotated[
         list[str] | None,
@@ -28,11 +35,16 @@ def fit(
     ] = None,
     trial: Annotated[
         str | None,
-        typer.Option("--trial", help="Trial column as 'random' (partial pooling) or 'fixed', e.g. TRIAL:random:beta,alpha."),
+        typer.Option(
+            "--trial",
+            help="Trial column, 'random' (partial pooling) or 'fixed': TRIAL:random:beta,alpha.",
+        ),
     ] = None,
     distribution: Annotated[
         str | None,
-        typer.Option("--distribution", help="Patients with a distribution phase, e.g. \"TRIAL == 'DLBCL'\"."),
+        typer.Option(
+            "--distribution", help="Patients with a distribution phase, e.g. \"TRIAL == 'DLBCL'\"."
+        ),
     ] = None,
     chains: Annotated[int, typer.Option(help="Chains.")] = 4,
     tune: Annotated[int, typer.Option(help="Tuning draws per chain.")] = 1000,
@@ -40,7 +52,9 @@ def fit(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     sampler: Annotated[str, typer.Option(help="nutpie, nutpie-jax, pymc or numpyro.")] = "nutpie",
     target_accept: Annotated[float, typer.Option(help="NUTS target acceptance.")] = 0.9,
-    time_unit: Annotated[str, typer.Option("--time-unit", help="Unit of TIME in the data.")] = "day",
+    time_unit: Annotated[
+        str, typer.Option("--time-unit", help="Unit of TIME in the data.")
+    ] = "day",
 ) -> None:
     """Fit a hierarchical model and write DIR/fit.nc, DIR/summary.csv and DIR/diagnostics.json."""
     from bayes_cart.cli.common import load_data_or_exit

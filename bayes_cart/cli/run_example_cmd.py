@@ -31,7 +31,9 @@ def run_example(
     tune: Annotated[int, typer.Option(help="Tuning draws per chain.")] = 1000,
     draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
-    sampler: Annotated[str, typer.Option(help="nutpie, nutpie-jax, pymc or numpyro.")] = "nutpie-jax",
+    sampler: Annotated[
+        str, typer.Option(help="nutpie, nutpie-jax, pymc or numpyro.")
+    ] = "nutpie-jax",
     model: Annotated[str, typer.Option(help="Model spec.")] = "liu2021_meta",
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
 ) -> None:
@@ -86,7 +88,9 @@ def run_example(
     truth = example_truth()
     pop = PopulationParameters.from_dict(truth["population"])
     design = make_design(
-        100, [1, 4, 7, 10, 14, 21, 28, 60, 90, 180, 270, 365], id_prefix="VP",
+        100,
+        [1, 4, 7, 10, 14, 21, 28, 60, 90, 180, 270, 365],
+        id_prefix="VP",
         covariates=None,
     )
     design["TUMOR_TYPE"] = "heme"
@@ -104,8 +108,14 @@ def run_example(
     spec = load_spec(model)
     with console.status("sampling...") as status:
         result = fit(
-            dataset, spec, sampler=sampler, chains=chains, tune=tune, draws=draws,
-            random_seed=seed, on_step=lambda m: status.update(m),
+            dataset,
+            spec,
+            sampler=sampler,
+            chains=chains,
+            tune=tune,
+            draws=draws,
+            random_seed=seed,
+            on_step=lambda m: status.update(m),
         )
     fit_dir = out / "fit"
     fit_dir.mkdir(exist_ok=True)
