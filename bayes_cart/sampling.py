@@ -69,24 +69,6 @@ def _seed(random_seed: int | None, offset: int) -> int:
     return int(np.random.SeedSequence([base, offset]).generate_state(1)[0])
 
 
-def _population_rvs(model: pm.Model) -> set:
-    """Free variables that get a random jitter at the start of each chain.
-
-    Only population-level variables are jittered (so chains start apart and R-hat can detect
-    disagreement); per-patient variables start at their data-informed values, because a
-    patient whose peak time is jittered far from the observed peak can trap a chain in a
-    local mode.
-    """
-    per_patient = []
-    for rv in model.free_RVs:
-        dims = model.named_vars_to_dims.get(rv.name, ())
-        if "patient" in dims or "patient_dp" in dims or rv.name.endswith("_i"):
-            per_patient.append(rv)
-        elif rv.name.startswith("z_") and rv.ndim >= 1:
-            per_patient.append(rv)
-    return {rv for rv in model.free_RVs if rv not in per_patient}
-
-
 def sample_posterior(
     model: pm.Model,
     *,
@@ -120,17 +102,15 @@ def sample_posterior(
 
         t0 = time.perf_counter()
         init = getattr(model, "bayes_cart_initvals", None) or None
-        jitter = _population_rvs(model)
         if sampler == "nutpie-jax":
             compiled = nutpie.compile_pymc_model(
                 model,
                 backend="jax",
                 gradient_backend="jax",
                 initial_points=init,
-                jitter_rvs=jitter,
             )
         else:
-            compiled = nutpie.compile_pymc_model(model, initial_points=init, jitter_rvs=jitter)
+            compiled = nutpie.compile_pymc_model(model, initial_points=init)
         t1 = time.perf_counter()
         idata = nutpie.sample(
             compiled,

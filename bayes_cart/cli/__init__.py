@@ -39,6 +39,9 @@ def _register() -> None:
 
     app.command("compare")(compare_cmd.compare)
     app.command("loo")(loo_cmd.loo)
+    from bayes_cart.cli import report_cmd
+
+    app.command("report")(report_cmd.report)
 
 
 _register()

@@ -155,7 +155,8 @@ def run_example(
         except ImportError:
             console.print("  (the report module is not available in this version)")
         else:
-            path = write_report(result, out / "report.html")
+            # the fitted data are the bundled example: show the simulation's truth beside it
+            path = write_report(result, out / "report.html", truth=truth)
             console.print(f"  wrote {escape(str(path))}")
     console.rule(f"done in {time.perf_counter() - t_all:.0f} s: {escape(str(out))}")
 

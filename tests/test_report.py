@@ -1,0 +1,280 @@
+"""The HTML report: self-contained, every section computed, numbers as documented, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bayes_cart.report import SECTION_TITLES, build_report, default_by, write_report
+from bayes_cart.units import DAYS_PER_MONTH
+
+S = 200
+BETA = 0.45  # constant typical beta: its per-month value is known exactly
+TRUE_CR_EFFECT = 0.3
+
+
+@pytest.fixture(scope="module")
+def report_fit(analysis_data, analysis_spec, fake_fit_factory):
+    """A fake fit of the analysis data with every group the report reads.
+
+    Posterior: typical values near the simulation truth (beta constant), IIV, covariate effects,
+    trial effects, residual SD, and each patient's true parameters with a little noise;
+    posterior predictive, pointwise log-likelihood, observed and constant data computed from
+    them as the sampler would.
+    """
+    import arviz as az
+    import xarray as xr
+
+    from bayes_cart.kinetics import get_kinetics
+    from bayes_cart.likelihood import CensoringIndex, censored_loglik
+    from bayes_cart.model_data import prepare_model_data
+
+    data, sim = analysis_data
+    md = prepare_model_data(data, analysis_spec)
+    rng = np.random.default_rng(5)
+    truth = sim.truth.set_index("ID").loc[list(md.patient_ids)]
+    kin = get_kinetics("liu2021")
+
+    def effects(param: str, values: dict[str, float]) -> np.ndarray:
+        names = md.design.effect_names(param)
+        return np.column_stack([rng.normal(values.get(n, 0.0), 0.05, S) for n in names])
+
+    post: dict[str, object] = {
+        "C0": np.exp(rng.normal(np.log(20.0), 0.1, S)),
+        "beta": BETA,
+        "T1": np.exp(rng.normal(np.log(11.0), 0.05, S)),
+        "alpha": np.exp(rng.normal(np.log(0.15), 0.1, S)),
+        "rM": np.exp(rng.normal(np.log(0.003), 0.2, S)),
+        "deltaM": np.exp(rng.normal(np.log(0.01), 0.2, S)),
+        "b_beta": effects("beta", {"RESPONSE[CR/PR]": TRUE_CR_EFFECT}),
+        "b_alpha": effects("alpha", {}),
+        "u_trial_beta": rng.normal(0.0, 0.05, (S, len(md.group_levels))),
+        "omega_trial_beta": np.abs(rng.normal(0.1, 0.02, S)),
+        "sigma": np.abs(rng.normal(0.25, 0.02, S)),
+        "corr_beta_T1": np.clip(rng.normal(-0.3, 0.1, S), -0.9, 0.9),
+    }
+    for p, om in {
+        "C0": 0.5,
+        "beta": 0.2,
+        "T1": 0.15,
+        "alpha": 0.3,
+        "rM": 0.2,
+        "deltaM": 0.2,
+    }.items():
+        post[f"omega_{p}"] = np.abs(rng.normal(om, 0.03, S))
+    individual = {}
+    for p in kin.parameters:
+        base = truth[p].to_numpy(dtype=float) if p in truth else np.zeros(md.n_patients)
+        noise = np.exp(rng.normal(0.0, 0.03, (S, md.n_patients))) if p in truth else 1.0
+        individual[p] = base[None, :] * noise
+        post[f"{p}_i"] = individual[p]
+
+    params = {p: v[:, md.patient_index] for p, v in individual.items()}
+    mu = np.asarray(kin.solve(md.time[None, :], params)["log_total"])  # (S, obs)
+    sigma = np.asarray(post["sigma"])
+    y = mu + sigma[:, None] * rng.standard_normal(mu.shape)
+    idx = CensoringIndex.from_arrays(md.cens, md.log_limit)
+    ll = np.stack(
+        [censored_loglik(md.log_dv, mu[s], sigma[s], idx, md.log_limit) for s in range(S)]
+    )
+    oc = {"chain": [0], "draw": np.arange(S), "obs": md.obs_rows}
+    extra = {
+        "posterior_predictive": xr.Dataset(
+            {"log_dv": (("chain", "draw", "obs"), y[None])}, coords=oc
+        ),
+        "log_likelihood": xr.Dataset({"log_dv": (("chain", "draw", "obs"), ll[None])}, coords=oc),
+        "observed_data": xr.Dataset({"log_dv": ("obs", md.log_dv)}, coords={"obs": md.obs_rows}),
+        "constant_data": xr.Dataset(
+            {"patient_index": ("obs", md.patient_index)},
+            coords={"obs": md.obs_rows, "patient": list(md.patient_ids)},
+        ),
+    }
+    fit = fake_fit_factory(data, analysis_spec, post, n_draws=S, extra_groups=extra)
+    assert isinstance(fit.idata, az.InferenceData)
+    return fit
+
+
+@pytest.fixture(scope="module")
+def truth():
+    """The simulation truth of the analysis data, in the example-truth format."""
+    return {
+        "population": {
+            "kinetics": "liu2021",
+            "typical": {
+                "C0": 20.0,
+                "beta": BETA,
+                "T1": 11.0,
+                "alpha": 0.15,
+                "rM": 0.003,
+                "deltaM": 0.01,
+            },
+            "omega": {"beta": 0.2, "T1": 0.15, "C0": 0.5, "alpha": 0.3},
+            "effects": {"beta": {"RESPONSE": {"CR/PR": TRUE_CR_EFFECT}}},
+            "sigma": 0.25,
+        }
+    }
+
+
+@pytest.fixture(scope="module")
+def built(report_fit, truth):
+    return build_report(report_fit, truth=truth, n_vpc_replicates=40, n_virtual=200)
+
+
+@pytest.fixture(scope="module")
+def html(built) -> str:
+    return built.to_html()
+
+
+def _section(html: str, key: str) -> str:
+    return html.split(f'<section id="{key}">')[1].split("</section>")[0]
+
+
+def test_every_section_is_computed_on_a_normal_fit(built, html):
+    assert built.failures == []
+    assert "could not compute" not in html
+    assert [s.title for s in built.sections] == list(SECTION_TITLES.values())
+    for key, title in SECTION_TITLES.items():
+        assert f'<section id="{key}">' in html
+        assert f"<h2>{title}</h2>" in html
+
+
+def test_page_is_self_contained(html):
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert "<script" not in html.lower() and "<link" not in html.lower()
+    assert "@import" not in html and "url(" not in html
+    images = re.findall(r"<img[^>]*>", html)
+    assert len(images) >= 8  # forest plots, VPC, GOF, PIT, individual fits, virtual population
+    for tag in images:
+        assert re.search(r'src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', tag), tag[:80]
+    # only in-page anchors
+    for href in re.findall(r'href="([^"]*)"', html):
+        assert href.startswith("#"), href
+
+
+def test_badge_follows_the_diagnostics_verdict(report_fit, html):
+    assert report_fit.diagnostics.passed
+    assert '<span class="badge pass">PASS</span>' in html
+    assert "badge fail" not in html
+    bad_fit = SimpleNamespace(**vars(report_fit))
+    bad_fit.diagnostics = dataclasses.replace(
+        report_fit.diagnostics, passed=False, advice=["run longer"]
+    )
+    page = build_report(bad_fit, n_vpc_replicates=10, n_draws=50, n_virtual=50).to_html()
+    assert '<span class="badge fail">FAIL</span>' in page and "badge pass" not in page
+    assert "run longer" in page
+
+
+def test_parameter_table_converts_rates_to_months(html):
+    per_month = BETA * DAYS_PER_MONTH  # 13.696875
+    assert f"{per_month:.1f}" == "13.7"
+    table = _section(html, "parameters")
+    row = re.search(r"<td>beta</td>.*?</tr>", table, re.S).group(0)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[3] == "0.450 [0.450, 0.450]"  # per day
+    assert cells[4] == "13.7 [13.7, 13.7]"  # per month
+    # an IIV SD is also shown as %CV: omega 0.2 -> sqrt(exp(0.04) - 1) = 20.2%
+    iiv = re.search(r"<td>omega_beta</td>.*?</tr>", table, re.S).group(0)
+    cv = float(re.findall(r"<td[^>]*>(.*?)</td>", iiv)[3].split(" ")[0])
+    assert cv == pytest.approx(100 * math.sqrt(math.expm1(0.2**2)), abs=1.0)
+
+
+def test_covariate_effect_is_a_ratio_with_its_truth(html):
+    row = re.search(r"<td>beta</td><td>RESPONSE\[CR/PR\] vs PD/NR</td>.*?</tr>", html, re.S)
+    assert row is not None
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0))
+    ratio = float(cells[3].split(" ")[0])
+    assert ratio == pytest.approx(math.exp(TRUE_CR_EFFECT), rel=0.03)
+    assert cells[5] == f"{math.exp(TRUE_CR_EFFECT):.3g}"  # true ratio column: 1.35
+
+
+def test_contrasts_show_the_true_ratio(html):
+    section = _section(html, "contrasts")
+    assert "By RESPONSE" in section and "By TUMOR_TYPE" in section and "By TRIAL" in section
+    beta_row = re.search(r"beta \(expansion rate\).*?</tr>", section, re.S).group(0)
+    assert "truth 1.35" in beta_row  # exp(0.3)
+    assert section.count("<img") >= 4
+
+
+def test_default_groups_come_from_the_covariates(report_fit):
+    assert default_by(report_fit) == ["RESPONSE", "TUMOR_TYPE", "TRIAL"]
+
+
+def test_a_failing_section_shows_a_box_and_is_logged(report_fit, tmp_path, caplog):
+    import arviz as az
+
+    no_predictive = SimpleNamespace(**vars(report_fit))
+    no_predictive.idata = az.InferenceData(posterior=report_fit.idata.posterior)
+    with caplog.at_level(logging.WARNING, logger="bayes_cart.report"):
+        path = write_report(
+            no_predictive, tmp_path / "sub" / "report.html", n_vpc_replicates=10, n_draws=50
+        )
+    page = path.read_text(encoding="utf-8")
+    assert "could not compute" in page
+    assert "posterior_predictive" in page  # the reason is shown
+    assert any("PIT" in r.getMessage() for r in caplog.records)
+    # the other sections are still there
+    assert '<section id="vpc">' in page and "<h2>9. Individual fits</h2>" in page
+
+
+def test_loo_comparison_with_other_fits(report_fit):
+    page = build_report(
+        report_fit,
+        other_fits={"same model": report_fit},
+        n_vpc_replicates=10,
+        n_draws=50,
+        n_virtual=50,
+    ).to_html()
+    section = _section(page, "loo")
+    assert "elpd_diff" in section and "same model" in section
+    assert "could not compute" not in section
+
+
+def test_cli_writes_the_report_and_refuses_bad_fits(report_fit, tmp_path):
+    from bayes_cart.cli import app
+    from bayes_cart.io import save_fit
+
+    fit_path = save_fit(report_fit, tmp_path / "fit.nc")
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(fit_path),
+            "--out",
+            str(out),
+            "--by",
+            "RESPONSE",
+            "--replicates",
+            "10",
+            "--draws",
+            "50",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    assert "By RESPONSE" in page and "By TRIAL" not in page
+    assert "could not compute" not in page
+
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope.nc"), "--out", str(out)])
+    assert missing.exit_code == 1
+    assert "fit file not found" in missing.output and "nope.nc" in missing.output
+
+    garbage = tmp_path / "garbage.nc"
+    garbage.write_bytes(b"this is not a NetCDF file")
+    invalid = CliRunner().invoke(app, ["report", str(garbage), "--out", str(out)])
+    assert invalid.exit_code == 1
+    assert "not a readable NetCDF fit" in invalid.output
+    assert "Traceback" not in invalid.output
+
+
+def test_write_report_returns_the_path(report_fit, tmp_path):
+    path = write_report(report_fit, tmp_path / "r.html", n_vpc_replicates=10, n_draws=50)
+    assert isinstance(path, Path) and path.exists() and path.stat().st_size > 50_000
