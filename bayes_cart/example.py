@@ -470,3 +470,44 @@ if __name__ == "__main__":  # regenerate the shipped files: python -m bayes_cart
     here = Path(__file__).parent / "example_data"
     for key, path in write_example(here, regenerate=True).items():
         print(f"{key}: {path}")
+
+
+def truth_by_summary_name(truth: dict[str, Any] | None = None) -> dict[str, float]:
+    """Return the example's true population values under the names of ``summary.csv``.
+
+    Parameters
+    ----------
+    truth : dict, optional
+        As returned by :func:`example_truth` (read if not given).
+
+    Returns
+    -------
+    dict
+        ``{"beta": 0.4, "omega_beta": 0.39, "beta:RESPONSE[CR/PR]": 0.3, "corr_beta_T1": -0.6,
+        "omega_trial_beta": 0.15, "sigma": 0.5, ...}``.
+
+    Examples
+    --------
+    >>> truth_by_summary_name()["beta:RESPONSE[CR/PR]"]
+    0.3
+    """
+    truth = truth if truth is not None else example_truth()
+    pop = truth["population"]
+    flat: dict[str, float] = {}
+    for name, value in pop["typical"].items():
+        flat[name] = float(value)
+    for name, value in pop.get("omega", {}).items():
+        flat[f"omega_{name}"] = float(value)
+    for param, covs in pop.get("effects", {}).items():
+        for cov, levels in covs.items():
+            for level, value in levels.items():
+                flat[f"{param}:{cov}[{level}]"] = float(value)
+    for a, inner in pop.get("correlation", {}).items():
+        for b, value in inner.items():
+            flat[f"corr_{a}_{b}"] = float(value)
+    for group, params in pop.get("group_effects", {}).items():
+        for param, value in params.items():
+            flat[f"omega_{group.lower()}_{param}"] = float(value)
+    if "sigma" in pop:
+        flat["sigma"] = float(pop["sigma"])
+    return flat

@@ -5,7 +5,16 @@ Each sub-command lives in its own module of this package and only calls library 
 
 from __future__ import annotations
 
+import warnings
+
 import typer
+
+# Library noise that says nothing about the user's analysis: keep the terminal readable.
+warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+warnings.filterwarnings(
+    "ignore", message=".*ArviZ is undergoing a major refactor", category=FutureWarning
+)
+warnings.filterwarnings("ignore", message="The RandomType SharedVariables")
 
 app = typer.Typer(
     name="bayes-cart",

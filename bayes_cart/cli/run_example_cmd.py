@@ -41,7 +41,7 @@ def run_example(
     import numpy as np
 
     from bayes_cart.dataset import load_dataset
-    from bayes_cart.example import example_truth, write_example
+    from bayes_cart.example import example_truth, truth_by_summary_name, write_example
     from bayes_cart.io import save_fit
     from bayes_cart.nca import nca, summarise_nca
     from bayes_cart.sampling import fit
@@ -138,7 +138,7 @@ def run_example(
     t = Table(title="population parameters (median [90% CrI]) vs truth")
     for col in ("parameter", "posterior", "truth"):
         t.add_column(col)
-    flat = _truth_lookup(truth)
+    flat = truth_by_summary_name(truth)
     for _, row in summary.iterrows():
         tv = flat.get(row["parameter"])
         t.add_row(
@@ -159,26 +159,3 @@ def run_example(
             path = write_report(result, out / "report.html", truth=truth)
             console.print(f"  wrote {escape(str(path))}")
     console.rule(f"done in {time.perf_counter() - t_all:.0f} s: {escape(str(out))}")
-
-
-def _truth_lookup(truth: dict) -> dict[str, float]:
-    """Flatten the example truth into summary.csv names."""
-    pop = truth["population"]
-    flat: dict[str, float] = {}
-    for name, value in pop["typical"].items():
-        flat[name] = float(value)
-    for name, value in pop.get("omega", {}).items():
-        flat[f"omega_{name}"] = float(value)
-    for param, covs in pop.get("effects", {}).items():
-        for cov, levels in covs.items():
-            for level, value in levels.items():
-                flat[f"{param}:{cov}[{level}]"] = float(value)
-    for a, inner in pop.get("correlation", {}).items():
-        for b, value in inner.items():
-            flat[f"corr_{a}_{b}"] = float(value)
-    for group, params in pop.get("group_effects", {}).items():
-        for param, value in params.items():
-            flat[f"omega_{group.lower()}_{param}"] = float(value)
-    if "sigma" in pop:
-        flat["sigma"] = float(pop["sigma"])
-    return flat
