@@ -101,7 +101,7 @@ _TIME_UNITS = {"day", "days", "d"}
 
 
 def _num(x: Any, sig: int = 3) -> str:
-    """A number with ``sig`` significant digits, plain notation between 1e-3 and 1e6."""
+    """Format a number with ``sig`` significant digits (plain between 1e-3 and 1e6)."""
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -131,7 +131,7 @@ def _pct(x: Any, digits: int = 0) -> str:
 
 
 def _prob(x: Any) -> str:
-    """A probability with two decimals; "<0.01" and ">0.99" at the extremes."""
+    """Format a probability with two decimals ("<0.01" and ">0.99" at the extremes)."""
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -146,7 +146,7 @@ def _prob(x: Any) -> str:
 
 
 def _frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """A table of formatted cells (object dtype keeps Markup cells as they are)."""
+    """Build a table of formatted cells (object dtype keeps Markup cells as they are)."""
     return pd.DataFrame(list(rows), dtype=object)
 
 
@@ -163,7 +163,7 @@ def _table(
     classes: str = "",
     row_classes: Sequence[str] | None = None,
 ) -> Markup:
-    """An HTML table of already formatted cells (Markup cells are not escaped)."""
+    """Render an HTML table of formatted cells (Markup cells are not escaped)."""
     head = "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns)
     numeric_set = set(numeric)
     rows = []
@@ -183,7 +183,7 @@ def _table(
 
 
 def _facts(items: Sequence[tuple[str, Any]]) -> Markup:
-    """A definition list of label/value pairs."""
+    """Render a definition list of label/value pairs."""
     body = "".join(
         f"<dt>{escape(k)}</dt><dd>{v if isinstance(v, Markup) else escape(str(v))}</dd>"
         for k, v in items
@@ -380,7 +380,7 @@ class _Context:
 
 
 def _column(fit: Any, name: str) -> str | None:
-    """The patient covariate called ``name`` (case-insensitive), or None."""
+    """Return the patient covariate called ``name`` (case-insensitive), or None."""
     lower = {str(c).lower(): str(c) for c in fit.dataset.patients.columns}
     return lower.get(name.lower())
 
@@ -467,7 +467,7 @@ def _truth_population(truth: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _flat_truth(truth: Mapping[str, Any] | None) -> dict[str, float]:
-    """True values under the names of :func:`bayes_cart.summary.population_summary`."""
+    """Return true values under the names of :func:`bayes_cart.summary.population_summary`."""
     if not truth:
         return {}
     pop = _truth_population(truth)
@@ -498,7 +498,7 @@ def _flat_truth(truth: Mapping[str, Any] | None) -> dict[str, float]:
 def _true_typical(
     fit: Any, truth: Mapping[str, Any], column: str | None, levels: Sequence[str]
 ) -> dict[str, np.ndarray] | None:
-    """True parameters of the typical patient of each level (array (1, level)), or None.
+    """Return true parameters of each level's typical patient (arrays (1, level)) or None.
 
     Same definition as the contrasts: the level of ``column``, every other covariate at its
     reference, no random effect; for the trial column the realised trial effect and the
@@ -546,7 +546,7 @@ def _true_typical(
 def _true_quantities(
     fit: Any, truth: Mapping[str, Any], column: str | None, levels: Sequence[str]
 ) -> dict[str, np.ndarray] | None:
-    """True parameters and derived metrics per level: ``{quantity: array (level,)}``."""
+    """Return true parameters and derived metrics per level: ``{quantity: array}``."""
     from bayes_cart.ck_metrics import metric_draws
 
     params = _true_typical(fit, truth, column, levels)
@@ -737,7 +737,8 @@ def _prior_range(prior: Any) -> str:
     if prior is None or prior.dist != "LogNormal":
         return ""
     z = 1.6448536269514722
-    return f"{_num(prior.median * math.exp(-z * prior.sigma))}–{_num(prior.median * math.exp(z * prior.sigma))}"
+    lo, hi = prior.median * math.exp(-z * prior.sigma), prior.median * math.exp(z * prior.sigma)
+    return f"{_num(lo)}–{_num(hi)}"
 
 
 def _section_model(ctx: _Context, parts: _Parts) -> list[Markup]:
@@ -1057,7 +1058,8 @@ def _section_parameters(ctx: _Context, parts: _Parts) -> list[Markup]:
             "Posterior median and 90% credible interval (CrI) of each population parameter. "
             "Typical values are those of a patient at the reference covariate levels, with no "
             "random effect. Rates are per day and per month (x 30.4375 days), times in days. "
-            "IIV is the SD of the log parameter and the equivalent %CV = sqrt(exp(SD^2) - 1) x 100. "
+            "IIV is the SD of the log parameter and the equivalent "
+            "%CV = sqrt(exp(SD^2) - 1) x 100. "
             "Covariate effects are ratios to the reference level (exp of the log-scale effect)."
         )
     ]
@@ -1318,7 +1320,7 @@ def _section_contrasts(ctx: _Context, parts: _Parts) -> list[Markup]:
 
 
 def _true_ratios(ctx: _Context, column: str, table: pd.DataFrame) -> dict[tuple[str, str], float]:
-    """True ratio of every (quantity, group) of a contrast table, when a truth is given."""
+    """Return the true ratio of every (quantity, group) of a contrast table."""
     if not ctx.truth:
         return {}
     labels = [str(table["reference"].iloc[0]), *map(str, pd.unique(table["group"]))]
@@ -1583,7 +1585,9 @@ def _section_vpc(ctx: _Context, parts: _Parts) -> list[Markup]:
                 {
                     "stratum": s,
                     "bins": len(sub),
-                    "percentiles inside": f"{_pct(cov['percentiles'])} of {int(cov['n_percentiles'])}",
+                    "percentiles inside": (
+                        f"{_pct(cov['percentiles'])} of {int(cov['n_percentiles'])}"
+                    ),
                     "5th": _pct(cov.get("q5")),
                     "median": _pct(cov.get("q50")),
                     "95th": _pct(cov.get("q95")),
@@ -1601,7 +1605,8 @@ def _section_vpc(ctx: _Context, parts: _Parts) -> list[Markup]:
         return table + _figure(
             fig,
             "visual predictive check",
-            "Time axis: linear below 1 day, logarithmic above. Triangles: BLQ samples at their LLOQ.",
+            "Time axis: linear below 1 day, logarithmic above. "
+            "Triangles: BLQ samples at their LLOQ.",
         )
 
     out.append(parts.run("VPC", body))
@@ -1851,8 +1856,8 @@ def _section_loo(ctx: _Context, parts: _Parts) -> list[Markup]:
                 Markup('<div class="warn">')
                 + _p(
                     f"Pareto k > {PARETO_K_THRESHOLD} for {len(bad)} patient(s): {shown}. Their "
-                    "leave-one-out estimates are unreliable; check a model comparison that rests on "
-                    "them by refitting without them."
+                    "leave-one-out estimates are unreliable; check a model comparison that "
+                    "rests on them by refitting without them."
                 )
                 + Markup("</div>")
             )
@@ -1974,6 +1979,7 @@ def build_report(
     n_individual: int = 12,
     random_seed: int = 0,
     title: str | None = None,
+    sections: Sequence[str] | None = None,
 ) -> Report:
     """Compute every section of the report of a fit.
 
@@ -2002,6 +2008,8 @@ def build_report(
         Seed of every random step.
     title : str, optional
         Page title.
+    sections : list of str, optional
+        Compute only these sections (keys of :data:`SECTION_TITLES`, e.g. ``["vpc"]``).
 
     Returns
     -------
@@ -2012,6 +2020,10 @@ def build_report(
     from bayes_cart import __version__
     from bayes_cart.gof import subset_draws
 
+    keys = list(SECTION_TITLES) if sections is None else list(sections)
+    unknown = [k for k in keys if k not in SECTION_TITLES]
+    if unknown:
+        raise ValueError(f"unknown report section(s) {unknown}; choose from {list(SECTION_TITLES)}")
     t0 = time.perf_counter()
     total = _n_draws(fit)
     if n_draws is not None and n_draws < total:
@@ -2030,7 +2042,7 @@ def build_report(
         n_individual=int(n_individual),
         seed=int(random_seed),
     )
-    sections = [_run_section(key, ctx) for key in SECTION_TITLES]
+    done = [_run_section(key, ctx) for key in SECTION_TITLES if key in keys]
     attrs = _posterior_attrs(fit)
     source = attrs.get("data_source") or getattr(fit.dataset, "source", "")
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -2047,7 +2059,7 @@ def build_report(
         title=title or f"CAR-T cellular kinetics: {fit.spec.name}",
         subtitle=subtitle,
         passed=bool(fit.diagnostics.passed),
-        sections=sections,
+        sections=done,
         seconds=time.perf_counter() - t0,
         meta=meta,
     )
@@ -2064,6 +2076,7 @@ def write_report(
     random_seed: int = 0,
     n_draws: int | None = 300,
     title: str | None = None,
+    sections: Sequence[str] | None = None,
 ) -> Path:
     """Write the self-contained HTML report of a fit.
 
@@ -2088,6 +2101,8 @@ def write_report(
         Posterior draws used by the simulation-based sections (None: all).
     title : str, optional
         Page title.
+    sections : list of str, optional
+        Only these sections (keys of :data:`SECTION_TITLES`); default all.
 
     Returns
     -------
@@ -2108,6 +2123,7 @@ def write_report(
         n_draws=n_draws,
         random_seed=random_seed,
         title=title,
+        sections=sections,
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

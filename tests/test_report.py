@@ -167,7 +167,7 @@ def test_badge_follows_the_diagnostics_verdict(report_fit, html):
     bad_fit.diagnostics = dataclasses.replace(
         report_fit.diagnostics, passed=False, advice=["run longer"]
     )
-    page = build_report(bad_fit, n_vpc_replicates=10, n_draws=50, n_virtual=50).to_html()
+    page = build_report(bad_fit, sections=["diagnostics"]).to_html()
     assert '<span class="badge fail">FAIL</span>' in page and "badge pass" not in page
     assert "run longer" in page
 
@@ -214,23 +214,23 @@ def test_a_failing_section_shows_a_box_and_is_logged(report_fit, tmp_path, caplo
     no_predictive.idata = az.InferenceData(posterior=report_fit.idata.posterior)
     with caplog.at_level(logging.WARNING, logger="bayes_cart.report"):
         path = write_report(
-            no_predictive, tmp_path / "sub" / "report.html", n_vpc_replicates=10, n_draws=50
+            no_predictive,
+            tmp_path / "sub" / "report.html",
+            n_vpc_replicates=10,
+            n_draws=50,
+            sections=["data", "gof", "loo"],
         )
     page = path.read_text(encoding="utf-8")
     assert "could not compute" in page
     assert "posterior_predictive" in page  # the reason is shown
     assert any("PIT" in r.getMessage() for r in caplog.records)
-    # the other sections are still there
-    assert '<section id="vpc">' in page and "<h2>9. Individual fits</h2>" in page
+    # the other parts are still there
+    assert '<section id="data">' in page and "IWRES mean" in page
 
 
 def test_loo_comparison_with_other_fits(report_fit):
     page = build_report(
-        report_fit,
-        other_fits={"same model": report_fit},
-        n_vpc_replicates=10,
-        n_draws=50,
-        n_virtual=50,
+        report_fit, other_fits={"same model": report_fit}, sections=["loo"]
     ).to_html()
     section = _section(page, "loo")
     assert "elpd_diff" in section and "same model" in section
@@ -275,6 +275,10 @@ def test_cli_writes_the_report_and_refuses_bad_fits(report_fit, tmp_path):
     assert "Traceback" not in invalid.output
 
 
-def test_write_report_returns_the_path(report_fit, tmp_path):
-    path = write_report(report_fit, tmp_path / "r.html", n_vpc_replicates=10, n_draws=50)
-    assert isinstance(path, Path) and path.exists() and path.stat().st_size > 50_000
+def test_write_report_returns_the_path_and_checks_section_names(report_fit, tmp_path):
+    path = write_report(report_fit, tmp_path / "r.html", sections=["model", "parameters"])
+    assert isinstance(path, Path) and path.exists()
+    page = path.read_text(encoding="utf-8")
+    assert "<h2>2. Model card</h2>" in page and '<section id="vpc">' not in page
+    with pytest.raises(ValueError, match="unknown report section"):
+        build_report(report_fit, sections=["nope"])
