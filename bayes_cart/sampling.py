@@ -2,8 +2,9 @@
 
 Backends (``sampler=``):
 
-* ``"nutpie"`` (default): nutpie's Rust NUTS on the numba-compiled PyTensor graph;
-* ``"nutpie-jax"``: nutpie on a JAX-compiled graph (needed for the diffrax ODE route);
+* ``"nutpie-jax"`` (default): nutpie's Rust NUTS on a JAX-compiled graph: compiles in seconds
+  and is needed for the diffrax ODE route (docs/benchmarks.md);
+* ``"nutpie"``: nutpie on the Numba-compiled graph (similar speed per draw, ~50 s to compile);
 * ``"pymc"``: PyMC's own NUTS;
 * ``"numpyro"``: numpyro's NUTS through PyMC's JAX bridge.
 
@@ -72,7 +73,7 @@ def _seed(random_seed: int | None, offset: int) -> int:
 def sample_posterior(
     model: pm.Model,
     *,
-    sampler: str = "nutpie",
+    sampler: str = "nutpie-jax",
     chains: int = 4,
     tune: int = 1000,
     draws: int = 1000,
@@ -178,7 +179,7 @@ def fit(
     dataset: Any,
     spec: ModelSpec,
     *,
-    sampler: str = "nutpie",
+    sampler: str = "nutpie-jax",
     chains: int = 4,
     tune: int = 1000,
     draws: int = 1000,
