@@ -163,6 +163,26 @@ def _random_effects(
     return log_i
 
 
+def _c0_from_peak(spec: ModelSpec, mean_log_c0: Any, values: dict[str, Any], n: int) -> Any:
+    """Sample C0's random effect on the scale of the log peak level (exact reparameterisation).
+
+    The model is unchanged: ``log C0_i ~ Normal(mu_i, omega_C0)``. With the shift
+    ``s_i = beta_i (T1_i - T0_i) - k_i T0_i`` (so that ``log Cmax_i = log C0_i + s_i``), the
+    variable sampled is ``log Cmax_i ~ Normal(mu_i + s_i, omega_C0)`` and ``log C0_i =
+    log Cmax_i - s_i``: a translation by terms that do not involve ``Cmax_i``, whose Jacobian is
+    1. Covariates and trial effects on beta and T1 therefore still act on the peak, exactly as
+    in the ``c0`` parameterisation, while the sampler moves along the peak, which the data pin
+    down, instead of along C0, which is strongly correlated with beta and T1.
+    """
+    p = spec.doc.parameters["C0"]
+    shift = values["beta"] * (values["T1"] - values["T0"]) - values["k"] * values["T0"]
+    omega = prior_dist(p.iiv, "omega_C0")
+    log_cmax = pm.Normal("log_Cmax_i", mean_log_c0 + shift, omega, dims="patient")
+    log_c0 = log_cmax - shift
+    pm.Deterministic("eta_C0", log_c0 - mean_log_c0, dims="patient")
+    return pt.exp(log_c0)
+
+
 def build_model(
     dataset: Any,
     spec: ModelSpec,
@@ -210,20 +230,14 @@ def build_model(
         ]
         labels = {name: name for name in estimated}
         typicals = {name: doc.parameters[name].typical for name in estimated}
-        if cmax_mode:
-            # sample the peak level instead of C0 (less posterior correlation with beta, T1)
-            labels["C0"] = "Cmax"
-            c0, b, t1 = (doc.parameters[x].typical for x in ("C0", "beta", "T1"))
-            typicals["C0"] = PriorSpec(
-                dist="LogNormal",
-                median=float(c0.median * np.exp(b.median * t1.median)),
-                sigma=float(np.sqrt(c0.sigma**2 + 1.0)),
-            )
         means = {
             name: _log_mean(name, spec, md, n, labels[name], typicals[name]) for name in estimated
         }
-        log_values = _random_effects(spec, estimated, n, labels, means)
-        values: dict[str, Any] = {name: pt.exp(log_values[name]) for name in estimated}
+        # In the "cmax" parameterisation C0's random effect is sampled as the log peak level
+        # (below), after the parameters the peak depends on.
+        first = [x for x in estimated if not (cmax_mode and x == "C0")]
+        log_values = _random_effects(spec, first, n, labels, means)
+        values: dict[str, Any] = {name: pt.exp(log_values[name]) for name in first}
         for name, p in doc.parameters.items():
             if p.fixed is not None:
                 values[name] = pt.as_tensor_variable(np.full(n, p.fixed))
@@ -250,14 +264,7 @@ def build_model(
             values[name] = pt.set_subtensor(pt.zeros(n)[dp_idx], pt.exp(log_dp))
 
         if cmax_mode:
-            # log_values["C0"] was built as the log peak level: convert to log C0
-            log_cmax_i = log_values["C0"]
-            log_c0_i = (
-                log_cmax_i
-                - values["beta"] * (values["T1"] - values["T0"])
-                + (values["k"] * values["T0"])
-            )
-            values["C0"] = pt.exp(log_c0_i)
+            values["C0"] = _c0_from_peak(spec, means["C0"], values, n)
 
         if store_individual:
             for name in kin.parameters:
@@ -358,10 +365,7 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
     )
     log_cmax = est["log_Cmax"]
     logs = {"beta": np.log(beta), "T1": np.log(t1)}
-    if doc.sampling.parameterisation == "cmax":
-        logs["Cmax"] = log_cmax
-    else:
-        logs["C0"] = np.clip(log_cmax - beta * t1, np.log(1e-2), None)
+    logs["C0"] = np.clip(log_cmax - beta * t1, np.log(1e-2), None)
     names = set(model.named_vars)
     init: dict[str, np.ndarray] = {}
     for label, values in logs.items():
@@ -369,11 +373,12 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
             init[f"log_{label}"] = np.asarray(np.median(values))
         if f"log_{label}_i" in names:
             init[f"log_{label}_i"] = values
+    if "log_Cmax_i" in names:  # the "cmax" parameterisation samples the log peak
+        init["log_Cmax_i"] = log_cmax
     for block in doc.iiv.blocks:
-        labels = ["Cmax" if (b == "C0" and "Cmax" in logs) else b for b in block]
-        name = f"log_{'_'.join(labels)}_i"
-        if name in names and all(lab in logs for lab in labels):
-            init[name] = np.stack([logs[lab] for lab in labels], axis=1)
+        name = f"log_{'_'.join(block)}_i"
+        if name in names and all(lab in logs for lab in block):
+            init[name] = np.stack([logs[lab] for lab in block], axis=1)
     return init
 
 

@@ -138,9 +138,8 @@ def population_parameters(
     n_total = post.sizes["chain"] * post.sizes["draw"]
     sel = _draw_index(n_total, n_draws, rng)
     s, n = len(sel), len(patients)
-    cmax_mode = doc.sampling.parameterisation == "cmax"
     estimated = list(fit.spec.estimated_parameters)
-    labels = {p: ("Cmax" if (cmax_mode and p == "C0") else p) for p in estimated}
+    labels = {p: p for p in estimated}
 
     formulas = dict(doc.covariates.formulas)
     design = fit.model_data.design
@@ -223,12 +222,6 @@ def population_parameters(
             values[p] = np.full((s, n), float(np.median(fit.model_data.from_data[p])))
         else:
             values[p] = np.full((s, n), float(kin.defaults.get(p, 0.0)))
-    if cmax_mode:
-        values["C0"] = np.exp(
-            np.log(values["C0"])
-            - values["beta"] * (values["T1"] - values["T0"])
-            + values["k"] * values["T0"]
-        )
     return values
 
 

@@ -770,8 +770,12 @@ def _section_model(ctx: _Context, parts: _Parts) -> list[Markup]:
     out.append(parts.run("model", header))
 
     def parameters() -> Markup:
+        from bayes_cart.kinetics import get_kinetics
+
         rows = []
-        for name, p in doc.parameters.items():
+        order = [*get_kinetics(doc.kinetics).parameters, *doc.parameters]
+        for name in [n for n in dict.fromkeys(order) if n in doc.parameters]:
+            p = doc.parameters[name]
             if p.fixed is not None:
                 role = f"fixed at {_num(p.fixed)}"
                 if _unit_kind(p.unit) == "rate":
@@ -859,17 +863,16 @@ def _section_model(ctx: _Context, parts: _Parts) -> list[Markup]:
                 else "none",
             )
         )
-        items.append(
-            (
-                "parameterisation",
-                f"{doc.sampling.parameterisation}"
-                + (
-                    f"; centred: {', '.join(doc.sampling.centered)}"
-                    if doc.sampling.centered
-                    else ""
-                ),
+        param_text = doc.sampling.parameterisation
+        if doc.sampling.parameterisation == "cmax":
+            param_text += (
+                ": C0's random effect is sampled on the scale of the peak, log Cmax_i = "
+                "log C0_i + beta_i (T1_i - T0_i) - k_i T0_i (an exact reparameterisation: the "
+                "model, its priors and covariate effects are those of C0)"
             )
-        )
+        if doc.sampling.centered:
+            param_text += f"; centred: {', '.join(doc.sampling.centered)}"
+        items.append(("parameterisation", param_text))
         return _h3("Structure") + _facts(items)
 
     out.append(parts.run("structure", structure))
@@ -888,6 +891,8 @@ def _section_model(ctx: _Context, parts: _Parts) -> list[Markup]:
                 tune if tune is not None else "not recorded in the fit file",
             ),
         ]
+        if attrs.get("seed") is not None:
+            items.append(("random seed", attrs["seed"]))
         if attrs.get("created_at"):
             items.append(("fitted on", str(attrs["created_at"])[:19].replace("T", " ")))
         for key, label in (
@@ -1045,6 +1050,25 @@ def _spec_order(fit: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]
     return sorted(records, key=key)
 
 
+def _derived_c0(fit: Any) -> dict[str, Any] | None:
+    """Summarise the typical C0 of a ``cmax``-parameterised fit, ``Cmax exp(-beta T1)``."""
+    import arviz as az
+
+    post = fit.idata.posterior
+    if not all(v in post for v in ("log_Cmax", "beta", "T1")) or "C0" in post:
+        return None
+    x = np.asarray(post["log_Cmax"] - post["beta"] * post["T1"], dtype=float)  # (chain, draw)
+    flat = np.exp(x).ravel()
+    return {
+        "parameter": "C0",
+        "q5": float(np.quantile(flat, 0.05)),
+        "q50": float(np.quantile(flat, 0.5)),
+        "q95": float(np.quantile(flat, 0.95)),
+        "r_hat": float(az.rhat(x)),
+        "ess_bulk": float(az.ess(x, method="bulk")),
+    }
+
+
 def _diag_cells(row: Mapping[str, Any]) -> dict[str, str]:
     return {"R-hat": f"{row['r_hat']:.3f}", "ESS bulk": f"{row['ess_bulk']:.0f}"}
 
@@ -1071,17 +1095,23 @@ def _section_parameters(ctx: _Context, parts: _Parts) -> list[Markup]:
         s = _summary(ctx)
         rows = []
         specs = fit.spec.parameters
-        for r in _spec_order(fit, s.to_dict("records")):
+        records = s.to_dict("records")
+        derived = _derived_c0(fit)
+        if derived is not None and not any(r["parameter"] == "C0" for r in records):
+            records.append(derived)
+        for r in _spec_order(fit, records):
             name = r["parameter"]
             if _classify(fit, name) != "typical":
                 continue
             unit = _param_unit(fit, name)
             kind = _unit_kind(unit)
-            desc = (
-                specs[name].description
-                if name in specs
-                else ("typical peak level (sampled in place of C0)" if name == "Cmax" else "")
-            )
+            desc = specs[name].description if name in specs else ""
+            if name == "Cmax":
+                desc = "typical peak level E(T1), sampled in place of C0"
+                if has_truth and "Cmax" in truth:
+                    desc += "; truth = C0 exp(beta T1) of the true typical values"
+            elif name == "C0" and derived is not None:
+                desc = "typical initial level, derived: Cmax exp(-beta T1)"
             month = (
                 _ci(r["q50"] * DAYS_PER_MONTH, r["q5"] * DAYS_PER_MONTH, r["q95"] * DAYS_PER_MONTH)
                 if kind == "rate"
@@ -1173,7 +1203,7 @@ def _section_parameters(ctx: _Context, parts: _Parts) -> list[Markup]:
         s = _summary(ctx)
         refs = dict(fit.model_data.design.reference)
         rows = []
-        for r in s.to_dict("records"):
+        for r in _spec_order(fit, s.to_dict("records")):
             name = r["parameter"]
             if _classify(fit, name) != "effect":
                 continue
@@ -1679,7 +1709,8 @@ def _section_gof(ctx: _Context, parts: _Parts) -> list[Markup]:
         items = [
             (
                 "samples outside the 90% predictive interval",
-                f"{_pct(s.get('fraction_outside'), 1)}; expected about 10%",
+                f"{_pct(s.get('fraction_outside'), 1)}; at most about 10% expected (fewer, "
+                "as the posterior has seen these samples)",
             ),
         ]
         if "loo_pit_ks" in s:
@@ -1794,6 +1825,7 @@ def _section_virtual(ctx: _Context, parts: _Parts) -> list[Markup]:
             random_seed=ctx.rng_seed(120),
         )
         observed = observed_by_group(ctx.fit, ctx.trial)
+        observed = observed[observed["TIME"] <= float(bands["time"].max())]
         fig = plot_virtual_population(
             bands, observed, time_unit="month", ylim=_level_limits(observed, bands)
         )
@@ -1825,6 +1857,29 @@ def _section_virtual(ctx: _Context, parts: _Parts) -> list[Markup]:
 # --------------------------------------------------------------------------------------------
 
 
+def _bad_k_text(bad: pd.DataFrame, n_patients: int, shown: int = 12) -> str:
+    """Plain-language warning about the patients with a high Pareto k (worst first)."""
+    from bayes_cart.loo import PARETO_K_THRESHOLD
+
+    worst = ", ".join(
+        f"{p} ({k:.2f})"
+        for p, k in zip(bad["patient"][:shown], bad["pareto_k"][:shown], strict=True)
+    )
+    more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
+    text = (
+        f"Pareto k > {PARETO_K_THRESHOLD} for {len(bad)} of {n_patients} patients: {worst}{more}. "
+        "Their leave-one-out estimates are unreliable; check a model comparison that rests on "
+        "them by refitting without them (K-fold cross-validation)."
+    )
+    if len(bad) > 0.5 * n_patients:
+        text += (
+            " With most patients above the threshold, importance sampling cannot approximate "
+            "leaving a patient out of this model (each patient has its own parameters): read "
+            "elpd_loo and the comparison as rough only."
+        )
+    return text
+
+
 def _section_loo(ctx: _Context, parts: _Parts) -> list[Markup]:
     from bayes_cart.loo import PARETO_K_THRESHOLD, bad_pareto_k, compare_fits, patient_loo
 
@@ -1849,18 +1904,8 @@ def _section_loo(ctx: _Context, parts: _Parts) -> list[Markup]:
         ]
         html = _facts(items)
         if len(bad):
-            shown = ", ".join(
-                f"{p} ({k:.2f})" for p, k in zip(bad["patient"], bad["pareto_k"], strict=True)
-            )
-            html += (
-                Markup('<div class="warn">')
-                + _p(
-                    f"Pareto k > {PARETO_K_THRESHOLD} for {len(bad)} patient(s): {shown}. Their "
-                    "leave-one-out estimates are unreliable; check a model comparison that "
-                    "rests on them by refitting without them."
-                )
-                + Markup("</div>")
-            )
+            html += Markup('<div class="warn">') + _p(_bad_k_text(bad, int(elpd.n_data_points)))
+            html += Markup("</div>")
         return html
 
     out.append(_h3("This fit"))
@@ -1903,11 +1948,9 @@ def _section_loo(ctx: _Context, parts: _Parts) -> list[Markup]:
             ],
             caption="Best model first; a difference smaller than about 2 dSE is not clear evidence",
         )
+        n_patients = dict(zip(table.index, table["n_patients"], strict=True))
         warns = [
-            f"{m}: Pareto k > {PARETO_K_THRESHOLD} for {len(b)} patient(s): "
-            + ", ".join(f"{p} ({k:.2f})" for p, k in zip(b["patient"], b["pareto_k"], strict=True))
-            for m, b in bad.items()
-            if len(b)
+            f"{m}: {_bad_k_text(b, int(n_patients[m]), shown=5)}" for m, b in bad.items() if len(b)
         ]
         if warns:
             html += Markup('<div class="warn">') + _ul(warns) + Markup("</div>")

@@ -14,6 +14,7 @@ Backends (``sampler=``):
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,10 @@ from bayes_cart.model_data import ModelData, prepare_model_data
 from bayes_cart.spec import ModelSpec
 
 SAMPLERS = ("nutpie", "nutpie-jax", "pymc", "numpyro")
+
+#: Samplers that run the diffrax ODE route (``solver="ode"``) as native JAX code; the others call
+#: the JAX op from numba / C through Python for every gradient (about half the speed).
+ODE_SAMPLERS = ("nutpie-jax", "numpyro")
 
 #: Predictive draws and pointwise log-likelihood are compiled with JAX: seconds instead of the
 #: C backend's minute-long compile of this graph.
@@ -208,7 +213,9 @@ def fit(
     target_accept : float
         NUTS target acceptance.
     solver : {"closed_form", "ode"}
-        Kinetic solver inside the model.
+        Kinetic solver inside the model. ``"ode"`` (diffrax, for structures without a closed
+        form) should be sampled with ``sampler="nutpie-jax"`` (or ``"numpyro"``); other
+        samplers work but warn that they are slower.
     prior_draws : int
         Draws of the prior / prior predictive (0 to skip).
     predictive : bool
@@ -228,6 +235,16 @@ def fit(
     >>> from bayes_cart.example import load_example  # doctest: +SKIP
     >>> f = fit(load_example(), load_spec("liu2021"), draws=500)  # doctest: +SKIP
     """
+    if solver not in ("closed_form", "ode"):
+        raise ValueError(f"unknown solver {solver!r}; use 'closed_form' or 'ode'")
+    if solver == "ode" and sampler not in ODE_SAMPLERS:
+        warnings.warn(
+            f"solver='ode' with sampler={sampler!r}: the diffrax solver is JAX code that this "
+            "backend calls through Python for every gradient (about 2x slower); use "
+            "sampler='nutpie-jax' for the ODE route",
+            UserWarning,
+            stacklevel=2,
+        )
     step = on_step or (lambda msg: None)
     step("building the model")
     md = prepare_model_data(dataset, spec)

@@ -501,6 +501,14 @@ def _semantic_problems(doc: _SpecDocument) -> list[str]:
                 f"sampling.centered: block iiv.blocks[{i}] {list(block)} must be centred as a whole"
             )
     if doc.sampling.parameterisation == "cmax":
+        c0 = doc.parameters.get("C0")
+        if c0 is not None and c0.iiv is None:
+            problems.append("sampling.parameterisation: 'cmax' needs IIV on C0 (parameters.C0.iiv)")
+        if any("C0" in block for block in doc.iiv.blocks):
+            problems.append(
+                "sampling.parameterisation: 'cmax' samples C0's random effect as the peak; "
+                "C0 cannot also be in an iiv block"
+            )
         for n in ("C0", "beta", "T1"):
             if n in doc.parameters and doc.parameters[n].typical is None:
                 problems.append(

@@ -120,8 +120,7 @@ def test_model_likelihood_equals_numpy_closed_form(small, parameterisation):
     )(point)
     assert np.isclose(graph, ll.sum(), rtol=1e-9)
     if parameterisation == "cmax":
-        # the sampled quantity is the peak: Cmax_i = C0_i exp(-k T0 + beta (T1 - T0))
-        assert "Cmax" in model.named_vars and "eta_Cmax" in model.named_vars
+        assert "log_Cmax_i" in model.named_vars and "log_C0_i" not in model.named_vars
 
 
 def test_fixed_t1_spec_uses_observed_peak(small):
@@ -186,3 +185,83 @@ def test_unknown_reference_level_is_a_spec_error(small):
     )
     with pytest.raises(SpecError, match="level 'responder' of 'RESPONSE' not in the data"):
         prepare_model_data(small, spec)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        {"model": "combined", "additive": {"dist": "HalfNormal", "sigma": 5.0}},
+        {"model": "student_t", "nu": {"dist": "Exponential", "lam": 0.1}},
+    ],
+)
+def test_alternative_residual_models_build_with_finite_gradient(small, error):
+    raw = json.loads(load_spec("liu2021").text)
+    raw["error"] = {**raw["error"], **error}
+    model = build_model(small, spec_from_dict(raw))
+    ip = model.initial_point()
+    assert np.isfinite(model.compile_logp()(ip))
+    assert np.all(np.isfinite(model.compile_dlogp()(ip)))
+    extra = "sigma_add" if error["model"] == "combined" else "nu"
+    assert extra in model.named_vars
+
+
+def test_student_t_censored_term_is_a_cdf(small):
+    """With nu huge the Student-t likelihood equals the normal one (censored rows included)."""
+    raw = json.loads(load_spec("liu2021").text)
+    raw["error"] = {**raw["error"], "model": "student_t", "nu": {"dist": "Exponential", "lam": 0.1}}
+    m_t = build_model(small, spec_from_dict(raw))
+    m_n = build_model(small, load_spec("liu2021"))
+    pt_n = m_n.initial_point()
+    pt_t = {**pt_n, "nu_log__": np.log(1e7)}
+    lt = m_t.compile_fn(
+        m_t.logp(vars=[m_t["log_dv"]]),
+        inputs=m_t.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )(pt_t)
+    ln = m_n.compile_fn(
+        m_n.logp(vars=[m_n["log_dv"]]),
+        inputs=m_n.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )(pt_n)
+    assert np.isclose(lt, ln, rtol=1e-5)
+
+
+def test_cmax_parameterisation_is_the_same_model(small):
+    """Sampling log Cmax_i instead of log C0_i is a change of coordinates with Jacobian 1:
+    at corresponding points the two joint log densities are equal."""
+    common = {"centered": ["C0", "beta", "T1"]}
+    dist = {"enabled_if": "TRIAL == 'DLBCL'"}
+    m0 = build_model(
+        small,
+        _with(
+            load_spec("liu2021"),
+            distribution_phase=dist,
+            sampling={**common, "parameterisation": "c0"},
+        ),
+    )
+    m1 = build_model(
+        small,
+        _with(
+            load_spec("liu2021"),
+            distribution_phase=dist,
+            sampling={**common, "parameterisation": "cmax"},
+        ),
+    )
+    rng = np.random.default_rng(11)
+    p0 = {k: v + rng.normal(0, 0.2, np.shape(v)) for k, v in m0.initial_point().items()}
+    names = ["C0_i", "beta_i", "T1_i", "k_i", "T0_i"]
+    fn = m0.compile_fn(
+        m0.replace_rvs_by_values([m0[n] for n in names]),
+        inputs=m0.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )
+    v = dict(zip(names, fn(p0), strict=True))
+    p1 = {k: val for k, val in p0.items() if k != "log_C0_i"}
+    p1["log_Cmax_i"] = (
+        np.log(v["C0_i"]) + v["beta_i"] * (v["T1_i"] - v["T0_i"]) - v["k_i"] * v["T0_i"]
+    )
+    assert set(p1) == set(m1.initial_point())
+    np.testing.assert_allclose(m1.compile_logp()(p1), m0.compile_logp()(p0), rtol=1e-10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import re
@@ -200,6 +201,10 @@ def test_contrasts_show_the_true_ratio(html):
     assert "By RESPONSE" in section and "By TUMOR_TYPE" in section and "By TRIAL" in section
     beta_row = re.search(r"beta \(expansion rate\).*?</tr>", section, re.S).group(0)
     assert "truth 1.35" in beta_row  # exp(0.3)
+    # a derived metric's true ratio: Cmax = C0 exp(beta T1), beta x exp(0.3) for responders
+    true_cmax = math.exp(BETA * math.expm1(TRUE_CR_EFFECT) * 11.0)
+    cmax_row = re.search(r"<td>Cmax</td>.*?</tr>", section, re.S).group(0)
+    assert f"truth {true_cmax:.3g}" in cmax_row
     assert section.count("<img") >= 4
 
 
@@ -242,6 +247,9 @@ def test_cli_writes_the_report_and_refuses_bad_fits(report_fit, tmp_path):
     from bayes_cart.io import save_fit
 
     fit_path = save_fit(report_fit, tmp_path / "fit.nc")
+    # the sampler settings `bayes-cart fit` writes beside the fit are shown
+    side = {"sampler": "nutpie", "tune": 321, "seed": 7, "spec_hash": report_fit.spec.hash}
+    (tmp_path / "diagnostics.json").write_text(json.dumps(side))
     out = tmp_path / "report.html"
     result = CliRunner().invoke(
         app,
@@ -262,6 +270,13 @@ def test_cli_writes_the_report_and_refuses_bad_fits(report_fit, tmp_path):
     page = out.read_text(encoding="utf-8")
     assert "By RESPONSE" in page and "By TRIAL" not in page
     assert "could not compute" not in page
+    assert "<dt>tuning draws per chain</dt><dd>321</dd>" in page
+    assert "<dt>sampler</dt><dd>nutpie</dd>" in page
+
+    no_truth = CliRunner().invoke(
+        app, ["report", str(fit_path), "--out", str(out), "--truth", str(tmp_path / "t.json")]
+    )
+    assert no_truth.exit_code == 1 and "truth file not found" in no_truth.output
 
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope.nc"), "--out", str(out)])
     assert missing.exit_code == 1

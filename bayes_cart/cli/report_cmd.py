@@ -45,6 +45,25 @@ def _load_truth(text: str | None) -> dict | None:
         raise ValueError(f"{path}: not a JSON truth file ({exc})") from None
 
 
+def _sampler_settings(fit: object, fit_path: Path) -> None:
+    """Add the sampler settings ``bayes-cart fit`` wrote beside the fit (diagnostics.json).
+
+    The fit file does not store them; they are copied into the posterior attributes the
+    report reads (in memory only) when the file belongs to the same model.
+    """
+    side = fit_path.parent / "diagnostics.json"
+    try:
+        info = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(info, dict) or info.get("spec_hash") not in (None, fit.spec.hash):
+        return
+    attrs = fit.idata.posterior.attrs
+    for key in ("sampler", "tune", "seed"):
+        if key in info and key not in attrs:
+            attrs[key] = info[key]
+
+
 def report(
     fit_path: Annotated[Path, typer.Argument(metavar="FIT", help="Saved fit (fit.nc).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output HTML file.")] = Path(
@@ -95,6 +114,7 @@ def report(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)
             fit = load_fit(fit_path)
+            _sampler_settings(fit, fit_path)
             others = {}
             for p in compare or []:
                 name = _name(p)

@@ -8,9 +8,12 @@ How a :class:`PhasedODE` is solved
 ----------------------------------
 A structure is a sequence of :class:`Phase` objects. Each phase has its own right-hand side and
 runs between two boundaries given by parameter names or constants, e.g. ``("0", "T0")``,
-``("T0", "T1")``, ``("T1", "inf")``. Boundaries are made non-decreasing (``b[i+1] =
-max(b[i], end[i])``), the same convention as the closed form, so ``T1 < T0`` means an empty
-expansion phase and ``T0 = 0`` an empty distribution phase.
+``("T0", "T1")``, ``("T1", "inf")``. A later boundary takes precedence over an earlier one:
+a phase that would end after a later boundary is cut there (``end[i] = min(end[i],
+end[i+1])``), and no phase ends before the first one starts. This is the convention of the
+closed form: with ``T0 > T1`` the distribution phase is cut at T1 (``T0_eff = min(T0, T1)``),
+the expansion phase is empty and contraction starts at T1, the peak; ``T0 = 0`` means an empty
+distribution phase.
 
 Every phase is integrated by its own :func:`diffrax.diffeqsolve`, never as one solve with a
 switch inside it: diffrax gives a zero gradient with respect to a switch time inside a solve
@@ -33,14 +36,19 @@ that tolerances are relative to the level reached. How, depends on ``Phase.log_s
 * ``log_space=True`` (for cell populations, which cannot become negative): positive states
   as ``log(y / scale)``, which makes a linear phase exact in one or two steps and keeps the
   relative accuracy of a state that decays by tens of orders of magnitude. A state that is
-  zero at the phase start (memory cells at T1) cannot start in log space. It is integrated
-  on the natural scale over the first ``first_stage`` (1 %) of the phase and then, the
-  phase being restarted from there, as ``log(y / scale + 1e-30)`` -- an exact change of
-  variables (a state that stays at zero stays exactly zero). Tolerances on log states are
-  absolute ``rtol`` (a relative error), natural-scale states use ``rtol`` and ``atol``.
+  zero at the phase start (memory cells at T1) cannot start in log space. In a phase with
+  ``two_stage=True`` (the default) it is integrated on the natural scale over the first
+  ``first_stage`` (1 %) of the phase and then, the phase being restarted from there, as
+  ``log(y / scale + 1e-30)`` -- an exact change of variables (a state that stays at zero
+  stays exactly zero). With ``two_stage=False`` the phase is a single solve and such a state
+  stays on the natural scale (used for the Liu phases before T1, where M stays zero).
+  Tolerances on log states are absolute ``rtol`` (a relative error), natural-scale states
+  use ``rtol`` and ``atol``.
 
-The solver steps exactly to every observation time (``step_to_obs``), because the dense
-interpolant of Tsit5 is otherwise the largest error just after a phase switch.
+By default the solver steps exactly to every observation time (``step_to_obs``), because the
+dense interpolant of Tsit5 is otherwise the largest error just after a phase switch (about
+1e-5 relative at ``rtol=1e-8``; at the ``rtol=1e-6`` used for sampling, interpolating is as
+accurate as stepping and cheaper, see :mod:`bayes_cart.kinetics.pytensor_ode`).
 
 Gradients and cost
 ------------------
@@ -171,6 +179,12 @@ class Phase:
         that never become negative (cell populations); a state may start the phase at zero.
     name : str
         Label, e.g. ``"expansion"``.
+    two_stage : bool, default True
+        Run a ``log_space`` phase in two stages so that a state starting the phase at zero
+        moves to log scale after the first ``PhasedODE.first_stage`` of the phase (memory cells
+        at T1). With ``False`` the phase is one solve and a state that starts it at zero is
+        integrated on the natural scale throughout: cheaper, and exact for a state that stays
+        zero (memory cells before T1). Ignored when ``log_space`` is False.
     """
 
     start: Bound
@@ -178,6 +192,7 @@ class Phase:
     rhs: RHS
     log_space: bool = False
     name: str = ""
+    two_stage: bool = True
 
 
 @dataclass(frozen=True)
@@ -360,30 +375,63 @@ class PhasedODE:
         return ys[:-1], ys[-1], ok
 
     def _boundaries(self, t: Array, params: Params) -> tuple[Array, Array]:
-        """Start and length of every phase (non-decreasing boundaries)."""
-        lo = _resolve(self.phases[0].start, params)
-        t_last = jnp.max(t) if t.shape[0] > 0 else lo
+        """Start and length of every phase.
+
+        A later boundary takes precedence over an earlier one: a phase that would end after a
+        later boundary is cut there (``end[i] = min(end[i], end[i+1])``), the convention of the
+        closed form, where a distribution phase ending after the peak is cut at T1
+        (``T0_eff = min(T0, T1)``: contraction always starts at T1). No phase starts before
+        the first boundary, so lengths are never negative (``T0 = 0``: an empty first phase).
+        """
+        first = _resolve(self.phases[0].start, params)
+        t_last = jnp.max(t) if t.shape[0] > 0 else first
+        ends: list[Array | None] = [
+            None if _is_inf(phase.end) else _resolve(phase.end, params) for phase in self.phases
+        ]
+        for i in range(len(ends) - 2, -1, -1):
+            later = ends[i + 1]
+            if later is not None:
+                # full gradient to the earlier boundary at a tie
+                ends[i] = jnp.where(ends[i] <= later, ends[i], later)
+        lo = first
         starts, lengths = [], []
-        for phase in self.phases:
-            hi = t_last if _is_inf(phase.end) else _resolve(phase.end, params)
+        for end in ends:
+            hi = t_last if end is None else end
             hi = jnp.where(hi >= lo, hi, lo)  # full gradient to hi at a tie (T0 = 0)
             starts.append(lo)
             lengths.append(hi - lo)
             lo = hi
         return jnp.stack(starts), jnp.stack(lengths)
 
+    @functools.cached_property
+    def _stages(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Static plan of the solves: phase index, start and length as fractions of the
+        phase, and whether states at zero move to log scale (second stage of a phase)."""
+        index, frac_lo, frac_len, shift = [], [], [], []
+        f = self.first_stage
+        for i, phase in enumerate(self.phases):
+            if phase.log_space and phase.two_stage:
+                index += [i, i]
+                frac_lo += [0.0, f]
+                frac_len += [f, 1.0 - f]
+                shift += [False, True]
+            else:
+                index.append(i)
+                frac_lo.append(0.0)
+                frac_len.append(1.0)
+                shift.append(False)
+        return np.array(index), np.array(frac_lo), np.array(frac_len), np.array(shift)
+
     def _solve_sorted(self, t: Array, params: Params) -> dict[str, Array]:
         """Solve one patient at sorted 1-D times ``t``."""
         y0 = jnp.asarray(self.y0(params), dtype=jnp.float64)
         starts, lengths = self._boundaries(t, params)
-        # every phase is run in two stages (see the module docstring): the first
-        # `first_stage` of its length, then the rest
-        n = len(self.phases)
-        f = self.first_stage
-        indices = jnp.repeat(jnp.arange(n), 2)
-        sub_starts = jnp.stack([starts, starts + f * lengths], axis=1).reshape(-1)
-        sub_lengths = jnp.stack([f * lengths, (1.0 - f) * lengths], axis=1).reshape(-1)
-        shift_zero = jnp.tile(jnp.array([False, True]), n)
+        # two-stage phases run their first `first_stage`, then the rest (module docstring)
+        index, frac_lo, frac_len, shift = self._stages
+        indices = jnp.asarray(index)
+        sub_starts = starts[index] + frac_lo * lengths[index]
+        sub_lengths = frac_len * lengths[index]
+        shift_zero = jnp.asarray(shift)
 
         def step(y: Array, xs: tuple) -> tuple[Array, tuple]:
             index, lo, length, shift = xs
@@ -447,7 +495,7 @@ class PhasedODE:
 
 
 def make_batched_log_total(
-    model: Any, max_obs: int | None = None
+    model: Any, max_obs: int | None = None, **options: Any
 ) -> Callable[[Array, Array, Params], Array]:
     """Build a jitted ``log_total`` for many patients, each solved on its own time grid.
 
@@ -460,6 +508,10 @@ def make_batched_log_total(
         Largest number of observations of one patient. Needed when the returned function is
         called with traced ``patient_idx`` (inside ``jax.jit`` or ``jax.vmap``); otherwise it
         is computed from the data.
+    **options
+        Solver options for :meth:`PhasedODE.with_options` (``rtol``, ``atol``, ``solver``,
+        ``max_steps``, ``step_to_obs``, ``adjoint``...), e.g. the looser
+        :data:`bayes_cart.kinetics.pytensor_ode.MCMC_OPTIONS` used inside a PyMC model.
 
     Returns
     -------
@@ -487,6 +539,8 @@ def make_batched_log_total(
         raise ValueError(f"kinetic model {getattr(model, 'name', model)!r} has no ODE system")
     if not isinstance(ode, PhasedODE):
         ode = ode.load()  # the registry's lazy placeholder
+    if options:
+        ode = ode.with_options(**options)
 
     def core(t_obs: Array, patient_idx: Array, params: Params, n_cols: int) -> Array:
         t_obs = jnp.asarray(t_obs, dtype=jnp.float64)
@@ -553,11 +607,16 @@ def _liu_y0(p: Params) -> Array:
 
 
 LIU_PHASES: tuple[Phase, ...] = (
-    Phase("0", "T0", _liu_distribution, log_space=True, name="distribution"),
-    Phase("T0", "T1", _liu_expansion, log_space=True, name="expansion"),
+    # no memory cells before T1: M stays exactly zero, one stage per phase is enough
+    Phase("0", "T0", _liu_distribution, log_space=True, name="distribution", two_stage=False),
+    Phase("T0", "T1", _liu_expansion, log_space=True, name="expansion", two_stage=False),
+    # memory cells start at zero at T1: two stages (natural scale, then log scale)
     Phase("T1", "inf", _liu_contraction, log_space=True, name="contraction"),
 )
-"""The three phases of the Liu et al. model; reuse them to build variants."""
+"""The three phases of the Liu et al. model; reuse them to build variants.
+
+The distribution phase is cut at T1 when ``T0 > T1`` (``T0_eff = min(T0, T1)``), as in the
+closed form: contraction always starts at T1, the peak."""
 
 LIU2021_ODE = PhasedODE(phases=LIU_PHASES, n_states=2, y0=_liu_y0)
 """The Liu et al. (2021) system as a :class:`PhasedODE` (states E, M; E(0) = C0, M(0) = 0)."""
