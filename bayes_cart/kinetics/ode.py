@@ -405,8 +405,11 @@ class PhasedODE:
 
     @functools.cached_property
     def _stages(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Static plan of the solves: phase index, start and length as fractions of the
-        phase, and whether states at zero move to log scale (second stage of a phase)."""
+        """Return the static plan of the solves, one entry per stage.
+
+        Phase index, start and length as fractions of the phase, and whether states at zero
+        move to log scale (the second stage of a two-stage phase).
+        """
         index, frac_lo, frac_len, shift = [], [], [], []
         f = self.first_stage
         for i, phase in enumerate(self.phases):
@@ -542,12 +545,21 @@ def make_batched_log_total(
     if options:
         ode = ode.with_options(**options)
 
+    def solve_grid(
+        grid: Array, pid_sorted: Array, rank: Array, order: Array, params: Params
+    ) -> Array:
+        """Solve every patient on its row of ``grid``; return the values in data order."""
+        p = {key: jnp.asarray(val, dtype=jnp.float64) for key, val in params.items()}
+        p = {key: jnp.broadcast_to(val, (grid.shape[0],)) for key, val in p.items()}
+        solved = jax.vmap(lambda ti, pi: ode._solve_sorted(ti, pi)["log_total"])(grid, p)
+        picked = solved[pid_sorted, rank]
+        return jnp.zeros_like(picked).at[order].set(picked)
+
     def core(t_obs: Array, patient_idx: Array, params: Params, n_cols: int) -> Array:
+        """Build the grid with jax.numpy (traced times or patient indices), then solve."""
         t_obs = jnp.asarray(t_obs, dtype=jnp.float64)
         patient_idx = jnp.asarray(patient_idx, dtype=jnp.int32)
-        p = {key: jnp.asarray(val, dtype=jnp.float64) for key, val in params.items()}
-        n_patients = max((val.shape[0] for val in p.values() if val.ndim > 0), default=1)
-        p = {key: jnp.broadcast_to(val, (n_patients,)) for key, val in p.items()}
+        n_patients = max((np.shape(v)[0] for v in params.values() if np.ndim(v) > 0), default=1)
         order = jnp.lexsort((t_obs, patient_idx))
         pid_sorted = patient_idx[order]
         t_sorted = t_obs[order]
@@ -557,33 +569,56 @@ def make_batched_log_total(
         row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
         grid = jnp.broadcast_to(row_max[:, None], (n_patients, n_cols))
         grid = grid.at[pid_sorted, rank].set(t_sorted)
-        solved = jax.vmap(lambda ti, pi: ode._solve_sorted(ti, pi)["log_total"])(grid, p)
-        picked = solved[pid_sorted, rank]
-        return jnp.zeros_like(picked).at[order].set(picked)
+        return solve_grid(grid, pid_sorted, rank, order, params)
 
-    jitted = jax.jit(core, static_argnames=("n_cols",))
+    jitted_core = jax.jit(core, static_argnames=("n_cols",))
+    jitted_grid = jax.jit(solve_grid)
 
     def batched_log_total(t_obs: Array, patient_idx: Array, params: Params) -> Array:
         full = dict(with_defaults(params)) if with_defaults is not None else dict(params)
-        n_cols = max_obs
-        if n_cols is None:
-            try:
-                counts = np.bincount(np.asarray(patient_idx, dtype=np.int64))
-            except jax.errors.TracerArrayConversionError:
+        n_patients = max((np.shape(v)[0] for v in full.values() if np.ndim(v) > 0), default=1)
+        if isinstance(patient_idx, jax.core.Tracer):
+            if max_obs is None:
                 raise ValueError(
                     "patient_idx is traced (inside jax.jit/vmap): pass max_obs= to "
                     "make_batched_log_total"
-                ) from None
-            n_cols = int(counts.max()) if counts.size else 1
-            n_patients = max((np.shape(v)[0] for v in full.values() if np.ndim(v) > 0), default=1)
-            if counts.size > n_patients:
-                raise ValueError(
-                    f"patient_idx goes up to {counts.size - 1} but the parameters have "
-                    f"{n_patients} patient(s)"
                 )
-        return jitted(t_obs, patient_idx, full, n_cols=max(int(n_cols), 1))
+            return jitted_core(t_obs, patient_idx, full, n_cols=max(int(max_obs), 1))
+        idx = np.asarray(patient_idx, dtype=np.int64)
+        counts = np.bincount(idx, minlength=1)
+        if counts.size > n_patients:
+            raise ValueError(
+                f"patient_idx goes up to {counts.size - 1} but the parameters have "
+                f"{n_patients} patient(s)"
+            )
+        n_cols = max(int(max_obs if max_obs is not None else counts.max()), 1)
+        if isinstance(t_obs, jax.core.Tracer):
+            return jitted_core(t_obs, idx, full, n_cols=n_cols)
+        # known observation times: sort them into the per-patient grid once, with numpy
+        grid = _observation_grid(np.asarray(t_obs, dtype=np.float64), idx, n_patients, n_cols)
+        return jitted_grid(*grid, full)
 
     return batched_log_total
+
+
+def _observation_grid(
+    t_obs: np.ndarray, patient_idx: np.ndarray, n_patients: int, n_cols: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted per-patient time grid (padded with each patient's last time) and its indices.
+
+    Returns ``grid (n_patients, n_cols)``, ``pid_sorted``, ``rank`` (column of each sorted
+    observation) and ``order`` (the sorting permutation of the observations).
+    """
+    order = np.lexsort((t_obs, patient_idx))
+    pid_sorted = patient_idx[order]
+    t_sorted = t_obs[order]
+    rank = np.arange(t_obs.size) - np.searchsorted(pid_sorted, pid_sorted, side="left")
+    row_max = np.full(n_patients, -np.inf)
+    np.maximum.at(row_max, pid_sorted, t_sorted)
+    row_max = np.where(np.isfinite(row_max), row_max, 0.0)  # patients without observations
+    grid = np.repeat(row_max[:, None], n_cols, axis=1)
+    grid[pid_sorted, rank] = t_sorted
+    return grid, pid_sorted, rank, order
 
 
 # ---------------------------------------------------------------------- Liu et al. (2021)

@@ -73,7 +73,7 @@ MCMC_OPTIONS: dict[str, Any] = {
 
 
 def _per_patient(value: Any, n: int, name: str) -> pt.TensorVariable:
-    """A float64 vector of length ``n`` (scalars are broadcast)."""
+    """Return ``value`` as a float64 vector of length ``n`` (scalars are broadcast)."""
     var = pt.as_tensor_variable(value).astype("float64")
     if var.ndim == 0:
         var = pt.alloc(var, n)
