@@ -50,7 +50,9 @@ def fit(
     tune: Annotated[int, typer.Option(help="Tuning draws per chain.")] = 1000,
     draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    sampler: Annotated[str, typer.Option(help="nutpie, nutpie-jax, pymc or numpyro.")] = "nutpie-jax",
+    sampler: Annotated[
+        str, typer.Option(help="nutpie, nutpie-jax, pymc or numpyro.")
+    ] = "nutpie-jax",
     target_accept: Annotated[float, typer.Option(help="NUTS target acceptance.")] = 0.9,
     time_unit: Annotated[
         str, typer.Option("--time-unit", help="Unit of TIME in the data.")
