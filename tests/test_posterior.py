@@ -135,15 +135,15 @@ def test_random_effects_follow_omega_and_correlation(
     assert sub["beta"].shape == (7, 500)
 
 
-def test_cmax_parameterisation_converts_back_to_c0(analysis_data, fake_fit_factory):
+def test_cmax_parameterisation_keeps_c0_as_the_typical_value(analysis_data, fake_fit_factory):
+    """"cmax" only changes the sampling coordinates: the typical value stays C0."""
     from bayes_cart.spec import load_spec
 
     raw = json.loads(load_spec("liu2021").text)
     raw["sampling"]["parameterisation"] = "cmax"
+    raw["iiv"]["blocks"] = [["beta", "T1"]]
     spec = spec_from_dict(raw)
-    cmax = TYPICAL["C0"] * np.exp(TYPICAL["beta"] * TYPICAL["T1"])
-    post = {**{k: v for k, v in TYPICAL.items() if k != "C0"}, "Cmax": cmax}
-    fit = fake_fit_factory(analysis_data[0], spec, post, n_draws=5)
+    fit = fake_fit_factory(analysis_data[0], spec, dict(TYPICAL), n_draws=5)
     p = population_parameters(fit, _patients(TRIAL=["A"]), iiv=False)
     np.testing.assert_allclose(p["C0"], TYPICAL["C0"], rtol=1e-10)
 

@@ -93,14 +93,17 @@ def run_example(
         id_prefix="VP",
         covariates=None,
     )
+    design["TRIAL"] = "ALL_adult"
     design["TUMOR_TYPE"] = "heme"
-    design["RESPONSE"] = np.where(np.arange(len(design)) % 2 == 0, "CR/PR", "PD/NR")
+    patient_no = design["ID"].str.extract(r"(\d+)$")[0].astype(int)
+    design["RESPONSE"] = np.where(patient_no % 2 == 0, "CR/PR", "PD/NR")
     sim = simulate_patients(design, pop, lloq=10.0, random_seed=seed)
     sim.data.to_csv(out / "virtual_patients.csv", index=False)
     sim.truth.to_csv(out / "virtual_patients_truth.csv", index=False)
     blq = float((sim.data["CENS"] == 1).mean())
     console.print(
-        f"  100 heme patients (half responders), 12 samples each, LLOQ 10: {100 * blq:.1f}% BLQ"
+        f"  100 ALL_adult patients (half responders), 12 samples each, LLOQ 10: "
+        f"{100 * blq:.1f}% BLQ"
         f" -> {escape(str(out / 'virtual_patients.csv'))}"
     )
 
