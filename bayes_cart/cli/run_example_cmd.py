@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -41,6 +42,7 @@ def run_example(
     import numpy as np
 
     from bayes_cart.dataset import load_dataset
+    from bayes_cart.errors import DataWarning
     from bayes_cart.example import example_truth, truth_by_summary_name, write_example
     from bayes_cart.io import save_fit
     from bayes_cart.nca import nca, summarise_nca
@@ -58,14 +60,15 @@ def run_example(
         console.print(f"  {key}: {escape(str(path))}")
 
     _step("2. validate")
-    dataset = load_dataset(paths["data"])
-    s = dataset.summary()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # printed below, from the report
+        dataset = load_dataset(paths["data"])
     console.print(
         f"  {dataset.n_patients} patients, {dataset.n_observations} samples, "
         f"{dataset.n_censored} BLQ ({100 * dataset.n_censored / dataset.n_observations:.1f}%)"
     )
     console.print(f"  covariates: {escape(', '.join(dataset.covariates))}")
-    for w in s.get("warnings", [])[:5]:
+    for w in dataset.report.warnings[:5]:
         console.print(f"  [yellow]warning:[/yellow] {escape(str(w))}")
 
     _step("3. NCA (linear-up/log-down, BLQ after the last quantifiable sample ends the profile)")
@@ -73,7 +76,7 @@ def run_example(
     table.to_csv(out / "nca.csv", index=False)
     by_trial = summarise_nca(table, by="TRIAL")
     by_trial.to_csv(out / "nca_by_trial.csv", index=False)
-    t = Table(title="NCA by trial (median [min-max])")
+    t = Table(title=escape("NCA by trial: median [min-max]"))
     for col in ("TRIAL", "n", "Cmax", "Tmax", "AUC_0_28"):
         t.add_column(col)
     for _, row in by_trial.iterrows():
