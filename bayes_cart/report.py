@@ -470,28 +470,17 @@ def _flat_truth(truth: Mapping[str, Any] | None) -> dict[str, float]:
     """Return true values under the names of :func:`bayes_cart.summary.population_summary`."""
     if not truth:
         return {}
+    from bayes_cart.example import truth_by_summary_name
+
     pop = _truth_population(truth)
-    flat: dict[str, float] = {}
+    flat = truth_by_summary_name({"population": pop})
     typical = {k: float(v) for k, v in pop.get("typical", {}).items()}
-    flat.update(typical)
     if {"C0", "beta", "T1"} <= set(typical):
         flat["Cmax"] = typical["C0"] * math.exp(typical["beta"] * typical["T1"])
     flat["deltaE"] = float(truth.get("deltaE_per_day", DELTA_E_PER_DAY))
-    for name, value in pop.get("omega", {}).items():
-        flat[f"omega_{name}"] = float(value)
-    for param, covs in pop.get("effects", {}).items():
-        for cov, levels in covs.items():
-            for level, value in levels.items():
-                flat[f"{param}:{cov}[{level}]"] = float(value)
     for a, inner in pop.get("correlation", {}).items():
         for b, value in inner.items():
-            flat[f"corr_{a}_{b}"] = float(value)
             flat[f"corr_{b}_{a}"] = float(value)
-    for group, params in pop.get("group_effects", {}).items():
-        for param, value in params.items():
-            flat[f"omega_{str(group).lower()}_{param}"] = float(value)
-    if "sigma" in pop:
-        flat["sigma"] = float(pop["sigma"])
     return flat
 
 
