@@ -133,7 +133,10 @@ def _random_effects(
             sd_dist=pm.HalfNormal.dist(sigma=np.array(sig), shape=len(block)),
             compute_corr=True,
         )
-        pm.Deterministic(f"corr_{label}", corr[0, 1] if len(block) == 2 else corr)
+        # a new variable (not the LKJ's own corr output: nutpie's expansion breaks on an
+        # output registered twice); for k > 2 the upper-triangle correlations, row by row
+        iu = np.triu_indices(len(block), 1)
+        pm.Deterministic(f"corr_{label}", corr[0, 1] if len(block) == 2 else corr[iu])
         mean = pt.stack([means[b] for b in block], axis=1)
         if all(b in centered for b in block):
             values = pm.MvNormal(f"log_{label}_i", mu=mean, chol=chol, shape=(n, len(block)))

@@ -88,6 +88,10 @@ def _omega_matrix(post: xr.Dataset, names: list[str], labels: dict[str, str]) ->
         values = np.asarray(_stack(post[var]))
         if values.ndim == 1:  # a 2x2 block stores the single correlation
             corr[:, idx[0], idx[1]] = corr[:, idx[1], idx[0]] = values
+        elif values.ndim == 2:  # larger blocks: upper-triangle correlations, row by row
+            rows, cols = np.triu_indices(len(idx), 1)
+            for j, (a, b) in enumerate(zip(rows, cols, strict=True)):
+                corr[:, idx[a], idx[b]] = corr[:, idx[b], idx[a]] = values[:, j]
         else:
             for a, ia in enumerate(idx):
                 for b, ib in enumerate(idx):

@@ -265,3 +265,12 @@ def test_cmax_parameterisation_is_the_same_model(small):
     )
     assert set(p1) == set(m1.initial_point())
     np.testing.assert_allclose(m1.compile_logp()(p1), m0.compile_logp()(p0), rtol=1e-10)
+
+
+def test_three_parameter_block_stores_pairwise_correlations(small):
+    raw = json.loads(load_spec("liu2021").text)
+    raw["iiv"]["blocks"] = [["C0", "beta", "T1"]]
+    model = build_model(small, spec_from_dict(raw))
+    corr = model["corr_C0_beta_T1"]
+    assert corr.type.shape == (3,)  # (C0, beta), (C0, T1), (beta, T1)
+    assert np.all(np.isfinite(model.compile_dlogp()(model.initial_point())))
