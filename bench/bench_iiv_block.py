@@ -65,7 +65,7 @@ def main() -> None:
         )
     table, bad = compare_fits(fits)
     print()
-    print(table.to_markdown() if hasattr(table, "to_markdown") else table.to_string())
+    print(table.to_string())
     for model, patients in bad.items():
         if len(patients):
             print(f"{model}: Pareto k > 0.7 for {len(patients)} patient(s)")
