@@ -92,9 +92,11 @@ def save_fit(fit: Fit, path: str | Path) -> Path:
     post = idata.posterior[keep]
     # per-patient draws (individual parameters, etas) in single precision: the file halves
     post = post.map(
-        lambda v: v.astype("float32")
-        if v.dtype == "float64" and ({"patient", "patient_dp"} & set(v.dims))
-        else v
+        lambda v: (
+            v.astype("float32")
+            if v.dtype == "float64" and ({"patient", "patient_dp"} & set(v.dims))
+            else v
+        )
     )
     groups["posterior"] = post
     for g in _FLOAT32_GROUPS:
@@ -181,3 +183,45 @@ def load_fit(path: str | Path) -> Fit:
         diagnostics=diag,
         timings=json.loads(attrs.get("timings_json", "{}")),
     )
+
+
+def write_fit_outputs(fit: Fit, out_dir: str | Path, settings: dict[str, Any] | None = None):
+    """Write ``fit.nc``, ``summary.csv`` and ``diagnostics.json`` into ``out_dir``.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fitted model.
+    out_dir : str or Path
+        Output folder (created).
+    settings : dict, optional
+        Sampler settings recorded in ``diagnostics.json`` (sampler, chains, tune, draws, seed).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The population summary that was written to ``summary.csv``.
+    """
+    from bayes_cart.summary import population_summary
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_fit(fit, out / "fit.nc")
+    summary = population_summary(fit.idata)
+    summary.to_csv(out / "summary.csv", index=False)
+    md = fit.model_data
+    diag = {
+        **fit.diagnostics.to_dict(),
+        "compile_seconds": fit.timings.get("compile_seconds"),
+        "sampling_seconds": fit.timings.get("sampling_seconds"),
+        "predictive_seconds": fit.timings.get("predictive_seconds"),
+        "n_patients": md.n_patients,
+        "n_observations": md.n_obs,
+        "n_censored": md.n_censored,
+        **(settings or {}),
+        "model": fit.spec.name,
+        "spec_hash": fit.spec.hash,
+        "notes": md.notes,
+    }
+    (out / "diagnostics.json").write_text(json.dumps(diag, indent=2, default=float))
+    return summary

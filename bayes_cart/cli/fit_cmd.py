@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -61,10 +60,9 @@ def fit(
     """Fit a hierarchical model and write DIR/fit.nc, DIR/summary.csv and DIR/diagnostics.json."""
     from bayes_cart.cli.common import load_data_or_exit
     from bayes_cart.errors import SpecError
-    from bayes_cart.io import save_fit
+    from bayes_cart.io import write_fit_outputs
     from bayes_cart.sampling import fit as run_fit
     from bayes_cart.spec import load_spec, parse_covariate_option
-    from bayes_cart.summary import population_summary
 
     dataset = load_data_or_exit(data, time_unit=time_unit)
     try:
@@ -113,29 +111,9 @@ def fit(
     except SpecError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(code=1) from None
-    out.mkdir(parents=True, exist_ok=True)
-    save_fit(result, out / "fit.nc")
-    summary = population_summary(result.idata)
-    summary.to_csv(out / "summary.csv", index=False)
+    settings = {"sampler": sampler, "chains": chains, "tune": tune, "draws": draws, "seed": seed}
+    summary = write_fit_outputs(result, out, settings)
     md = result.model_data
-    diag = {
-        **result.diagnostics.to_dict(),
-        "compile_seconds": result.timings.get("compile_seconds"),
-        "sampling_seconds": result.timings.get("sampling_seconds"),
-        "predictive_seconds": result.timings.get("predictive_seconds"),
-        "n_patients": md.n_patients,
-        "n_observations": md.n_obs,
-        "n_censored": md.n_censored,
-        "sampler": sampler,
-        "chains": chains,
-        "tune": tune,
-        "draws": draws,
-        "seed": seed,
-        "model": spec.name,
-        "spec_hash": spec.hash,
-        "notes": md.notes,
-    }
-    (out / "diagnostics.json").write_text(json.dumps(diag, indent=2, default=float))
 
     table = Table(title=f"{spec.name}: population parameters")
     for col in ("parameter", "q50", "q5", "q95", "r_hat", "ess_bulk"):

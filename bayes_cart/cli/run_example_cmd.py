@@ -7,7 +7,6 @@ when the analysis modules are available, writes the HTML report.
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from pathlib import Path
@@ -44,12 +43,11 @@ def run_example(
     from bayes_cart.dataset import load_dataset
     from bayes_cart.errors import DataWarning
     from bayes_cart.example import example_truth, truth_by_summary_name, write_example
-    from bayes_cart.io import save_fit
+    from bayes_cart.io import write_fit_outputs
     from bayes_cart.nca import nca, summarise_nca
     from bayes_cart.sampling import fit
     from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
     from bayes_cart.spec import load_spec
-    from bayes_cart.summary import population_summary
 
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
@@ -123,15 +121,9 @@ def run_example(
             random_seed=seed,
             on_step=lambda m: status.update(m),
         )
-    fit_dir = out / "fit"
-    fit_dir.mkdir(exist_ok=True)
-    save_fit(result, fit_dir / "fit.nc")
-    summary = population_summary(result.idata)
-    summary.to_csv(fit_dir / "summary.csv", index=False)
+    settings = {"sampler": sampler, "chains": chains, "tune": tune, "draws": draws, "seed": seed}
+    summary = write_fit_outputs(result, out / "fit", settings)
     d = result.diagnostics
-    (fit_dir / "diagnostics.json").write_text(
-        json.dumps({**d.to_dict(), **result.timings}, indent=2, default=float)
-    )
     verdict = "[green]PASSED[/green]" if d.passed else "[red]FAILED[/red]"
     console.print(
         f"  compile {result.timings['compile_seconds']:.1f} s, sampling "
