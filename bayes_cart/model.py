@@ -80,20 +80,44 @@ def _log_mean(
 ) -> Any:
     """Log population mean of one parameter per patient: typical + covariates + group."""
     doc = spec.doc
-    log_pop = prior_dist(typical, f"log_{label}", log_scale=True)
-    pm.Deterministic(label, pt.exp(log_pop))
-    log_mu = log_pop * pt.ones(n_patients)
     X = md.design.matrices.get(name)
     if X is not None and X.shape[1] > 0:
         b = prior_dist(doc.covariates.prior, f"b_{label}", dims=f"{name}_effect")
-        log_mu = log_mu + pt.dot(pt.as_tensor_variable(X.to_numpy()), b)
+        Xv = X.to_numpy(dtype=float)
+        if doc.sampling.center_covariates:
+            log_pop = _centred_typical(typical, label, Xv.mean(axis=0), b)
+        else:
+            log_pop = prior_dist(typical, f"log_{label}", log_scale=True)
+        log_mu = log_pop + pt.dot(pt.as_tensor_variable(Xv), b)
+    else:
+        log_pop = prior_dist(typical, f"log_{label}", log_scale=True)
+        log_mu = log_pop * pt.ones(n_patients)
+    pm.Deterministic(label, pt.exp(log_pop))
     if doc.group.mode == "random" and name in doc.group.parameters:
         gdim = (md.group_column or "group").lower()
         omega_g = prior_dist(doc.group.prior, f"omega_{gdim}_{label}")
-        z_g = pm.Normal(f"z_{gdim}_{label}", 0.0, 1.0, dims=gdim)
-        u = pm.Deterministic(f"u_{gdim}_{label}", omega_g * z_g, dims=gdim)
+        if doc.sampling.centered_group:
+            u = pm.Normal(f"u_{gdim}_{label}", 0.0, omega_g, dims=gdim)
+        else:
+            z_g = pm.Normal(f"z_{gdim}_{label}", 0.0, 1.0, dims=gdim)
+            u = pm.Deterministic(f"u_{gdim}_{label}", omega_g * z_g, dims=gdim)
         log_mu = log_mu + u[md.group_index]
     return log_mu
+
+
+def _centred_typical(typical: PriorSpec, label: str, x_mean: np.ndarray, b: Any) -> Any:
+    """Log typical value (reference levels) sampled through the average patient's log value.
+
+    With treatment coding the reference-level intercept is strongly correlated with every
+    covariate effect (a small reference group moves them all together), which a diagonal mass
+    matrix cannot absorb. The variable sampled is ``log_<p>_avg = log_<p> + mean(X) b``, the log
+    typical value of a patient with the average design row, given the prior
+    ``Normal(log median + mean(X) b, sigma)`` so that ``log_<p> = log_<p>_avg - mean(X) b``
+    keeps exactly its spec prior (a shear given ``b``, Jacobian 1). The model is unchanged.
+    """
+    shift = pt.dot(pt.as_tensor_variable(x_mean), b)
+    avg = pm.Normal(f"log_{label}_avg", np.log(typical.median) + shift, typical.sigma)
+    return pm.Deterministic(f"log_{label}", avg - shift)
 
 
 def _random_effects(
@@ -370,10 +394,13 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
     logs = {"beta": np.log(beta), "T1": np.log(t1)}
     logs["C0"] = np.clip(log_cmax - beta * t1, np.log(1e-2), None)
     names = set(model.named_vars)
+    free = {rv.name for rv in model.free_RVs}
     init: dict[str, np.ndarray] = {}
     for label, values in logs.items():
-        if f"log_{label}" in names:
-            init[f"log_{label}"] = np.asarray(np.median(values))
+        # effects start at 0, so the average patient's value equals the reference one
+        for typical in (f"log_{label}", f"log_{label}_avg"):
+            if typical in free:
+                init[typical] = np.asarray(np.median(values))
         if f"log_{label}_i" in names:
             init[f"log_{label}_i"] = values
     if "log_Cmax_i" in names:  # the "cmax" parameterisation samples the log peak

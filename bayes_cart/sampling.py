@@ -2,9 +2,11 @@
 
 Backends (``sampler=``):
 
-* ``"nutpie-jax"`` (default): nutpie's Rust NUTS on a JAX-compiled graph: compiles in seconds
-  and is needed for the diffrax ODE route (docs/benchmarks.md);
-* ``"nutpie"``: nutpie on the Numba-compiled graph (similar speed per draw, ~50 s to compile);
+* ``"auto"`` (default): ``"nutpie"`` for the closed form, ``"nutpie-jax"`` for the ODE route;
+* ``"nutpie"``: nutpie's Rust NUTS on the Numba-compiled graph: about 20 s to compile, then the
+  fastest per gradient (no Python in the loop, chains truly parallel; docs/benchmarks.md);
+* ``"nutpie-jax"``: nutpie on a JAX-compiled graph: compiles in seconds, about half the speed
+  per gradient (every gradient is a Python call); needed for the diffrax ODE route;
 * ``"pymc"``: PyMC's own NUTS;
 * ``"numpyro"``: numpyro's NUTS through PyMC's JAX bridge.
 
@@ -13,6 +15,8 @@ Backends (``sampler=``):
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -30,11 +34,36 @@ from bayes_cart.model import build_model
 from bayes_cart.model_data import ModelData, prepare_model_data
 from bayes_cart.spec import ModelSpec
 
-SAMPLERS = ("nutpie", "nutpie-jax", "pymc", "numpyro")
+SAMPLERS = ("auto", "nutpie", "nutpie-jax", "pymc", "numpyro")
 
 #: Samplers that run the diffrax ODE route (``solver="ode"``) as native JAX code; the others call
 #: the JAX op from numba / C through Python for every gradient (about half the speed).
 ODE_SAMPLERS = ("nutpie-jax", "numpyro")
+
+
+def resolve_sampler(sampler: str, solver: str = "closed_form") -> str:
+    """Resolve ``"auto"``: Numba nutpie for the closed form, JAX nutpie for the ODE route."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    if sampler != "auto":
+        return sampler
+    return "nutpie-jax" if solver == "ode" else "nutpie"
+
+
+def _one_blas_thread(cores: int) -> Any:
+    """Limit BLAS to one thread while chains run in parallel.
+
+    Each chain's gradient calls BLAS (the LKJ blocks, covariate products); with OpenBLAS's
+    default of one thread per core, two parallel chains on two cores oversubscribe the machine.
+    Measured on the bundled example (2 chains x 800, nutpie Numba): 89 s without the limit,
+    21-29 s with it.
+    """
+    if cores <= 1:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
 
 #: Predictive draws and pointwise log-likelihood are compiled with JAX: seconds instead of the
 #: C backend's minute-long compile of this graph.
@@ -78,7 +107,7 @@ def _seed(random_seed: int | None, offset: int) -> int:
 def sample_posterior(
     model: pm.Model,
     *,
-    sampler: str = "nutpie-jax",
+    sampler: str = "auto",
     chains: int = 4,
     tune: int = 1000,
     draws: int = 1000,
@@ -99,10 +128,9 @@ def sample_posterior(
     idata, timings
         The posterior InferenceData and ``compile_seconds`` / ``sampling_seconds``.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    sampler = resolve_sampler(sampler)
     seed = _seed(random_seed, 1)
-    cores = cores or min(chains, 2)
+    cores = cores or min(chains, os.cpu_count() or 1)
     if sampler.startswith("nutpie"):
         import nutpie
 
@@ -118,18 +146,19 @@ def sample_posterior(
         else:
             compiled = nutpie.compile_pymc_model(model, initial_points=init)
         t1 = time.perf_counter()
-        idata = nutpie.sample(
-            compiled,
-            chains=chains,
-            tune=tune,
-            draws=draws,
-            seed=seed,
-            target_accept=target_accept,
-            cores=cores,
-            progress_bar=progress,
-            save_warmup=False,
-            low_rank_modified_mass_matrix=low_rank,
-        )
+        with _one_blas_thread(cores):
+            idata = nutpie.sample(
+                compiled,
+                chains=chains,
+                tune=tune,
+                draws=draws,
+                seed=seed,
+                target_accept=target_accept,
+                cores=cores,
+                progress_bar=progress,
+                save_warmup=False,
+                low_rank_modified_mass_matrix=low_rank,
+            )
         t2 = time.perf_counter()
         return idata, {"compile_seconds": t1 - t0, "sampling_seconds": t2 - t1}
     t0 = time.perf_counter()
@@ -140,7 +169,7 @@ def sample_posterior(
     if init:
         kwargs["initvals"] = init
     kwargs["init"] = "adapt_diag"  # start from the data-informed point, no jitter
-    with model:
+    with model, _one_blas_thread(cores):
         idata = pm.sample(
             draws=draws,
             tune=tune,
@@ -184,7 +213,7 @@ def fit(
     dataset: Any,
     spec: ModelSpec,
     *,
-    sampler: str = "nutpie-jax",
+    sampler: str = "auto",
     chains: int = 4,
     tune: int = 1000,
     draws: int = 1000,
@@ -237,6 +266,7 @@ def fit(
     """
     if solver not in ("closed_form", "ode"):
         raise ValueError(f"unknown solver {solver!r}; use 'closed_form' or 'ode'")
+    sampler = resolve_sampler(sampler, solver)
     if solver == "ode" and sampler not in ODE_SAMPLERS:
         warnings.warn(
             f"solver='ode' with sampler={sampler!r}: the diffrax solver is JAX code that this "

@@ -157,6 +157,8 @@ class SamplingSpec(_Frozen):
 
     parameterisation: Literal["c0", "cmax"] = "c0"
     centered: tuple[str, ...] = ()
+    center_covariates: bool = False
+    centered_group: bool = False
 
 
 class _SpecDocument(_Frozen):

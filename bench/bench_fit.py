@@ -36,24 +36,39 @@ def _variant(sampling: dict | None = None, no_iiv=(), no_group=False):
 
 
 VARIANTS = {
-    # name: (spec, sampler, low_rank)
+    # name: (spec, sampler, low_rank, target_accept)
     "noncentred": (
         lambda: _variant({"parameterisation": "c0", "centered": []}),
         "nutpie-jax",
         False,
+        0.9,
     ),
-    "centred": (lambda: _variant({"parameterisation": "c0"}), "nutpie-jax", False),
-    "meta": (lambda: _variant(), "nutpie-jax", False),
-    "meta-lowrank": (lambda: _variant(), "nutpie-jax", True),
-    "meta-numba": (lambda: _variant(), "nutpie", False),
-    "meta-pymc": (lambda: _variant(), "pymc", False),
-    "meta-numpyro": (lambda: _variant(), "numpyro", False),
-    "meta-nogroup": (lambda: _variant(no_group=True), "nutpie-jax", False),
+    "centred": (
+        lambda: _variant({"parameterisation": "c0"}),
+        "nutpie-jax",
+        False,
+        0.9,
+    ),
+    # the default spec (liu2021_meta) with the default sampler (nutpie, Numba)
+    "meta": (lambda: _variant(), "nutpie", False, 0.9),
+    "meta-centred-covariates": (
+        lambda: _variant({"center_covariates": True}),
+        "nutpie",
+        False,
+        0.9,
+    ),
+    "meta-group-centred": (lambda: _variant({"centered_group": True}), "nutpie", False, 0.9),
+    "meta-ta08": (lambda: _variant(), "nutpie", False, 0.8),
+    "meta-lowrank": (lambda: _variant(), "nutpie", True, 0.9),
+    "meta-jax": (lambda: _variant(), "nutpie-jax", False, 0.9),
+    "meta-pymc": (lambda: _variant(), "pymc", False, 0.9),
+    "meta-numpyro": (lambda: _variant(), "numpyro", False, 0.9),
+    "meta-nogroup": (lambda: _variant(no_group=True), "nutpie", False, 0.9),
 }
 
 
 def run(name: str, chains: int, tune: int, draws: int, seed: int) -> dict:
-    make_spec, sampler, low_rank = VARIANTS[name]
+    make_spec, sampler, low_rank, target_accept = VARIANTS[name]
     ds = load_example()
     model = build_model(ds, make_spec())
     idata, tm = sample_posterior(
@@ -64,6 +79,7 @@ def run(name: str, chains: int, tune: int, draws: int, seed: int) -> dict:
         draws=draws,
         random_seed=seed,
         low_rank=low_rank,
+        target_accept=target_accept,
     )
     names = [n for n in population_variables(idata) if not n.startswith("u_")]
     s = az.summary(idata, var_names=names, kind="diagnostics")
@@ -76,7 +92,7 @@ def run(name: str, chains: int, tune: int, draws: int, seed: int) -> dict:
     ]
     return {
         "variant": name,
-        "sampler": sampler,
+        "sampler": f"{sampler} ({target_accept})",
         "compile_s": tm["compile_seconds"],
         "sampling_s": tm["sampling_seconds"],
         "total_s": total,

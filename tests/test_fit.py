@@ -197,3 +197,32 @@ def test_cli_fit_reports_bad_spec_and_data(tmp_path):
         app, ["fit", "example", "--covariates", "beta ~ NOPE", "--out", str(tmp_path / "o")]
     )
     assert r.exit_code == 1 and "NOPE" in r.output
+
+
+def test_auto_sampler_picks_numba_for_closed_form_and_jax_for_the_ode():
+    from bayes_cart.sampling import resolve_sampler
+
+    assert resolve_sampler("auto") == "nutpie"
+    assert resolve_sampler("auto", "ode") == "nutpie-jax"
+    assert resolve_sampler("pymc", "ode") == "pymc"
+    with pytest.raises(ValueError, match="unknown sampler 'stan'"):
+        resolve_sampler("stan")
+
+
+def test_parallel_chains_hold_blas_to_one_thread():
+    from threadpoolctl import threadpool_info
+
+    from bayes_cart.sampling import _one_blas_thread
+
+    def blas_threads():
+        return {
+            i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"
+        }
+
+    before = blas_threads()
+    with _one_blas_thread(2):
+        inside = blas_threads()
+    assert set(inside.values()) <= {1}
+    assert blas_threads() == before  # restored afterwards
+    with _one_blas_thread(1):  # a single chain keeps BLAS's own threads
+        assert blas_threads() == before

@@ -136,7 +136,7 @@ def test_random_effects_follow_omega_and_correlation(
 
 
 def test_cmax_parameterisation_keeps_c0_as_the_typical_value(analysis_data, fake_fit_factory):
-    """"cmax" only changes the sampling coordinates: the typical value stays C0."""
+    """ "cmax" only changes the sampling coordinates: the typical value stays C0."""
     from bayes_cart.spec import load_spec
 
     raw = json.loads(load_spec("liu2021").text)

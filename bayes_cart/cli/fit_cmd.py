@@ -50,8 +50,12 @@ def fit(
     draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     sampler: Annotated[
-        str, typer.Option(help="nutpie, nutpie-jax, pymc or numpyro.")
-    ] = "nutpie-jax",
+        str,
+        typer.Option(
+            help="auto (nutpie with Numba for the closed form), nutpie, nutpie-jax, pymc or "
+            "numpyro."
+        ),
+    ] = "auto",
     target_accept: Annotated[float, typer.Option(help="NUTS target acceptance.")] = 0.9,
     time_unit: Annotated[
         str, typer.Option("--time-unit", help="Unit of TIME in the data.")
@@ -62,6 +66,7 @@ def fit(
     from bayes_cart.errors import SpecError
     from bayes_cart.io import write_fit_outputs
     from bayes_cart.sampling import fit as run_fit
+    from bayes_cart.sampling import resolve_sampler
     from bayes_cart.spec import load_spec, parse_covariate_option
 
     dataset = load_data_or_exit(data, time_unit=time_unit)
@@ -111,7 +116,13 @@ def fit(
     except SpecError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(code=1) from None
-    settings = {"sampler": sampler, "chains": chains, "tune": tune, "draws": draws, "seed": seed}
+    settings = {
+        "sampler": resolve_sampler(sampler),
+        "chains": chains,
+        "tune": tune,
+        "draws": draws,
+        "seed": seed,
+    }
     summary = write_fit_outputs(result, out, settings)
     md = result.model_data
 

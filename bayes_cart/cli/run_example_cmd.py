@@ -32,8 +32,12 @@ def run_example(
     draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
     sampler: Annotated[
-        str, typer.Option(help="nutpie, nutpie-jax, pymc or numpyro.")
-    ] = "nutpie-jax",
+        str,
+        typer.Option(
+            help="auto (nutpie with Numba for the closed form), nutpie, nutpie-jax, pymc or "
+            "numpyro."
+        ),
+    ] = "auto",
     model: Annotated[str, typer.Option(help="Model spec.")] = "liu2021_meta",
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
 ) -> None:
@@ -45,7 +49,7 @@ def run_example(
     from bayes_cart.example import example_truth, truth_by_summary_name, write_example
     from bayes_cart.io import write_fit_outputs
     from bayes_cart.nca import nca, summarise_nca
-    from bayes_cart.sampling import fit
+    from bayes_cart.sampling import fit, resolve_sampler
     from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
     from bayes_cart.spec import load_spec
 
@@ -121,7 +125,13 @@ def run_example(
             random_seed=seed,
             on_step=lambda m: status.update(m),
         )
-    settings = {"sampler": sampler, "chains": chains, "tune": tune, "draws": draws, "seed": seed}
+    settings = {
+        "sampler": resolve_sampler(sampler),
+        "chains": chains,
+        "tune": tune,
+        "draws": draws,
+        "seed": seed,
+    }
     summary = write_fit_outputs(result, out / "fit", settings)
     d = result.diagnostics
     verdict = "[green]PASSED[/green]" if d.passed else "[red]FAILED[/red]"
