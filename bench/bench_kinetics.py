@@ -15,7 +15,6 @@ Run:  .venv/bin/python bench/bench_kinetics.py [--patients 218] [--obs 12] [--re
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
 
 import jax
@@ -23,82 +22,24 @@ import jax.numpy as jnp
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from scipy.integrate import solve_ivp
 
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.ode import make_batched_log_total
-from bayes_cart.units import DAYS_PER_MONTH, DELTA_E_PER_DAY
+from bayes_cart.kinetics.reference import paper_range_grid, scipy_liu_states
+from bayes_cart.units import DAYS_PER_MONTH
 
 LIU = get_kinetics("liu2021")
 NAMES = ("C0", "k", "T0", "beta", "T1", "alpha", "rM", "deltaM", "deltaE")
 
 
 def grid() -> list[dict[str, float]]:
-    out = []
-    settings = [
-        (3.0, 30.0, 0.0, 0.0, 50.0),
-        (30.0, 5.0, 0.0, 0.0, 1.0),
-        (30.0, 30.0, 1.0, 3.0, 0.01),
-        (10.0, 12.0, 0.3, 1.0, 200.0),
-    ]
-    for (beta, t1, k, t0, c0), alpha, r_m, delta_m in itertools.product(
-        settings, (0.5, 3.0, 10.0), (0.001, 0.03, 1.0), (0.001, 0.03, 1.0)
-    ):
-        out.append(
-            dict(
-                C0=c0,
-                k=k,
-                T0=t0,
-                beta=beta / DAYS_PER_MONTH,
-                T1=t1,
-                alpha=alpha / DAYS_PER_MONTH,
-                rM=r_m / DAYS_PER_MONTH,
-                deltaM=delta_m / DAYS_PER_MONTH,
-                deltaE=DELTA_E_PER_DAY,
-            )
-        )
-    lam = 2.3 / DAYS_PER_MONTH + DELTA_E_PER_DAY
-    for offset in (0.0, 1e-10):
-        out.append(
-            dict(
-                C0=5.0,
-                k=0.5,
-                T0=2.0,
-                beta=8.0 / DAYS_PER_MONTH,
-                T1=14.0,
-                alpha=2.0 / DAYS_PER_MONTH,
-                rM=0.3 / DAYS_PER_MONTH,
-                deltaM=lam + offset,
-                deltaE=DELTA_E_PER_DAY,
-            )
-        )
-    return out
-
-
-def scipy_states(t: np.ndarray, p: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    opts = dict(method="DOP853", rtol=1e-12, atol=1e-100)
-    e, m = np.zeros_like(t), np.zeros_like(t)
-    y = p["C0"]
-    for lo, hi, rate in ((0.0, p["T0"], -p["k"]), (p["T0"], p["T1"], p["beta"])):
-        inside = (t >= lo) & (t <= hi)
-        if hi > lo:
-            t_eval = np.unique(np.r_[t[inside], hi])
-            sol = solve_ivp(lambda s, u, r=rate: r * u, (lo, hi), [1.0], t_eval=t_eval, **opts)
-            e[inside] = y * sol.y[0][np.searchsorted(t_eval, t[inside])]
-            y *= sol.y[0][-1]
-        else:
-            e[inside] = y
-    lam = p["alpha"] + p["deltaE"] + p["rM"]
-    after = t > p["T1"]
-    sol = solve_ivp(
-        lambda s, u: [-lam * u[0], p["rM"] * u[0] - p["deltaM"] * u[1]],
-        (p["T1"], t.max()),
-        [1.0, 0.0],
-        t_eval=t[after],
-        **opts,
+    """The paper-range grid with three levels of alpha, rM and deltaM (114 sets)."""
+    return paper_range_grid(
+        alpha=(0.5, 3.0, 10.0), r_m=(0.001, 0.03, 1.0), delta_m=(0.001, 0.03, 1.0)
     )
-    e[after], m[after] = y * sol.y[0], y * sol.y[1]
-    return e, m
+
+
+scipy_states = scipy_liu_states
 
 
 def rel(a: np.ndarray, b: np.ndarray) -> float:

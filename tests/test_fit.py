@@ -226,3 +226,25 @@ def test_parallel_chains_hold_blas_to_one_thread():
     assert blas_threads() == before  # restored afterwards
     with _one_blas_thread(1):  # a single chain keeps BLAS's own threads
         assert blas_threads() == before
+
+
+def test_default_sampler_numba_agrees_with_jax(tiny, tiny_fit):
+    """The default backend (nutpie on the Numba graph, BLAS on one thread) samples the same
+    posterior as the JAX backend used by the other tests."""
+    numba_fit = fit(
+        tiny,
+        tiny_fit.spec,
+        chains=2,
+        tune=150,
+        draws=100,
+        random_seed=4,
+        prior_draws=0,
+        predictive=False,
+    )
+    post_n, post_j = numba_fit.idata.posterior, tiny_fit.idata.posterior
+    assert int(numba_fit.idata.sample_stats["diverging"].sum()) <= 2
+    for name in ("beta", "T1", "alpha", "sigma"):
+        a, b = np.log(post_n[name].values.ravel()), np.log(post_j[name].values.ravel())
+        # medians within 4 combined posterior-SD / sqrt(ESS ~ 50) of each other
+        tol = 4 * np.hypot(a.std(), b.std()) / np.sqrt(50)
+        assert abs(np.median(a) - np.median(b)) < tol, name

@@ -12,19 +12,17 @@
 
 from __future__ import annotations
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
-from scipy.integrate import solve_ivp
 
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.closed_form import liu_log_states, log_add_exp, log_biexp_kernel
-from bayes_cart.units import DAYS_PER_MONTH, DELTA_E_PER_DAY
+from bayes_cart.kinetics.reference import paper_range_grid, scipy_liu_states
+from bayes_cart.units import DELTA_E_PER_DAY
 
 jax.config.update("jax_enable_x64", True)
 
@@ -33,79 +31,8 @@ NAMES = ("C0", "k", "T0", "beta", "T1", "alpha", "rM", "deltaM", "deltaE")
 TIMES = np.linspace(0.0, 365.0, 74)
 
 
-def parameter_grid() -> list[dict[str, float]]:
-    """Paper ranges (per month -> per day), with/without distribution, lam == deltaM."""
-    grid = []
-    settings = [  # (beta /month, T1 day, k /day, T0 day, C0)
-        (3.0, 30.0, 0.0, 0.0, 50.0),
-        (30.0, 5.0, 0.0, 0.0, 1.0),
-        (30.0, 30.0, 1.0, 3.0, 0.01),
-        (10.0, 12.0, 0.3, 1.0, 200.0),
-    ]
-    for (beta, t1, k, t0, c0), alpha, r_m, delta_m in itertools.product(
-        settings, (0.5, 10.0), (0.001, 1.0), (0.001, 1.0)
-    ):
-        grid.append(
-            dict(
-                C0=c0,
-                k=k,
-                T0=t0,
-                beta=beta / DAYS_PER_MONTH,
-                T1=t1,
-                alpha=alpha / DAYS_PER_MONTH,
-                rM=r_m / DAYS_PER_MONTH,
-                deltaM=delta_m / DAYS_PER_MONTH,
-                deltaE=DELTA_E_PER_DAY,
-            )
-        )
-    # lam == deltaM exactly and 1e-10 apart, with and without a distribution phase
-    for (k, t0), offset in itertools.product(((0.0, 0.0), (0.5, 2.0)), (0.0, 1e-10, -1e-10)):
-        alpha, r_m = 2.0 / DAYS_PER_MONTH, 0.3 / DAYS_PER_MONTH
-        lam = alpha + DELTA_E_PER_DAY + r_m
-        grid.append(
-            dict(
-                C0=5.0,
-                k=k,
-                T0=t0,
-                beta=8.0 / DAYS_PER_MONTH,
-                T1=14.0,
-                alpha=alpha,
-                rM=r_m,
-                deltaM=lam + offset,
-                deltaE=DELTA_E_PER_DAY,
-            )
-        )
-    return grid
-
-
-GRID = parameter_grid()
-
-
-def scipy_reference(t: np.ndarray, p: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    """E and M by solve_ivp, phase by phase (independent of the closed form)."""
-    opts = dict(method="DOP853", rtol=1e-12, atol=1e-100)
-    e_out, m_out = np.zeros_like(t), np.zeros_like(t)
-    y = p["C0"]
-    # distribution and expansion: one state, scaled by its value at the phase start
-    for lo, hi, rate in ((0.0, p["T0"], -p["k"]), (p["T0"], p["T1"], p["beta"])):
-        inside = (t >= lo) & (t <= hi)
-        if hi > lo:
-            t_eval = np.unique(np.r_[t[inside], hi])
-            sol = solve_ivp(lambda s, u, r=rate: r * u, (lo, hi), [1.0], t_eval=t_eval, **opts)
-            e_out[inside] = y * sol.y[0][np.searchsorted(t_eval, t[inside])]
-            y = y * sol.y[0][-1]
-        else:
-            e_out[inside] = y
-    lam = p["alpha"] + p["deltaE"] + p["rM"]
-    after = t > p["T1"]
-
-    def rhs(s: float, u: np.ndarray) -> list[float]:
-        return [-lam * u[0], p["rM"] * u[0] - p["deltaM"] * u[1]]
-
-    sol = solve_ivp(rhs, (p["T1"], t.max()), [1.0, 0.0], t_eval=t[after], **opts)
-    e_out[after] = y * sol.y[0]
-    m_out[after] = y * sol.y[1]
-    return e_out, m_out
+GRID = paper_range_grid()
+scipy_reference = scipy_liu_states
 
 
 def _grid_id(p: dict[str, float]) -> str:
