@@ -11,7 +11,6 @@ All single-patient solves use the same number of time points, so JAX compiles on
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import jax
@@ -28,7 +27,8 @@ from bayes_cart.kinetics.ode import (
     make_batched_log_total,
     register_ode_kinetics,
 )
-from bayes_cart.units import DAYS_PER_MONTH, DELTA_E_PER_DAY
+from bayes_cart.kinetics.reference import paper_range_grid
+from bayes_cart.units import DELTA_E_PER_DAY
 
 LIU = get_kinetics("liu2021")
 NAMES = ("C0", "k", "T0", "beta", "T1", "alpha", "rM", "deltaM", "deltaE")
@@ -42,45 +42,8 @@ def times_for(p: dict[str, float]) -> np.ndarray:
 
 
 def parameter_grid() -> list[dict[str, float]]:
-    grid = []
-    settings = [
-        (3.0, 30.0, 0.0, 0.0, 50.0),
-        (30.0, 5.0, 0.0, 0.0, 1.0),
-        (30.0, 30.0, 1.0, 3.0, 0.01),
-        (10.0, 12.0, 0.3, 1.0, 200.0),
-    ]
-    for (beta, t1, k, t0, c0), alpha, r_m, delta_m in itertools.product(
-        settings, (0.5, 10.0), (0.001, 1.0), (0.001, 1.0)
-    ):
-        grid.append(
-            dict(
-                C0=c0,
-                k=k,
-                T0=t0,
-                beta=beta / DAYS_PER_MONTH,
-                T1=t1,
-                alpha=alpha / DAYS_PER_MONTH,
-                rM=r_m / DAYS_PER_MONTH,
-                deltaM=delta_m / DAYS_PER_MONTH,
-                deltaE=DELTA_E_PER_DAY,
-            )
-        )
-    lam = (2.0 + 0.3) / DAYS_PER_MONTH + DELTA_E_PER_DAY
-    for offset in (0.0, 1e-10):
-        grid.append(
-            dict(
-                C0=5.0,
-                k=0.5,
-                T0=2.0,
-                beta=8.0 / DAYS_PER_MONTH,
-                T1=14.0,
-                alpha=2.0 / DAYS_PER_MONTH,
-                rM=0.3 / DAYS_PER_MONTH,
-                deltaM=lam + offset,
-                deltaE=DELTA_E_PER_DAY,
-            )
-        )
-    return grid
+    """The shared paper-range grid (:mod:`bayes_cart.kinetics.reference`)."""
+    return paper_range_grid()
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> np.ndarray:
