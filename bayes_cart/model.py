@@ -8,7 +8,8 @@ with ``eta`` non-centred (``eta = omega * z`` or, for a correlated block, ``eta 
 LKJ prior on the block's correlation), optional trial random effects ``u`` (partial pooling) and
 treatment-coded covariate effects ``b`` on the log scale. The kinetic solution is the closed form
 of :mod:`bayes_cart.kinetics` evaluated in the PyTensor graph (the same function numpy uses), or
-the diffrax ODE route wrapped as a PyTensor op (``solver="ode"``).
+the structure's ODE system solved in JAX and wrapped as a PyTensor op: by matrix exponentials of
+its linear phases (``solver="linear"``) or by adaptive diffrax solves (``solver="ode"``).
 
 Observations: ``log DV ~ Normal(log(E + M), sigma)`` (proportional error with log-normal
 residuals), with M3 censoring: a left-censored sample contributes ``log Phi((log LLOQ - mu) /
@@ -228,8 +229,11 @@ def build_model(
         The model spec (see ``models/``).
     model_data : ModelData, optional
         Precomputed arrays (from :func:`prepare_model_data`).
-    solver : {"closed_form", "ode"}
-        Kinetic solver inside the graph.
+    solver : {"closed_form", "linear", "ode"}
+        Kinetic solver inside the graph: the structure's closed form; the matrix exponential
+        of its ODE phases (:mod:`bayes_cart.kinetics.linear_ode`, linear phases only); or
+        adaptive diffrax solves (:mod:`bayes_cart.kinetics.ode`, any right-hand side). The
+        last two are JAX code wrapped as a PyTensor op.
     store_individual : bool
         Keep the individual parameters ``<p>_i`` (dims ``patient``) as deterministics.
 
@@ -306,12 +310,13 @@ def build_model(
         t = pt.as_tensor_variable(md.time)
         if solver == "closed_form":
             mu = kin.solve(t, params_obs, xp=pt)["log_total"]
-        elif solver == "ode":
+        elif solver in ("ode", "linear"):
             from bayes_cart.kinetics.pytensor_ode import ode_log_total
 
-            mu = ode_log_total(kin, md, values)
+            integrator = "expm" if solver == "linear" else "diffrax"
+            mu = ode_log_total(kin, md, values, integrator=integrator)
         else:
-            raise ValueError(f"unknown solver {solver!r}")
+            raise ValueError(f"unknown solver {solver!r}; use 'closed_form', 'linear' or 'ode'")
 
         sigma = prior_dist(doc.error.sigma, "sigma")
         sig_obs = sigma

@@ -36,18 +36,24 @@ from bayes_cart.spec import ModelSpec
 
 SAMPLERS = ("auto", "nutpie", "nutpie-jax", "pymc", "numpyro")
 
-#: Samplers that run the diffrax ODE route (``solver="ode"``) as native JAX code; the others call
-#: the JAX op from numba / C through Python for every gradient (about half the speed).
+#: Kinetic solvers inside the model (see :func:`bayes_cart.model.build_model`).
+SOLVERS = ("closed_form", "linear", "ode")
+
+#: Solvers that are JAX code wrapped as a PyTensor op.
+JAX_SOLVERS = ("linear", "ode")
+
+#: Samplers that run the JAX solvers (``solver="ode"`` or ``"linear"``) as native JAX code; the
+#: others call the JAX op from numba / C through Python for every gradient (about half the speed).
 ODE_SAMPLERS = ("nutpie-jax", "numpyro")
 
 
 def resolve_sampler(sampler: str, solver: str = "closed_form") -> str:
-    """Resolve ``"auto"``: Numba nutpie for the closed form, JAX nutpie for the ODE route."""
+    """Resolve ``"auto"``: Numba nutpie for the closed form, JAX nutpie for the JAX solvers."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
     if sampler != "auto":
         return sampler
-    return "nutpie-jax" if solver == "ode" else "nutpie"
+    return "nutpie-jax" if solver in JAX_SOLVERS else "nutpie"
 
 
 def _one_blas_thread(cores: int) -> Any:
@@ -241,10 +247,11 @@ def fit(
         Seeds sampling, prior and posterior predictive draws.
     target_accept : float
         NUTS target acceptance.
-    solver : {"closed_form", "ode"}
-        Kinetic solver inside the model. ``"ode"`` (diffrax, for structures without a closed
-        form) should be sampled with ``sampler="nutpie-jax"`` (or ``"numpyro"``); other
-        samplers work but warn that they are slower.
+    solver : {"closed_form", "linear", "ode"}
+        Kinetic solver inside the model, see :data:`SOLVERS`. ``"linear"`` (matrix
+        exponential of the structure's linear ODE phases) and ``"ode"`` (adaptive diffrax, any
+        right-hand side) are for structures without a closed form; they are JAX code, sampled
+        by default with ``"nutpie-jax"`` (other samplers work but warn that they are slower).
     prior_draws : int
         Draws of the prior / prior predictive (0 to skip).
     predictive : bool
@@ -264,14 +271,14 @@ def fit(
     >>> from bayes_cart.example import load_example  # doctest: +SKIP
     >>> f = fit(load_example(), load_spec("liu2021"), draws=500)  # doctest: +SKIP
     """
-    if solver not in ("closed_form", "ode"):
-        raise ValueError(f"unknown solver {solver!r}; use 'closed_form' or 'ode'")
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
     sampler = resolve_sampler(sampler, solver)
-    if solver == "ode" and sampler not in ODE_SAMPLERS:
+    if solver in JAX_SOLVERS and sampler not in ODE_SAMPLERS:
         warnings.warn(
-            f"solver='ode' with sampler={sampler!r}: the diffrax solver is JAX code that this "
+            f"solver={solver!r} with sampler={sampler!r}: this solver is JAX code that this "
             "backend calls through Python for every gradient (about 2x slower); use "
-            "sampler='nutpie-jax' for the ODE route",
+            "sampler='nutpie-jax'",
             UserWarning,
             stacklevel=2,
         )

@@ -1,25 +1,28 @@
-"""The diffrax ODE route against the closed form: cost per gradient, accuracy, and a full fit.
+"""The JAX solver routes against the closed form: cost per gradient, accuracy, full fits.
+
+Routes: the closed form; ``linear`` (matrix exponentials of the ODE phases,
+:mod:`bayes_cart.kinetics.linear_ode`); ``ode`` (adaptive diffrax, :mod:`bayes_cart.kinetics.ode`).
 
 Prints markdown tables:
 
 1. one log-density + gradient over the bundled example (218 patients, 2240 observations),
    jitted JAX, for (a) the kinetic log-likelihood alone (true individual parameters) and (b)
    the whole hierarchical model ``liu2021_meta`` (what nutpie-jax evaluates); closed form,
-   ODE with the sampling settings (:data:`bayes_cart.kinetics.pytensor_ode.MCMC_OPTIONS`) and,
-   for (a), the ODE with the accuracy settings of :class:`~bayes_cart.kinetics.ode.PhasedODE`
-   (rtol 1e-8, stepping to every observation, every phase in two stages: the configuration
-   measured before this benchmark existed);
-2. the largest |log(E+M)| difference ODE - closed form at the true parameters and at random
+   linear, ODE with the sampling settings (:data:`bayes_cart.kinetics.pytensor_ode.MCMC_OPTIONS`)
+   and, for (a), the ODE with the accuracy settings of :class:`~bayes_cart.kinetics.ode.PhasedODE`
+   (rtol 1e-8, stepping to every observation, every phase in two stages);
+2. the largest |log(E+M)| difference route - closed form at the true parameters and at random
    perturbations of them (compare with the residual SD, ~0.5 on the log scale);
-3. a full fit of ``--fit-patients`` patients with each route (``fit(..., sampler="nutpie-jax",
-   solver=...)``): wall times, diagnostics, and the posterior means of every population
-   quantity with their difference against 4 x the combined Monte Carlo standard error.
+3. a full fit of ``--fit-patients`` patients with each of ``--fit-solvers`` (``fit(...,
+   sampler="nutpie-jax", solver=...)``): wall times, diagnostics, and the posterior means of
+   every population quantity against the closed-form fit, within 4 x the combined Monte Carlo
+   standard error.
 
 Timings are the median of interleaved repeats. Run on a shared machine they carry the load of
 other processes (printed at the start): compare ratios rather than absolute times.
 
-Run:  .venv/bin/python bench/bench_ode.py [--fit-patients 50] [--tune 300] [--draws 300]
-      [--repeats 30] [--skip-fit]
+Run:  .venv/bin/python bench/bench_ode.py [--fit-patients 50] [--chains 4] [--tune 1000]
+      [--draws 1000] [--fit-solvers closed_form,linear,ode] [--repeats 30] [--skip-fit]
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import numpy as np
 from bayes_cart.diagnostics import population_variables
 from bayes_cart.example import example_truth, load_example
 from bayes_cart.kinetics import get_kinetics
+from bayes_cart.kinetics.linear_ode import make_linear_log_total
 from bayes_cart.kinetics.ode import LIU_PHASES, make_batched_log_total
 from bayes_cart.kinetics.pytensor_ode import MCMC_OPTIONS
 from bayes_cart.model import build_model
@@ -89,6 +93,7 @@ def kinetic_likelihood(repeats: int) -> tuple[list[tuple], dict]:
 
     routes = {
         "closed form": closed_form,
+        "linear (matrix exponential)": lambda q, f=make_linear_log_total(LIU): f(t, pid, q),
         "ODE, sampling settings": lambda q, f=make_batched_log_total(LIU, **MCMC_OPTIONS): f(
             t, pid, q
         ),
@@ -138,6 +143,7 @@ def model_density(repeats: int) -> list[tuple]:
     spec = load_spec("liu2021_meta")
     models = {
         "closed form": build_model(ds, spec),
+        "linear (matrix exponential)": build_model(ds, spec, solver="linear"),
         "ODE, sampling settings": build_model(ds, spec, solver="ode"),
     }
     fns, points = {}, {}
@@ -151,8 +157,7 @@ def model_density(repeats: int) -> list[tuple]:
         points[key] = [jnp.asarray(point[v.name]) for v in model.value_vars]
     compile_s = {k: _compile(f, points[k]) for k, f in fns.items()}
     per_call = _interleaved(fns, points, repeats)
-    v_cf = float(fns["closed form"](points["closed form"])[0])
-    v_ode = float(fns["ODE, sampling settings"](points["ODE, sampling settings"])[0])
+    values = {k: float(f(points[k])[0]) for k, f in fns.items()}
     cf = per_call["closed form"]
     return [
         (
@@ -160,20 +165,22 @@ def model_density(repeats: int) -> list[tuple]:
             compile_s[k],
             per_call[k] * 1e3,
             per_call[k] / cf,
-            abs(v_ode - v_cf) * (k != "closed form"),
+            abs(values[k] - values["closed form"]),
         )
         for k in fns
     ]
 
 
-def compare_fits(n_patients: int, chains: int, tune: int, draws: int, seed: int) -> None:
+def compare_fits(
+    n_patients: int, chains: int, tune: int, draws: int, seed: int, solvers: list[str]
+) -> None:
     ds = load_example()
     rng = np.random.default_rng(seed)
     ids = sorted(rng.choice(np.asarray(ds.patient_ids), n_patients, replace=False).tolist())
     sub = ds.subset(ids)
     spec = load_spec("liu2021_meta")
     fits, wall = {}, {}
-    for solver in ("closed_form", "ode"):
+    for solver in solvers:
         start = time.perf_counter()
         fits[solver] = fit(
             sub,
@@ -208,30 +215,37 @@ def compare_fits(n_patients: int, chains: int, tune: int, draws: int, seed: int)
         for s, f in fits.items()
     }
     print(
-        f"\nsampling time per leapfrog step and chain: closed form {per_step['closed_form']:.2f} "
-        f"ms, ODE {per_step['ode']:.2f} ms (ratio {per_step['ode'] / per_step['closed_form']:.1f})"
+        "\nsampling time per leapfrog step and chain (ms): "
+        + ", ".join(
+            f"{s} {ms:.2f} ({ms / per_step[solvers[0]]:.1f}x)" for s, ms in per_step.items()
+        )
     )
-    names = population_variables(fits["closed_form"].idata)
+    names = population_variables(fits[solvers[0]].idata)
     sums = {
         s: az.summary(f.idata, var_names=names, kind="all", round_to="none")
         for s, f in fits.items()
     }
-    a, b = sums["closed_form"], sums["ode"]
-    combined = np.sqrt(a["mcse_mean"] ** 2 + b["mcse_mean"] ** 2)
-    diff = (b["mean"] - a["mean"]).abs()
-    ok = diff < 4 * combined
-    print("\n### Posterior means of the population quantities, closed form vs ODE\n")
-    print("| quantity | mean closed form | mean ODE | abs diff | 4 x combined MCSE | agree |")
-    print("|---|---:|---:|---:|---:|:---:|")
-    for name in a.index:
+    a = sums[solvers[0]]
+    for other in solvers[1:]:
+        b = sums[other]
+        combined = np.sqrt(a["mcse_mean"] ** 2 + b["mcse_mean"] ** 2)
+        diff = (b["mean"] - a["mean"]).abs()
+        ok = diff < 4 * combined
+        print(f"\n### Posterior means of the population quantities, {solvers[0]} vs {other}\n")
         print(
-            f"| {name} | {a.loc[name, 'mean']:.4g} | {b.loc[name, 'mean']:.4g} | "
-            f"{diff[name]:.3g} | {4 * combined[name]:.3g} | {'yes' if ok[name] else 'NO'} |"
+            f"| quantity | mean {solvers[0]} | mean {other} | abs diff | 4 x combined MCSE "
+            "| agree |"
         )
-    print(
-        f"\n{int(ok.sum())} of {len(ok)} population quantities agree within 4 x combined MCSE"
-        f" (expected: all, or about 1 in 16000 by chance per quantity)"
-    )
+        print("|---|---:|---:|---:|---:|:---:|")
+        for name in a.index:
+            print(
+                f"| {name} | {a.loc[name, 'mean']:.4g} | {b.loc[name, 'mean']:.4g} | "
+                f"{diff[name]:.3g} | {4 * combined[name]:.3g} | {'yes' if ok[name] else 'NO'} |"
+            )
+        print(
+            f"\n{int(ok.sum())} of {len(ok)} population quantities agree within 4 x combined "
+            "MCSE (expected: all, or about 1 in 16000 by chance per quantity)"
+        )
 
 
 def main() -> None:
@@ -242,6 +256,7 @@ def main() -> None:
     parser.add_argument("--tune", type=int, default=300)
     parser.add_argument("--draws", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--fit-solvers", default="closed_form,linear,ode")
     parser.add_argument("--skip-fit", action="store_true")
     args = parser.parse_args()
     load = os.getloadavg()
@@ -260,14 +275,21 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|---:|")
     for name, comp, ms, ratio, e_truth, e_all in rows:
-        print(f"| {name} | {comp:.1f} | {ms:.2f} | {ratio:.0f} | {e_truth:.1e} | {e_all:.1e} |")
+        print(f"| {name} | {comp:.1f} | {ms:.2f} | {ratio:.1f} | {e_truth:.1e} | {e_all:.1e} |")
     print("\n### Whole-model log density + gradient (liu2021_meta, 218 patients, jitted JAX)\n")
     print("| route | compile s | ms per call | x closed form | abs diff logp at start |")
     print("|---|---:|---:|---:|---:|")
     for name, comp, ms, ratio, dlogp in model_density(args.repeats):
-        print(f"| {name} | {comp:.1f} | {ms:.2f} | {ratio:.0f} | {dlogp:.1e} |")
+        print(f"| {name} | {comp:.1f} | {ms:.2f} | {ratio:.1f} | {dlogp:.1e} |")
     if not args.skip_fit:
-        compare_fits(args.fit_patients, args.chains, args.tune, args.draws, args.seed)
+        compare_fits(
+            args.fit_patients,
+            args.chains,
+            args.tune,
+            args.draws,
+            args.seed,
+            args.fit_solvers.split(","),
+        )
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 

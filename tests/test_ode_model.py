@@ -1,10 +1,12 @@
-"""The diffrax ODE route inside the PyMC model agrees with the closed-form model.
+"""The JAX solver routes inside the PyMC model agree with the closed-form model.
 
 The model built with ``solver="ode"`` wraps the batched diffrax solve as a PyTensor op
-(:mod:`bayes_cart.kinetics.pytensor_ode`, sampling tolerances ``rtol=1e-6``). Its log density
-and gradient, compiled with JAX as nutpie-jax does, must match the closed-form model at random
-points of the unconstrained space -- including a point where the distribution phase would end
-after the peak (T0 > T1), where both routes cut it at T1.
+(:mod:`bayes_cart.kinetics.pytensor_ode`, sampling tolerances ``rtol=1e-6``); with
+``solver="linear"`` the op is the matrix-exponential integrator of
+:mod:`bayes_cart.kinetics.linear_ode`. Their log density and gradient, compiled with JAX as
+nutpie-jax does, must match the closed-form model at random points of the unconstrained space --
+including a point where the distribution phase would end after the peak (T0 > T1), where every
+route cuts it at T1.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pytensor.link.jax.ops import JAXOp
 import bayes_cart.sampling as sampling
 from bayes_cart.example import load_example
 from bayes_cart.kinetics import get_kinetics
+from bayes_cart.kinetics.linear_ode import make_linear_log_total
 from bayes_cart.kinetics.ode import make_batched_log_total
 from bayes_cart.kinetics.pytensor_ode import MCMC_OPTIONS, ode_log_total
 from bayes_cart.model import build_model
@@ -55,9 +58,15 @@ def value_and_grad(model):
     return jax.jit(jax.value_and_grad(lambda xs: logp(xs)))
 
 
-def test_ode_model_matches_closed_form(dp_spec, eight_patients) -> None:
+# solver -> relative tolerance on the log density and its gradient (diffrax at rtol 1e-6)
+ROUTE_RTOL = {"ode": 1e-6, "linear": 1e-9}
+
+
+@pytest.mark.parametrize("solver", ["ode", "linear"])
+def test_ode_model_matches_closed_form(dp_spec, eight_patients, solver) -> None:
+    rtol = ROUTE_RTOL[solver]
     cf_model = build_model(eight_patients, dp_spec)
-    ode_model = build_model(eight_patients, dp_spec, solver="ode")
+    ode_model = build_model(eight_patients, dp_spec, solver=solver)
     md = ode_model.bayes_cart_data
     assert md.distribution_mask.sum() == 3
     # the ODE model really goes through the JAX op, the closed-form one does not
@@ -90,15 +99,16 @@ def test_ode_model_matches_closed_form(dp_spec, eight_patients) -> None:
         v_cf, g_cf = f_cf(x)
         v_ode, g_ode = f_ode(x)
         assert np.isfinite(float(v_cf))
-        assert float(v_ode) == pytest.approx(float(v_cf), rel=1e-6), f"point {j}"
+        assert float(v_ode) == pytest.approx(float(v_cf), rel=rtol), f"point {j}"
         g_cf = np.concatenate([np.ravel(g) for g in g_cf])
         g_ode = np.concatenate([np.ravel(g) for g in g_ode])
         np.testing.assert_allclose(
-            g_ode, g_cf, rtol=1e-6, atol=1e-6 * np.abs(g_cf).max(), err_msg=f"point {j}"
+            g_ode, g_cf, rtol=rtol, atol=rtol * np.abs(g_cf).max(), err_msg=f"point {j}"
         )
 
 
-def test_distribution_phase_after_peak_is_cut_at_t1() -> None:
+@pytest.mark.parametrize("solver", ["ode", "linear"])
+def test_distribution_phase_after_peak_is_cut_at_t1(solver) -> None:
     """T0 > T1: distribution up to T1, no expansion, contraction from T1 -- in both routes."""
     patients = [
         dict(C0=40.0, k=0.3, T0=15.0, beta=0.5, T1=9.0, alpha=0.1, rM=0.01, deltaM=0.004),
@@ -117,14 +127,18 @@ def test_distribution_phase_after_peak_is_cut_at_t1() -> None:
         per_obs = {k: v[patient_idx] for k, v in q.items()}
         return LIU.solve(t_obs, per_obs, xp=jnp)["log_total"]
 
-    batched = make_batched_log_total(LIU, **MCMC_OPTIONS)  # as inside the model
+    if solver == "ode":
+        batched = make_batched_log_total(LIU, **MCMC_OPTIONS)  # as inside the model
+    else:
+        batched = make_linear_log_total(LIU)
 
     def ode(q):
         return batched(t_obs, patient_idx, q)
 
     ref, cf_vjp = jax.vjp(closed_form, params)
     out, ode_vjp = jax.vjp(ode, params)
-    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=0, atol=2e-6)
+    atol = 2e-6 if solver == "ode" else 1e-11
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=0, atol=atol)
     # before T1 only the distribution phase acts for the first patient: log C0 - k t
     first = (patient_idx == 0) & (t_obs < 9.0)
     np.testing.assert_allclose(ref[first], np.log(40.0) - 0.3 * t_obs[first], rtol=1e-12)
@@ -136,8 +150,8 @@ def test_distribution_phase_after_peak_is_cut_at_t1() -> None:
         np.testing.assert_allclose(
             np.asarray(g_ode[name]),
             np.asarray(g_ref[name]),
-            rtol=1e-5,
-            atol=1e-6 * scale,
+            rtol=1e-5 if solver == "ode" else 1e-9,
+            atol=(1e-6 if solver == "ode" else 1e-10) * scale,
             err_msg=name,
         )
     # T0 beyond the peak has no influence, and there is no expansion phase
@@ -181,13 +195,15 @@ def test_fit_checks_solver_and_warns_for_slow_backends(
 
     monkeypatch.setattr(sampling, "build_model", stop)
     monkeypatch.setattr(sampling, "prepare_model_data", stop)
-    with pytest.raises(ValueError, match="unknown solver 'rk4'; use 'closed_form' or 'ode'"):
+    with pytest.raises(ValueError, match="unknown solver 'rk4'; use one of"):
         sampling.fit(eight_patients, dp_spec, solver="rk4")
-    with pytest.warns(UserWarning, match="sampler='nutpie'.*use sampler='nutpie-jax'"):
-        with pytest.raises(_Stop):
-            sampling.fit(eight_patients, dp_spec, sampler="nutpie", solver="ode")
-    for sampler in sampling.ODE_SAMPLERS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", UserWarning)  # the JAX samplers do not warn
+    for solver in ("ode", "linear"):
+        assert sampling.resolve_sampler("auto", solver) == "nutpie-jax"
+        with pytest.warns(UserWarning, match="sampler='nutpie'.*use sampler='nutpie-jax'"):
             with pytest.raises(_Stop):
-                sampling.fit(eight_patients, dp_spec, sampler=sampler, solver="ode")
+                sampling.fit(eight_patients, dp_spec, sampler="nutpie", solver=solver)
+        for sampler in sampling.ODE_SAMPLERS:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UserWarning)  # the JAX samplers do not warn
+                with pytest.raises(_Stop):
+                    sampling.fit(eight_patients, dp_spec, sampler=sampler, solver=solver)

@@ -57,6 +57,13 @@ def fit(
         ),
     ] = "auto",
     target_accept: Annotated[float, typer.Option(help="NUTS target acceptance.")] = 0.9,
+    solver: Annotated[
+        str,
+        typer.Option(
+            help="Kinetic solver: closed_form (the structure's analytical solution), linear "
+            "(matrix exponential of its linear ODE phases) or ode (adaptive diffrax)."
+        ),
+    ] = "closed_form",
     time_unit: Annotated[
         str, typer.Option("--time-unit", help="Unit of TIME in the data.")
     ] = "day",
@@ -111,13 +118,15 @@ def fit(
                 draws=draws,
                 random_seed=seed,
                 target_accept=target_accept,
+                solver=solver,
                 on_step=lambda msg: status.update(msg),
             )
-    except SpecError as exc:
+    except (SpecError, ValueError) as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(code=1) from None
     settings = {
-        "sampler": resolve_sampler(sampler),
+        "sampler": resolve_sampler(sampler, solver),
+        "solver": solver,
         "chains": chains,
         "tune": tune,
         "draws": draws,

@@ -92,9 +92,10 @@ def ode_log_total(
     kin: Any,
     md: Any,
     values: Mapping[str, Any],
+    integrator: str = "diffrax",
     **options: Any,
 ) -> pt.TensorVariable:
-    """``log(E + M)`` at every observation, solved with diffrax inside the PyTensor graph.
+    """``log(E + M)`` at every observation, solved with JAX inside the PyTensor graph.
 
     Parameters
     ----------
@@ -108,9 +109,13 @@ def ode_log_total(
         Every kinetic parameter name -> per-patient PyTensor vector (length ``n_patients``) or
         scalar. Parameters with a default in ``kin.defaults`` (``k``, ``T0``, ``deltaE`` for
         liu2021) may be left out.
+    integrator : {"diffrax", "expm"}
+        ``"diffrax"``: adaptive diffrax solves (any right-hand side). ``"expm"``: the
+        exponential integrator of :mod:`bayes_cart.kinetics.linear_ode` (phases linear in the
+        states only; checked, a ``ValueError`` names the phase that is not).
     **options
-        Solver options overriding :data:`MCMC_OPTIONS` (``rtol``, ``atol``, ``solver``,
-        ``max_steps``, ``step_to_obs``, ``adjoint``...).
+        diffrax solver options overriding :data:`MCMC_OPTIONS` (``rtol``, ``atol``,
+        ``solver``, ``max_steps``, ``step_to_obs``, ``adjoint``...).
 
     Returns
     -------
@@ -144,11 +149,20 @@ def ode_log_total(
         raise ValueError("md.time and md.patient_index must be 1-D arrays of the same length")
     if patient_index.size and (patient_index.min() < 0 or patient_index.max() >= n):
         raise ValueError(f"md.patient_index must lie in 0..{n - 1}")
-    batched = make_batched_log_total(kin, **{**MCMC_OPTIONS, **options})
+    if integrator == "expm":
+        if options:
+            raise ValueError(f"integrator='expm' takes no solver options, got {sorted(options)}")
+        from bayes_cart.kinetics.linear_ode import make_linear_log_total
+
+        batched = make_linear_log_total(kin)
+    elif integrator == "diffrax":
+        batched = make_batched_log_total(kin, **{**MCMC_OPTIONS, **options})
+    else:
+        raise ValueError(f"unknown integrator {integrator!r}; use 'diffrax' or 'expm'")
 
     def ode_log_total_op(params: dict[str, Any]) -> Any:
         # observation times and patient index are constants of the graph (numpy)
         return batched(time, patient_index, params)
 
-    ode_log_total_op.__name__ = f"{kin.name}_ode_log_total"
+    ode_log_total_op.__name__ = f"{kin.name}_{integrator}_log_total"
     return pytensor.wrap_jax(ode_log_total_op)(inputs)

@@ -81,8 +81,10 @@ class KineticModel:
             Times since infusion (days).
         params : mapping
             Parameter values (arrays broadcastable with ``t``).
-        solver : {"closed_form", "ode"}
-            Which route to use.
+        solver : {"closed_form", "linear", "ode"}
+            Which route to use: the hand-derived closed form, the matrix exponential of the
+            ODE system's linear phases (:mod:`bayes_cart.kinetics.linear_ode`) or the adaptive
+            diffrax solver (:mod:`bayes_cart.kinetics.ode`).
         xp : module
             Array namespace for the closed form (numpy, pytensor.tensor, jax.numpy).
 
@@ -98,11 +100,15 @@ class KineticModel:
                     f"kinetic model {self.name!r} has no closed form; use solver='ode'"
                 )
             return self.closed_form(t, full, xp)
-        if solver == "ode":
+        if solver in ("ode", "linear"):
             if self.ode is None:
                 raise ValueError(f"kinetic model {self.name!r} has no ODE system")
+            if solver == "linear":
+                from bayes_cart.kinetics.linear_ode import linear_solve
+
+                return linear_solve(self.ode, t, full)
             return self.ode.solve(t, full)
-        raise ValueError(f"unknown solver {solver!r}; use 'closed_form' or 'ode'")
+        raise ValueError(f"unknown solver {solver!r}; use 'closed_form', 'linear' or 'ode'")
 
 
 class _LazyODE:
