@@ -122,12 +122,14 @@ def sample_posterior(
     cores: int | None = None,
     progress: bool = False,
     low_rank: bool = False,
+    max_treedepth: int = 10,
 ) -> tuple[az.InferenceData, dict[str, float]]:
     """Sample the posterior of a PyMC model with the chosen backend.
 
-    ``low_rank`` (nutpie only) adapts a low-rank modified mass matrix, which captures the
-    strong posterior correlations of this model (beta/T1/C0, typical values vs covariate
-    effects) that a diagonal mass matrix cannot.
+    ``low_rank`` (nutpie only) adapts a low-rank modified mass matrix instead of a diagonal
+    one; on the bundled example it did not shorten the trajectories and lowered ESS
+    (``docs/benchmarks.md``), so it is off by default. ``max_treedepth`` caps a NUTS
+    trajectory at ``2**max_treedepth`` leapfrog steps (nutpie, PyMC).
 
     Returns
     -------
@@ -164,6 +166,7 @@ def sample_posterior(
                 progress_bar=progress,
                 save_warmup=False,
                 low_rank_modified_mass_matrix=low_rank,
+                maxdepth=max_treedepth,
             )
         t2 = time.perf_counter()
         return idata, {"compile_seconds": t1 - t0, "sampling_seconds": t2 - t1}
@@ -174,6 +177,8 @@ def sample_posterior(
     init = getattr(model, "bayes_cart_initvals", None)
     if init:
         kwargs["initvals"] = init
+    if sampler == "pymc":
+        kwargs["max_treedepth"] = max_treedepth
     kwargs["init"] = "adapt_diag"  # start from the data-informed point, no jitter
     with model, _one_blas_thread(cores):
         idata = pm.sample(

@@ -36,7 +36,7 @@ def _variant(sampling: dict | None = None, no_iiv=(), no_group=False):
 
 
 VARIANTS = {
-    # name: (spec, sampler, low_rank, target_accept)
+    # name: (spec, sampler, low_rank, target_accept[, max_treedepth])
     "noncentred": (
         lambda: _variant({"parameterisation": "c0", "centered": []}),
         "nutpie-jax",
@@ -60,6 +60,8 @@ VARIANTS = {
     "meta-group-centred": (lambda: _variant({"centered_group": True}), "nutpie", False, 0.9),
     "meta-ta08": (lambda: _variant(), "nutpie", False, 0.8),
     "meta-lowrank": (lambda: _variant(), "nutpie", True, 0.9),
+    "meta-depth6": (lambda: _variant(), "nutpie", False, 0.9, 6),
+    "meta-depth5": (lambda: _variant(), "nutpie", False, 0.9, 5),
     "meta-jax": (lambda: _variant(), "nutpie-jax", False, 0.9),
     "meta-pymc": (lambda: _variant(), "pymc", False, 0.9),
     "meta-numpyro": (lambda: _variant(), "numpyro", False, 0.9),
@@ -68,7 +70,7 @@ VARIANTS = {
 
 
 def run(name: str, chains: int, tune: int, draws: int, seed: int) -> dict:
-    make_spec, sampler, low_rank, target_accept = VARIANTS[name]
+    make_spec, sampler, low_rank, target_accept, *depth = VARIANTS[name]
     ds = load_example()
     model = build_model(ds, make_spec())
     idata, tm = sample_posterior(
@@ -79,6 +81,7 @@ def run(name: str, chains: int, tune: int, draws: int, seed: int) -> dict:
         draws=draws,
         random_seed=seed,
         low_rank=low_rank,
+        max_treedepth=depth[0] if depth else 10,
         target_accept=target_accept,
     )
     names = [n for n in population_variables(idata) if not n.startswith("u_")]

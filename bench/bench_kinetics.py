@@ -1,10 +1,11 @@
 """Accuracy and speed of the kinetic solvers.
 
 Prints
-1. max relative errors of the closed form vs SciPy (DOP853, rtol 1e-12) and of diffrax vs the
-   closed form on a parameter grid spanning the paper's ranges;
+1. max relative errors of the closed form vs SciPy (DOP853, rtol 1e-12) and of the matrix-
+   exponential route (``solver="linear"``) and diffrax vs the closed form on a parameter grid
+   spanning the paper's ranges;
 2. max relative errors of gradients of log(E+M) (jax closed form, pytensor closed form,
-   diffrax) vs central finite differences;
+   linear, diffrax) vs central finite differences;
 3. timing of one log-density (+ gradient) over a population (default 218 patients x ~12
    observations): closed form numpy (value only), pytensor (compiled value+grad), jax jit
    (value+grad) and diffrax batched (value+grad), with ratios.
@@ -24,6 +25,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from bayes_cart.kinetics import get_kinetics
+from bayes_cart.kinetics.linear_ode import make_linear_log_total
 from bayes_cart.kinetics.ode import make_batched_log_total
 from bayes_cart.kinetics.reference import paper_range_grid, scipy_liu_states
 from bayes_cart.units import DAYS_PER_MONTH
@@ -57,6 +59,9 @@ def accuracy() -> None:
         "scipy total": 0.0,
         "scipy E": 0.0,
         "scipy M": 0.0,
+        "linear total": 0.0,
+        "linear E": 0.0,
+        "linear M": 0.0,
         "diffrax total": 0.0,
         "diffrax E": 0.0,
         "diffrax M": 0.0,
@@ -69,10 +74,13 @@ def accuracy() -> None:
         err["scipy total"] = max(err["scipy total"], rel(cf["log_total"], np.log(e + m)))
         err["scipy E"] = max(err["scipy E"], rel(cf["log_E"], np.log(e)))
         err["scipy M"] = max(err["scipy M"], rel(cf["log_M"][after], np.log(m[after])))
-        ode = {key: np.asarray(val) for key, val in LIU.solve(tt, p, solver="ode").items()}
-        err["diffrax total"] = max(err["diffrax total"], rel(ode["log_total"], cf["log_total"]))
-        err["diffrax E"] = max(err["diffrax E"], rel(ode["log_E"], cf["log_E"]))
-        err["diffrax M"] = max(err["diffrax M"], rel(ode["log_M"][after], cf["log_M"][after]))
+        for route, solver in (("linear", "linear"), ("diffrax", "ode")):
+            out = {key: np.asarray(val) for key, val in LIU.solve(tt, p, solver=solver).items()}
+            err[f"{route} total"] = max(
+                err[f"{route} total"], rel(out["log_total"], cf["log_total"])
+            )
+            err[f"{route} E"] = max(err[f"{route} E"], rel(out["log_E"], cf["log_E"]))
+            err[f"{route} M"] = max(err[f"{route} M"], rel(out["log_M"][after], cf["log_M"][after]))
     print(f"accuracy on {len(cases)} parameter sets x {t.size}+ times (0-365 d), max rel. error")
     for key, val in err.items():
         print(f"  {key:15s} {val:.2e}")
@@ -91,7 +99,8 @@ def gradients() -> None:
 
     jax_grad = jax.jit(jax.grad(jax_obj))
     batched = make_batched_log_total(LIU)
-    worst = {"jax closed form": 0.0, "pytensor closed form": 0.0, "diffrax": 0.0}
+    linear = make_linear_log_total(LIU)
+    worst = {"jax closed form": 0.0, "pytensor closed form": 0.0, "linear": 0.0, "diffrax": 0.0}
     for p in cases:
         t = np.array([p["T0"] + 0.4, p["T1"] - 0.3, p["T1"] + 0.5, p["T1"] + 7, 90.0, 300.0])
         x = np.array([p[n] for n in NAMES])
@@ -109,9 +118,11 @@ def gradients() -> None:
         scale = np.abs(fd).max()
         params = {n: np.array([p[n]]) for n in NAMES}
         g_ode = jax.grad(lambda q, t=t: batched(t, np.zeros(t.size, int), q).sum())(params)
+        g_lin = jax.grad(lambda q, t=t: linear(t, np.zeros(t.size, int), q).sum())(params)
         got = {
             "jax closed form": np.asarray(jax_grad(jnp.asarray(x), t)),
             "pytensor closed form": pt_grad(t, *x),
+            "linear": np.array([float(g_lin[n][0]) for n in NAMES]),
             "diffrax": np.array([float(g_ode[n][0]) for n in NAMES]),
         }
         for key, g in got.items():

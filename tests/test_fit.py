@@ -157,12 +157,14 @@ def test_cli_fit_writes_the_three_files(tiny, tmp_path):
             "100",
             "--draws",
             "50",
-            "--sampler",
-            "nutpie-jax",
+            "--solver",
+            "linear",
         ],
     )
     assert result.exit_code == 0, result.output
     diag = json.loads((out / "diagnostics.json").read_text())
+    # the matrix-exponential solver, sampled by default with nutpie's JAX backend
+    assert diag["solver"] == "linear" and diag["sampler"] == "nutpie-jax"
     for key in (
         "max_rhat",
         "min_ess_bulk",
@@ -197,6 +199,8 @@ def test_cli_fit_reports_bad_spec_and_data(tmp_path):
         app, ["fit", "example", "--covariates", "beta ~ NOPE", "--out", str(tmp_path / "o")]
     )
     assert r.exit_code == 1 and "NOPE" in r.output
+    r = CliRunner().invoke(app, ["fit", "example", "--solver", "rk4", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "unknown solver 'rk4'" in r.output
 
 
 def test_auto_sampler_picks_numba_for_closed_form_and_jax_for_the_ode():
@@ -204,6 +208,7 @@ def test_auto_sampler_picks_numba_for_closed_form_and_jax_for_the_ode():
 
     assert resolve_sampler("auto") == "nutpie"
     assert resolve_sampler("auto", "ode") == "nutpie-jax"
+    assert resolve_sampler("auto", "linear") == "nutpie-jax"
     assert resolve_sampler("pymc", "ode") == "pymc"
     with pytest.raises(ValueError, match="unknown sampler 'stan'"):
         resolve_sampler("stan")
@@ -248,3 +253,32 @@ def test_default_sampler_numba_agrees_with_jax(tiny, tiny_fit):
         # medians within 4 combined posterior-SD / sqrt(ESS ~ 50) of each other
         tol = 4 * np.hypot(a.std(), b.std()) / np.sqrt(50)
         assert abs(np.median(a) - np.median(b)) < tol, name
+
+
+@pytest.mark.parametrize("sampler", ["nutpie-jax", "pymc"])
+def test_max_treedepth_caps_the_trajectories(sampler):
+    """A correlation of 0.999 that no diagonal mass matrix absorbs needs long trajectories."""
+    import pymc as pm
+
+    from bayes_cart.sampling import sample_posterior
+
+    with pm.Model() as model:
+        pm.MvNormal("x", mu=np.zeros(2), cov=np.array([[1.0, 0.999], [0.999, 1.0]]))
+
+    def depth(max_treedepth):
+        idata, _ = sample_posterior(
+            model,
+            sampler=sampler,
+            chains=1,
+            tune=200,
+            draws=100,
+            random_seed=1,
+            max_treedepth=max_treedepth,
+        )
+        stats = idata.sample_stats
+        if "depth" in stats:
+            return int(stats["depth"].max())
+        return int(stats["tree_depth"].max())
+
+    assert depth(10) >= 4
+    assert depth(2) <= 2

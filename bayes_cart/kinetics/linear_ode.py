@@ -46,6 +46,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -205,6 +206,20 @@ def _make_core(ode: PhasedODE) -> Callable[[Array, Array, Params], dict[str, Arr
     return core
 
 
+@functools.lru_cache(maxsize=32)
+def _cached_core(ode: PhasedODE) -> Callable[[Array, Array, Params], dict[str, Array]]:
+    return jax.jit(_make_core(ode))
+
+
+def _jitted_core(ode: PhasedODE) -> Callable[[Array, Array, Params], dict[str, Array]]:
+    """Return the jitted core of ``ode``, checked and compiled once per hashable structure."""
+    try:
+        hash(ode)
+    except TypeError:  # e.g. a solver option that is not hashable
+        return jax.jit(_make_core(ode))
+    return _cached_core(ode)
+
+
 def make_linear_log_total(model: Any) -> Callable[[Array, Array, Params], Array]:
     """Build a jitted ``log_total`` for many patients with the exponential integrator.
 
@@ -230,9 +245,8 @@ def make_linear_log_total(model: Any) -> Callable[[Array, Array, Params], Array]
         If a phase is not linear in the states or depends on time.
     """
     with_defaults = getattr(model, "with_defaults", None)
-    core = _make_core(_as_phased(model))
+    core = _jitted_core(_as_phased(model))
 
-    @jax.jit
     def jitted(t_obs: Array, patient_idx: Array, params: Params) -> Array:
         return core(t_obs, patient_idx, params)["log_total"]
 
@@ -274,5 +288,5 @@ def linear_solve(model: Any, t: Array, params: Params) -> dict[str, Array]:
     size = int(np.prod(shape))
     tb = jnp.broadcast_to(t, shape).reshape(-1)
     pb = {k: jnp.broadcast_to(v, shape).reshape(-1) for k, v in p.items()}
-    out = _make_core(_as_phased(model))(tb, jnp.arange(size), pb)
+    out = _jitted_core(_as_phased(model))(tb, jnp.arange(size), pb)
     return {k: v.reshape(shape) for k, v in out.items()}

@@ -1,9 +1,11 @@
-"""The diffrax ODE route inside a PyMC model: a PyTensor op whose value and gradient come from JAX.
+"""The JAX ODE routes inside a PyMC model: a PyTensor op whose value and gradient come from JAX.
 
-:func:`ode_log_total` wraps :func:`bayes_cart.kinetics.ode.make_batched_log_total` with
-:func:`pytensor.wrap_jax`. The resulting op evaluates ``log(E + M)`` at every observation from
-per-patient parameter vectors, and its gradient is JAX's reverse mode through the solver
-steps. It is used by :func:`bayes_cart.model.build_model` with ``solver="ode"``.
+:func:`ode_log_total` wraps :func:`bayes_cart.kinetics.ode.make_batched_log_total` (adaptive
+diffrax, ``integrator="diffrax"``) or :func:`bayes_cart.kinetics.linear_ode.make_linear_log_total`
+(matrix exponentials of linear phases, ``integrator="expm"``) with :func:`pytensor.wrap_jax`.
+The resulting op evaluates ``log(E + M)`` at every observation from per-patient parameter
+vectors, and its gradient is JAX's reverse mode. It is used by
+:func:`bayes_cart.model.build_model` with ``solver="ode"`` and ``solver="linear"``.
 
 Which samplers can run it
 -------------------------
@@ -14,7 +16,7 @@ nutpie's default numba backend and PyMC's C backend also run it, through the op'
 (a Python call into the jitted function) and a second op for the vector-Jacobian product,
 which solves the ODEs again: measured about 2x slower per gradient than nutpie-jax (55
 patients: 16 vs 7 ms), with a longer compilation. :func:`bayes_cart.sampling.fit` warns when
-``solver="ode"`` is combined with such a sampler.
+a JAX solver is combined with such a sampler.
 
 Solver settings for sampling
 ----------------------------
