@@ -40,6 +40,23 @@ def population_variables(idata: az.InferenceData) -> list[str]:
     return out
 
 
+#: A group random effect with at most this many levels is flagged when the fit diverges.
+FEW_GROUPS = 10
+
+
+def _few_level_group_sds(post: Any) -> list[tuple[str, int]]:
+    """``(omega name, number of groups)`` for group random effects ``u_<g>_<p>`` with few levels."""
+    out = []
+    for name, var in post.data_vars.items():
+        omega = "omega_" + name[2:]
+        if not name.startswith("u_") or omega not in post:
+            continue
+        dims = [d for d in var.dims if d not in ("chain", "draw")]
+        if len(dims) == 1 and var.sizes[dims[0]] <= FEW_GROUPS:
+            out.append((omega, int(var.sizes[dims[0]])))
+    return out
+
+
 @dataclass
 class Diagnostics:
     """Results of the diagnostics gate.
@@ -149,6 +166,14 @@ def check_fit(idata: az.InferenceData, warn: bool = True) -> Diagnostics:
             "raise target_accept (e.g. 0.95), tighten weak priors or remove a random effect the "
             "data cannot inform."
         )
+        few = _few_level_group_sds(idata.posterior)
+        if few:
+            advice.append(
+                "group-level SDs estimated from few groups ("
+                + ", ".join(f"{name}: {k} levels" for name, k in few)
+                + ") form a funnel, the usual source of such divergences: enter the group as a "
+                "fixed effect (--trial TRIAL:fixed) or leave it out."
+            )
     if np.isfinite(bfmi) and bfmi < BFMI_MIN:
         advice.append(f"E-BFMI {bfmi:.2f} < {BFMI_MIN}: heavy tails in the energy; check omegas.")
     if depth > 0.01:
