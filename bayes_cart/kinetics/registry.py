@@ -97,7 +97,8 @@ class KineticModel:
         if solver == "closed_form":
             if self.closed_form is None:
                 raise ValueError(
-                    f"kinetic model {self.name!r} has no closed form; use solver='ode'"
+                    f"kinetic model {self.name!r} has no closed form; use solver='linear' "
+                    "(phases linear in the states) or solver='ode' (any right-hand side)"
                 )
             return self.closed_form(t, full, xp)
         if solver in ("ode", "linear"):
