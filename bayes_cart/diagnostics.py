@@ -157,9 +157,16 @@ def check_fit(idata: az.InferenceData, warn: bool = True) -> Diagnostics:
     if min(min_bulk, min_tail) < ESS_MIN:
         advice.append(
             f"min ESS {min(min_bulk, min_tail):.0f} < {ESS_MIN:.0f} ({worst['ess_bulk']}): "
-            "draw more "
-            "samples or reparameterise (e.g. sampling.parameterisation = 'cmax')."
+            "draw more samples (--draws) or reparameterise (sampling.parameterisation = 'cmax' "
+            "if the spec still samples C0)."
         )
+        few = dict(_few_level_group_sds(idata.posterior))
+        if worst["ess_bulk"] in few:
+            advice.append(
+                f"{worst['ess_bulk']} is estimated from {few[worst['ess_bulk']]} groups and mixes "
+                "slowly; more draws help, or enter the group as a fixed effect "
+                "(--trial TRIAL:fixed)."
+            )
     if div:
         advice.append(
             f"{div} divergent transition(s): the posterior has regions the sampler cannot explore; "

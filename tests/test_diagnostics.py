@@ -38,3 +38,15 @@ def test_no_trial_hint_without_divergences_or_with_many_trials() -> None:
         diag = check_fit(_idata(n_trials=n_trials, diverging=diverging), warn=False)
         assert diag.divergences == (7 if diverging else 0)
         assert not [a for a in diag.advice if "few groups" in a]
+
+
+def test_low_ess_of_a_group_sd_names_the_number_of_groups() -> None:
+    idata = _idata(n_trials=7, diverging=False)
+    # a sticky chain for the trial SD: strongly autocorrelated draws
+    rng = np.random.default_rng(4)
+    walk = np.cumsum(rng.normal(0.0, 0.05, (4, 500)), axis=1)
+    idata.posterior["omega_trial_beta"] = (("chain", "draw"), np.exp(-2.0 + walk))
+    diag = check_fit(idata, warn=False)
+    assert diag.worst["ess_bulk"] == "omega_trial_beta" and diag.min_ess_bulk < 400
+    (hint,) = [a for a in diag.advice if "estimated from 7 groups" in a]
+    assert "--trial TRIAL:fixed" in hint
