@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayes_cart.kinetics.matrix_exp import expm_small
-from bayes_cart.kinetics.ode import PhasedODE
+from bayes_cart.kinetics.ode import PhasedODE, phased_ode
 
 Array = Any
 Params = Mapping[str, Array]
@@ -79,15 +79,6 @@ class _ProbeParams(Mapping):
 
     def __len__(self) -> int:
         return 0
-
-
-def _as_phased(model: Any) -> PhasedODE:
-    ode = model.ode if hasattr(model, "with_defaults") else model
-    if ode is None:
-        raise ValueError(f"kinetic model {getattr(model, 'name', model)!r} has no ODE system")
-    if not isinstance(ode, PhasedODE):
-        ode = ode.load()  # the registry's lazy placeholder
-    return ode
 
 
 def check_linear(model: Any, rtol: float = 1e-9) -> tuple[bool, ...]:
@@ -120,7 +111,7 @@ def check_linear(model: Any, rtol: float = 1e-9) -> tuple[bool, ...]:
     >>> check_linear(LIU2021_ODE)
     (False, False, False)
     """
-    ode = _as_phased(model)
+    ode = phased_ode(model)
     rng = np.random.default_rng(20261130)
     n = ode.n_states
     affine = []
@@ -245,7 +236,7 @@ def make_linear_log_total(model: Any) -> Callable[[Array, Array, Params], Array]
         If a phase is not linear in the states or depends on time.
     """
     with_defaults = getattr(model, "with_defaults", None)
-    core = _jitted_core(_as_phased(model))
+    core = _jitted_core(phased_ode(model))
 
     def jitted(t_obs: Array, patient_idx: Array, params: Params) -> Array:
         return core(t_obs, patient_idx, params)["log_total"]
@@ -288,5 +279,5 @@ def linear_solve(model: Any, t: Array, params: Params) -> dict[str, Array]:
     size = int(np.prod(shape))
     tb = jnp.broadcast_to(t, shape).reshape(-1)
     pb = {k: jnp.broadcast_to(v, shape).reshape(-1) for k, v in p.items()}
-    out = _jitted_core(_as_phased(model))(tb, jnp.arange(size), pb)
+    out = _jitted_core(phased_ode(model))(tb, jnp.arange(size), pb)
     return {k: v.reshape(shape) for k, v in out.items()}

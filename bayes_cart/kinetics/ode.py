@@ -129,6 +129,7 @@ __all__ = [
     "PhasedODE",
     "effector_memory_output",
     "make_batched_log_total",
+    "phased_ode",
     "register_ode_kinetics",
 ]
 
@@ -507,6 +508,22 @@ class PhasedODE:
         return {key: val.reshape(shape) for key, val in out.items()}
 
 
+def phased_ode(model: Any) -> PhasedODE:
+    """Return the :class:`PhasedODE` of ``model`` (a KineticModel, or the PhasedODE itself).
+
+    Raises
+    ------
+    ValueError
+        If the kinetic model has no ODE system.
+    """
+    ode = model.ode if hasattr(model, "with_defaults") else model
+    if ode is None:
+        raise ValueError(f"kinetic model {getattr(model, 'name', model)!r} has no ODE system")
+    if not isinstance(ode, PhasedODE):
+        ode = ode.load()  # the registry's lazy placeholder
+    return ode
+
+
 def make_batched_log_total(
     model: Any, max_obs: int | None = None, **options: Any
 ) -> Callable[[Array, Array, Params], Array]:
@@ -547,11 +564,7 @@ def make_batched_log_total(
     (3,)
     """
     with_defaults = getattr(model, "with_defaults", None)
-    ode = model.ode if with_defaults is not None else model
-    if ode is None:
-        raise ValueError(f"kinetic model {getattr(model, 'name', model)!r} has no ODE system")
-    if not isinstance(ode, PhasedODE):
-        ode = ode.load()  # the registry's lazy placeholder
+    ode = phased_ode(model)
     if options:
         ode = ode.with_options(**options)
 
