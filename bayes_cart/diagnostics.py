@@ -14,6 +14,7 @@ from typing import Any
 
 import arviz as az
 import numpy as np
+import xarray as xr
 
 from bayes_cart.errors import ConvergenceWarning
 
@@ -57,6 +58,126 @@ def _few_level_group_sds(post: Any) -> list[tuple[str, int]]:
     return out
 
 
+#: A chain is stuck when its mean log density is this many within-chain SDs (of the best
+#: chain) below the best chain's, and at least :data:`STUCK_MIN_LOGP_GAP` below it ...
+STUCK_LOGP_SDS = 6.0
+STUCK_MIN_LOGP_GAP = 20.0
+#: ... or when its adapted step size is below this fraction of the largest one.
+STUCK_STEP_RATIO = 0.1
+
+
+def _stat(stats: Any, *names: str) -> np.ndarray | None:
+    for name in names:
+        if name in stats:
+            return np.asarray(stats[name], dtype=float)
+    return None
+
+
+def stuck_chains(idata: az.InferenceData) -> list[dict[str, Any]]:
+    """Chains that never reached the region the other chains sample (a start/warm-up failure).
+
+    Healthy chains of one posterior have nearly equal mean log densities (their difference is
+    a Monte Carlo error, a fraction of the within-chain SD) and similar adapted step sizes. A
+    chain is flagged when its mean log density lies more than :data:`STUCK_LOGP_SDS`
+    within-chain SDs of the best chain (and at least :data:`STUCK_MIN_LOGP_GAP`) below the best
+    chain's, or when its step size is below :data:`STUCK_STEP_RATIO` times the largest.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With ``sample_stats`` holding the log density (``logp`` or ``lp``) and ``step_size``.
+
+    Returns
+    -------
+    list of dict
+        ``{"chain", "mean_logp", "best_mean_logp", "step_size", "best_step_size", "reason"}``
+        per stuck chain; empty for healthy fits or a single chain.
+    """
+    stats = getattr(idata, "sample_stats", None)
+    if stats is None:
+        return []
+    lp = _stat(stats, "logp", "lp")
+    if lp is None or lp.shape[0] < 2:
+        return []
+    step = _stat(stats, "step_size")
+    means = lp.mean(axis=1)
+    best = int(np.argmax(means))
+    gap_min = max(STUCK_LOGP_SDS * float(lp[best].std()), STUCK_MIN_LOGP_GAP)
+    steps = step.mean(axis=1) if step is not None else np.full(len(means), np.nan)
+    top_step = float(np.nanmax(steps)) if np.isfinite(steps).any() else np.nan
+    out = []
+    chains = np.asarray(stats["chain"]) if "chain" in stats.coords else np.arange(len(means))
+    for c in range(len(means)):
+        reasons = []
+        if means[best] - means[c] > gap_min:
+            reasons.append(
+                f"mean log density {means[c]:,.1f} against {means[best]:,.1f} in chain {best}"
+            )
+        if np.isfinite(steps[c]) and steps[c] < STUCK_STEP_RATIO * top_step:
+            reasons.append(f"step size {steps[c]:.2g} against {top_step:.2g}")
+        if reasons:
+            out.append(
+                {
+                    "chain": int(chains[c]),
+                    "mean_logp": float(means[c]),
+                    "best_mean_logp": float(means[best]),
+                    "step_size": float(steps[c]),
+                    "best_step_size": top_step,
+                    "reason": "; ".join(reasons),
+                }
+            )
+    return out
+
+
+def replace_chains(
+    idata: az.InferenceData, chains: list[int], fresh: az.InferenceData
+) -> az.InferenceData:
+    """Replace ``chains`` of ``idata`` by the chains of ``fresh`` (in order); other groups kept.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        The original samples.
+    chains : list of int
+        Chain labels to replace.
+    fresh : arviz.InferenceData
+        ``len(chains)`` new chains from the same model and settings.
+
+    Returns
+    -------
+    arviz.InferenceData
+        The same chain labels, the replaced ones holding the new draws.
+    """
+    groups = {}
+    for group in idata.groups():
+        ds = idata[group]
+        if group in fresh.groups() and "chain" in ds.dims:
+            new = fresh[group]
+            parts = []
+            for label in ds["chain"].values:
+                if int(label) in chains:
+                    j = chains.index(int(label))
+                    parts.append(new.isel(chain=[j]).assign_coords(chain=[label]))
+                else:
+                    parts.append(ds.sel(chain=[label]))
+            ds = xr.concat(parts, dim="chain", combine_attrs="override")
+        groups[group] = ds
+    return az.InferenceData(**groups)
+
+
+def gradients_per_ess(idata: az.InferenceData, min_ess_bulk: float) -> float:
+    """All leapfrog steps of all chains (after warm-up) per effective draw of the worst quantity.
+
+    The cost of a fit in gradient evaluations per effective sample: ``sum(n_steps) /
+    min bulk ESS``; NaN without step counts.
+    """
+    stats = getattr(idata, "sample_stats", None)
+    steps = _stat(stats, "n_steps", "tree_size") if stats is not None else None
+    if steps is None or not np.isfinite(min_ess_bulk) or min_ess_bulk <= 0:
+        return float("nan")
+    return float(steps.sum() / min_ess_bulk)
+
+
 @dataclass
 class Diagnostics:
     """Results of the diagnostics gate.
@@ -73,6 +194,13 @@ class Diagnostics:
         Fraction of draws that hit the maximum tree depth.
     weakly_informed : list of str
         Parameters whose posterior SD is above 90% of the prior SD (the data barely inform them).
+    gradients_per_ess : float
+        Leapfrog steps of all chains per effective draw of the worst population quantity
+        (:func:`gradients_per_ess`): the cost of the fit.
+    stuck_chains : list of dict
+        Chains still stuck at the end (:func:`stuck_chains`); the gate fails on any.
+    restarted_chains : list of dict
+        Chains that were stuck and sampled again (filled by :func:`bayes_cart.sampling.fit`).
     passed : bool
         Whether every check passed.
     advice : list of str
@@ -86,6 +214,9 @@ class Diagnostics:
     min_bfmi: float
     treedepth_saturation: float
     weakly_informed: list[str] = field(default_factory=list)
+    gradients_per_ess: float = float("nan")
+    stuck_chains: list[dict[str, Any]] = field(default_factory=list)
+    restarted_chains: list[dict[str, Any]] = field(default_factory=list)
     worst: dict[str, str] = field(default_factory=dict)
     passed: bool = True
     advice: list[str] = field(default_factory=list)
@@ -129,6 +260,7 @@ def check_fit(idata: az.InferenceData, warn: bool = True) -> Diagnostics:
     except Exception:  # energy missing
         bfmi = float("nan")
     depth = _treedepth(stats)
+    stuck = stuck_chains(idata)
 
     weak: list[str] = []
     if "prior" in idata.groups():
@@ -148,6 +280,12 @@ def check_fit(idata: az.InferenceData, warn: bool = True) -> Diagnostics:
         "ess_bulk": str(summ["ess_bulk"].idxmin()),
         "ess_tail": str(summ["ess_tail"].idxmin()),
     }
+    for chain in stuck:
+        advice.append(
+            f"chain {chain['chain']} is stuck ({chain['reason']}): it never reached the region "
+            "the other chains sample, so R-hat and ESS are meaningless; refit with another "
+            "--seed, or check the data of patients whose profile the model cannot follow."
+        )
     if max_rhat > RHAT_MAX:
         advice.append(
             f"max R-hat {max_rhat:.3f} > {RHAT_MAX} ({worst['r_hat']}): chains disagree; "
@@ -195,7 +333,7 @@ def check_fit(idata: az.InferenceData, warn: bool = True) -> Diagnostics:
             + ". Report them as prior-driven or fix them."
         )
     passed = not any(
-        [max_rhat > RHAT_MAX, min(min_bulk, min_tail) < ESS_MIN, div > 0, depth > 0.01]
+        [max_rhat > RHAT_MAX, min(min_bulk, min_tail) < ESS_MIN, div > 0, depth > 0.01, stuck]
     ) and not (np.isfinite(bfmi) and bfmi < BFMI_MIN)
     diag = Diagnostics(
         max_rhat=max_rhat,
@@ -205,6 +343,8 @@ def check_fit(idata: az.InferenceData, warn: bool = True) -> Diagnostics:
         min_bfmi=bfmi,
         treedepth_saturation=depth,
         weakly_informed=weak,
+        gradients_per_ess=gradients_per_ess(idata, min_bulk),
+        stuck_chains=stuck,
         worst=worst,
         passed=passed,
         advice=advice,

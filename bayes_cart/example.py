@@ -45,6 +45,7 @@ __all__ = [
     "TrialDesign",
     "example_truth",
     "generate_example",
+    "generate_meta_analysis",
     "load_example",
     "write_example",
 ]
@@ -230,10 +231,12 @@ def _trial_patients(trial: TrialDesign, rng: np.random.Generator) -> pd.DataFram
     )
 
 
-def _example_design(rng: np.random.Generator) -> pd.DataFrame:
+def _example_design(
+    rng: np.random.Generator, trials: tuple[TrialDesign, ...] = EXAMPLE_TRIALS
+) -> pd.DataFrame:
     """Planned samples of every patient (patient covariates repeated on each row)."""
     parts = []
-    for trial in EXAMPLE_TRIALS:
+    for trial in trials:
         patients = _trial_patients(trial, rng)
         for _, patient in patients.iterrows():
             times = _schedule(trial, rng)
@@ -241,6 +244,97 @@ def _example_design(rng: np.random.Generator) -> pd.DataFrame:
             rows.insert(1, "TIME", times)
             parts.append(rows)
     return pd.concat(parts, ignore_index=True)
+
+
+def _drop_out(design: pd.DataFrame, fraction: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Early drop-out: a random ``fraction`` of patients leave after a random sample past day 7."""
+    ids = pd.unique(design["ID"])
+    leaving = ids[rng.random(len(ids)) < fraction]
+    keep = np.ones(len(design), dtype=bool)
+    for pid in leaving:
+        rows = np.flatnonzero((design["ID"] == pid).to_numpy())
+        times = design["TIME"].to_numpy()[rows]
+        later = rows[times > 7.0]
+        if len(later) > 1:
+            last = rng.integers(0, len(later) - 1)  # keep at least one sample after day 7
+            keep[later[last + 1 :]] = False
+    return design.loc[keep].reset_index(drop=True)
+
+
+def generate_meta_analysis(
+    trials: tuple[TrialDesign, ...] = EXAMPLE_TRIALS,
+    population: PopulationParameters = EXAMPLE_POPULATION,
+    random_seed: int | np.random.Generator = EXAMPLE_SEED,
+    *,
+    dropout: float = 0.0,
+    missing_response: float = 0.0,
+    stop_after_consecutive_blq: int | None = 2,
+) -> SimulationResult:
+    """Simulate a virtual multi-trial study shaped like the example, with any trial designs.
+
+    The bundled example is ``generate_meta_analysis()`` with the defaults; other designs (sizes,
+    schedules, LLOQs, tumour types, a distribution phase, drop-out, missing responses) give the
+    datasets the package was *not* tuned on (``bench/bench_robustness.py``).
+
+    Parameters
+    ----------
+    trials : tuple of TrialDesign
+        The trials.
+    population : PopulationParameters
+        True population values (any registered kinetics; a distribution phase is drawn for
+        the trials that have one only if the population has ``k`` and ``T0``).
+    random_seed : int or numpy.random.Generator
+        Seed; covariates and schedules are drawn first, then drop-out and missing responses
+        (only when asked for), then the kinetics.
+    dropout : float
+        Fraction of patients who leave the study early (after a random sample past day 7).
+    missing_response : float
+        Fraction of patients (in trials that report response) whose RESPONSE is left empty.
+    stop_after_consecutive_blq : int or None
+        The sampling rule of :func:`bayes_cart.simulate.simulate_patients`.
+
+    Returns
+    -------
+    SimulationResult
+        ``data`` in the shipped layout (NONMEM dosing rows, DV rounded to 4 significant
+        digits, RESPONSE empty where unreported); ``truth`` per patient with the true
+        RESPONSE, ``RESPONSE_REPORTED``, ``DOSE``, ``LLOQ``, every kinetic parameter and the
+        etas; ``states`` (E, M, total per planned sample); ``group_effects`` (realised trial
+        deviations).
+    """
+    rng = np.random.default_rng(random_seed)
+    design = _example_design(rng, trials)
+    if "k" not in population.typical:
+        design = design.drop(columns=["k", "T0"])
+    if dropout > 0:
+        design = _drop_out(design, dropout, rng)
+    hidden_ids: set[str] = set()
+    if missing_response > 0:
+        ids = pd.unique(design["ID"])
+        hidden_ids = set(ids[rng.random(len(ids)) < missing_response])
+    sim = simulate_patients(
+        design,
+        population,
+        lloq="LLOQ",
+        stop_after_consecutive_blq=stop_after_consecutive_blq,
+        random_seed=rng,
+    )
+    obs = sim.data.copy()
+    quantified = obs["CENS"].to_numpy() == 0
+    obs.loc[quantified, "DV"] = _signif(obs.loc[quantified, "DV"], DV_SIGNIFICANT_DIGITS)
+    hidden = {t.name for t in trials if not t.response_reported}
+    reported = ~obs["TRIAL"].isin(hidden) & ~obs["ID"].isin(hidden_ids)
+    obs["RESPONSE"] = obs["RESPONSE"].where(reported, None)
+    data = add_dosing_rows(obs, "DOSE")[list(DATA_COLUMNS)]
+
+    truth = sim.truth.copy()
+    truth["RESPONSE_REPORTED"] = ~truth["TRIAL"].isin(hidden) & ~truth["ID"].isin(hidden_ids)
+    if "deltaE" in truth:
+        truth = truth.drop(columns=["deltaE"]).assign(deltaE=sim.truth["deltaE"])
+    front = ["ID", "TRIAL", "TUMOR_TYPE", "RESPONSE", "RESPONSE_REPORTED", "DOSE"]
+    rest = [c for c in truth.columns if c not in front]
+    truth = truth[front + rest]
+    return replace(sim, data=data, truth=truth)
 
 
 def generate_example(random_seed: int | np.random.Generator = EXAMPLE_SEED) -> SimulationResult:
@@ -257,35 +351,9 @@ def generate_example(random_seed: int | np.random.Generator = EXAMPLE_SEED) -> S
     Returns
     -------
     SimulationResult
-        ``data`` in the shipped layout (NONMEM dosing rows, DV rounded to 4 significant
-        digits, RESPONSE empty for ALL_pediatric); ``truth`` per patient with the true
-        RESPONSE, ``RESPONSE_REPORTED``, ``DOSE``, ``LLOQ``, every kinetic parameter and the
-        etas; ``states`` (E, M, total per planned sample); ``group_effects`` (realised trial
-        deviations).
+        As :func:`generate_meta_analysis` with the example's trials and population.
     """
-    rng = np.random.default_rng(random_seed)
-    design = _example_design(rng)
-    sim = simulate_patients(
-        design,
-        EXAMPLE_POPULATION,
-        lloq="LLOQ",
-        stop_after_consecutive_blq=2,
-        random_seed=rng,
-    )
-    obs = sim.data.copy()
-    quantified = obs["CENS"].to_numpy() == 0
-    obs.loc[quantified, "DV"] = _signif(obs.loc[quantified, "DV"], DV_SIGNIFICANT_DIGITS)
-    hidden = {t.name for t in EXAMPLE_TRIALS if not t.response_reported}
-    obs["RESPONSE"] = obs["RESPONSE"].where(~obs["TRIAL"].isin(hidden), None)
-    data = add_dosing_rows(obs, "DOSE")[list(DATA_COLUMNS)]
-
-    truth = sim.truth.copy()
-    truth["RESPONSE_REPORTED"] = ~truth["TRIAL"].isin(hidden)
-    truth = truth.drop(columns=["deltaE"]).assign(deltaE=sim.truth["deltaE"])
-    front = ["ID", "TRIAL", "TUMOR_TYPE", "RESPONSE", "RESPONSE_REPORTED", "DOSE"]
-    rest = [c for c in truth.columns if c not in front]
-    truth = truth[front + rest]
-    return replace(sim, data=data, truth=truth)
+    return generate_meta_analysis(EXAMPLE_TRIALS, EXAMPLE_POPULATION, random_seed)
 
 
 def _truth_table(truth: pd.DataFrame) -> pd.DataFrame:

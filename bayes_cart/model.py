@@ -27,6 +27,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_cart.errors import SpecError
+from bayes_cart.initial_values import initial_values
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.likelihood import CensoringIndex, censored_loglik
 from bayes_cart.model_data import ModelData, prepare_model_data
@@ -137,6 +138,7 @@ def _random_effects(
     """
     doc = spec.doc
     centered = set(doc.sampling.centered)
+    fold = doc.sampling.parameterisation == "fold"
     log_i: dict[str, Any] = {}
     for block in doc.iiv.blocks:
         block = [b for b in block if b in names]
@@ -163,7 +165,10 @@ def _random_effects(
         iu = np.triu_indices(len(block), 1)
         pm.Deterministic(f"corr_{label}", corr[0, 1] if len(block) == 2 else corr[iu])
         mean = pt.stack([means[b] for b in block], axis=1)
-        if all(b in centered for b in block):
+        if fold and {"beta", "T1"} <= set(block):
+            values = _fold_block(label, block, mean, chol, n)
+            eta_block = values - mean
+        elif all(b in centered for b in block):
             values = pm.MvNormal(f"log_{label}_i", mu=mean, chol=chol, shape=(n, len(block)))
             eta_block = values - mean
         else:
@@ -173,6 +178,14 @@ def _random_effects(
             pm.Deterministic(f"omega_{labels[b]}", stds[j])
             eta = pm.Deterministic(f"eta_{labels[b]}", eta_block[:, j], dims="patient")
             log_i[b] = means[b] + eta
+    if fold and "beta" not in log_i:  # beta and T1 independent: a diagonal 2 x 2 block
+        omegas = [prior_dist(doc.parameters[b].iiv, f"omega_{labels[b]}") for b in ("beta", "T1")]
+        chol = pt.diag(pt.stack(omegas))
+        mean = pt.stack([means["beta"], means["T1"]], axis=1)
+        values = _fold_block("beta_T1", ["beta", "T1"], mean, chol, n)
+        for j, b in enumerate(("beta", "T1")):
+            pm.Deterministic(f"eta_{labels[b]}", values[:, j] - mean[:, j], dims="patient")
+            log_i[b] = values[:, j]
     for b in names:
         if b in log_i:
             continue
@@ -189,6 +202,25 @@ def _random_effects(
             z = pm.Normal(f"z_{labels[b]}", 0.0, 1.0, dims="patient")
             log_i[b] = means[b] + pm.Deterministic(f"eta_{labels[b]}", omega * z, dims="patient")
     return log_i
+
+
+def _fold_block(label: str, block: list[str], mean: Any, chol: Any, n: int) -> Any:
+    """Sample (log beta_i, log T1_i) as (log beta_i + log T1_i, log T1_i): Stein's fold coordinates.
+
+    Per patient the data pin the peak level, the level soon after infusion and so the log
+    fold expansion ``beta_i T1_i``, while beta and T1 trade off along a hyperbola. With
+    ``v_i`` the block's log values and ``A`` the identity plus a 1 at (beta, T1), the variable
+    sampled is ``w_i = A v_i ~ MvNormal(A mu_i, A Sigma A')``, the model's own distribution
+    pushed through a linear map with determinant 1: an exact reparameterisation, in which the
+    well-determined ``log(beta_i T1_i)`` is one coordinate. Returns ``v`` (n x len(block)).
+    """
+    k = len(block)
+    a = np.eye(k)
+    a[block.index("beta"), block.index("T1")] = 1.0
+    a_inv = np.linalg.inv(a)
+    cov = pt.dot(pt.dot(a, pt.dot(chol, chol.T)), a.T)
+    w = pm.MvNormal(f"log_{label}_fold_i", mu=pt.dot(mean, a.T), cov=cov, shape=(n, k))
+    return pt.dot(w, a_inv.T)
 
 
 def _c0_from_peak(spec: ModelSpec, mean_log_c0: Any, values: dict[str, Any], n: int) -> Any:
@@ -251,7 +283,7 @@ def build_model(
     doc = spec.doc
     kin = get_kinetics(doc.kinetics)
     n = md.n_patients
-    cmax_mode = doc.sampling.parameterisation == "cmax"
+    cmax_mode = doc.sampling.parameterisation in ("cmax", "fold")
 
     with pm.Model(coords=md.coords()) as model:
         estimated = [
@@ -350,71 +382,6 @@ def build_model(
     model.bayes_cart_data = md  # type: ignore[attr-defined]
     model.bayes_cart_initvals = initial_values(model, spec, md)  # type: ignore[attr-defined]
     return model
-
-
-def _profile_estimates(md: ModelData) -> dict[str, np.ndarray]:
-    """Rough per-patient Cmax, T1 and beta read off the observed profiles (for initial values)."""
-    n = md.n_patients
-    cmax = np.full(n, np.nan)
-    tmax = np.full(n, np.nan)
-    beta = np.full(n, np.nan)
-    for i in range(n):
-        sel = md.patient_index == i
-        t, y, c = md.time[sel], md.log_dv[sel], md.cens[sel]
-        q = c == 0
-        if not q.any():
-            cmax[i], tmax[i] = np.max(y), np.nan
-            continue
-        j = np.argmax(np.where(q, y, -np.inf))
-        cmax[i], tmax[i] = y[j], t[j]
-        early = q & (t < t[j]) & (t > 0)
-        if early.any():
-            k = np.argmin(np.where(early, t, np.inf))
-            if y[j] > y[k]:
-                beta[i] = (y[j] - y[k]) / (t[j] - t[k])
-    return {"log_Cmax": cmax, "T1": tmax, "beta": beta}
-
-
-def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str, np.ndarray]:
-    """Data-informed starting values for the sampler (natural scale of each variable).
-
-    Per patient, the observed peak (log Cmax), its time (T1) and the initial slope (beta) are
-    read off the profile; typical values start at their medians and centred individual values
-    at the patient's own estimates. This keeps chains away from the degenerate modes a random
-    start can fall into (e.g. a peak placed after the last sample). Other variables start at
-    PyMC's default (the support point of their prior).
-    """
-    doc = spec.doc
-    est = _profile_estimates(md)
-    prior = {n: doc.parameters[n].typical for n in ("beta", "T1") if n in doc.parameters}
-    t1 = np.clip(np.where(np.isfinite(est["T1"]), est["T1"], np.nan), 3.0, 45.0)
-    beta = np.clip(est["beta"], 0.05, 2.0)
-    fill = {"T1": prior["T1"].median if "T1" in prior and prior["T1"] else 12.0}
-    fill["beta"] = prior["beta"].median if "beta" in prior and prior["beta"] else 0.3
-    t1 = np.where(np.isfinite(t1), t1, np.nanmedian(t1) if np.isfinite(t1).any() else fill["T1"])
-    beta = np.where(
-        np.isfinite(beta), beta, np.nanmedian(beta) if np.isfinite(beta).any() else fill["beta"]
-    )
-    log_cmax = est["log_Cmax"]
-    logs = {"beta": np.log(beta), "T1": np.log(t1)}
-    logs["C0"] = np.clip(log_cmax - beta * t1, np.log(1e-2), None)
-    names = set(model.named_vars)
-    free = {rv.name for rv in model.free_RVs}
-    init: dict[str, np.ndarray] = {}
-    for label, values in logs.items():
-        # effects start at 0, so the average patient's value equals the reference one
-        for typical in (f"log_{label}", f"log_{label}_avg"):
-            if typical in free:
-                init[typical] = np.asarray(np.median(values))
-        if f"log_{label}_i" in names:
-            init[f"log_{label}_i"] = values
-    if "log_Cmax_i" in names:  # the "cmax" parameterisation samples the log peak
-        init["log_Cmax_i"] = log_cmax
-    for block in doc.iiv.blocks:
-        name = f"log_{'_'.join(block)}_i"
-        if name in names and all(lab in logs for lab in block):
-            init[name] = np.stack([logs[lab] for lab in block], axis=1)
-    return init
 
 
 def _add_student_t(md: ModelData, mu, sigma, nu, idx) -> None:

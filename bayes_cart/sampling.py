@@ -29,7 +29,8 @@ import pymc as pm
 import pytensor
 import xarray as xr
 
-from bayes_cart.diagnostics import Diagnostics, check_fit
+from bayes_cart.diagnostics import Diagnostics, check_fit, replace_chains, stuck_chains
+from bayes_cart.initial_values import patient_level_variables
 from bayes_cart.model import build_model
 from bayes_cart.model_data import ModelData, prepare_model_data
 from bayes_cart.spec import ModelSpec
@@ -123,7 +124,8 @@ def sample_posterior(
     progress: bool = False,
     low_rank: bool = False,
     max_treedepth: int = 10,
-) -> tuple[az.InferenceData, dict[str, float]]:
+    max_restarts: int = 1,
+) -> tuple[az.InferenceData, dict[str, Any]]:
     """Sample the posterior of a PyMC model with the chosen backend.
 
     ``low_rank`` (nutpie only) adapts a low-rank modified mass matrix instead of a diagonal
@@ -131,10 +133,16 @@ def sample_posterior(
     (``docs/benchmarks.md``), so it is off by default. ``max_treedepth`` caps a NUTS
     trajectory at ``2**max_treedepth`` leapfrog steps (nutpie, PyMC).
 
+    A chain that ends far from the others (:func:`bayes_cart.diagnostics.stuck_chains`: its
+    mean log density or its step size far below theirs) is sampled again from a fresh start,
+    with a new seed, up to ``max_restarts`` times; the compiled model is reused, and the
+    restarts are reported in ``timings["restarted_chains"]``.
+
     Returns
     -------
     idata, timings
-        The posterior InferenceData and ``compile_seconds`` / ``sampling_seconds``.
+        The posterior InferenceData; ``compile_seconds``, ``sampling_seconds`` (restarts
+        included) and ``restarted_chains`` (what was detected, per restarted chain).
     """
     sampler = resolve_sampler(sampler)
     seed = _seed(random_seed, 1)
@@ -143,58 +151,101 @@ def sample_posterior(
         import nutpie
 
         t0 = time.perf_counter()
-        init = getattr(model, "bayes_cart_initvals", None) or None
-        if sampler == "nutpie-jax":
-            compiled = nutpie.compile_pymc_model(
-                model,
-                backend="jax",
-                gradient_backend="jax",
-                initial_points=init,
-            )
-        else:
-            compiled = nutpie.compile_pymc_model(model, initial_points=init)
+        compiled = _compile_nutpie(model, sampler)
         t1 = time.perf_counter()
-        with _one_blas_thread(cores):
-            idata = nutpie.sample(
-                compiled,
-                chains=chains,
-                tune=tune,
-                draws=draws,
-                seed=seed,
-                target_accept=target_accept,
-                cores=cores,
-                progress_bar=progress,
-                save_warmup=False,
-                low_rank_modified_mass_matrix=low_rank,
-                maxdepth=max_treedepth,
-            )
-        t2 = time.perf_counter()
-        return idata, {"compile_seconds": t1 - t0, "sampling_seconds": t2 - t1}
-    t0 = time.perf_counter()
-    kwargs: dict[str, Any] = {}
-    if sampler == "numpyro":
-        kwargs["nuts_sampler"] = "numpyro"
-    init = getattr(model, "bayes_cart_initvals", None)
-    if init:
-        kwargs["initvals"] = init
-    if sampler == "pymc":
-        kwargs["max_treedepth"] = max_treedepth
-    kwargs["init"] = "adapt_diag"  # start from the data-informed point, no jitter
-    with model, _one_blas_thread(cores):
-        idata = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=cores,
-            random_seed=seed,
-            target_accept=target_accept,
-            progressbar=progress,
-            compute_convergence_checks=False,
-            **kwargs,
+
+        def run(n_chains: int, run_seed: int) -> az.InferenceData:
+            with _one_blas_thread(min(cores, n_chains)):
+                return nutpie.sample(
+                    compiled,
+                    chains=n_chains,
+                    tune=tune,
+                    draws=draws,
+                    seed=run_seed,
+                    target_accept=target_accept,
+                    cores=min(cores, n_chains),
+                    progress_bar=progress,
+                    save_warmup=False,
+                    low_rank_modified_mass_matrix=low_rank,
+                    maxdepth=max_treedepth,
+                )
+
+    else:
+        t0 = t1 = time.perf_counter()
+        kwargs: dict[str, Any] = {}
+        if sampler == "numpyro":
+            kwargs["nuts_sampler"] = "numpyro"
+        init = getattr(model, "bayes_cart_initvals", None)
+        if init:
+            kwargs["initvals"] = init
+        if sampler == "pymc":
+            kwargs["max_treedepth"] = max_treedepth
+        kwargs["init"] = "adapt_diag"  # start from the data-informed point, no jitter
+
+        def run(n_chains: int, run_seed: int) -> az.InferenceData:
+            with model, _one_blas_thread(min(cores, n_chains)):
+                return pm.sample(
+                    draws=draws,
+                    tune=tune,
+                    chains=n_chains,
+                    cores=min(cores, n_chains),
+                    random_seed=run_seed,
+                    target_accept=target_accept,
+                    progressbar=progress,
+                    compute_convergence_checks=False,
+                    **kwargs,
+                )
+
+    idata = run(chains, seed)
+    restarted: list[dict[str, Any]] = []
+    for attempt in range(max_restarts):
+        stuck = stuck_chains(idata)
+        if not stuck:
+            break
+        fresh = run(len(stuck), _seed(random_seed, 100 + attempt))
+        idata = replace_chains(idata, [s_["chain"] for s_ in stuck], fresh)
+        restarted.extend({**s_, "attempt": attempt + 1} for s_ in stuck)
+    t2 = time.perf_counter()
+    timings: dict[str, Any] = {
+        # PyMC and numpyro compile inside sample(); their compile time is not separable
+        "compile_seconds": t1 - t0 if sampler.startswith("nutpie") else float("nan"),
+        "sampling_seconds": t2 - t1,
+        "restarted_chains": restarted,
+    }
+    return idata, timings
+
+
+def _compile_nutpie(model: pm.Model, sampler: str) -> Any:
+    """Compile for nutpie; only population-level variables are jittered at the start.
+
+    nutpie (like PyMC) adds U(-1, 1) jitter on the unconstrained scale to every free
+    variable by default. For the per-patient variables of a centred model that moves each
+    patient's peak time or peak level by a factor of up to e away from the data-informed start,
+    which is how chains ended in regions they never left (issue 9). Here the per-patient
+    variables start exactly at their estimates and the population ones are jittered.
+    """
+    import nutpie
+    from pymc.model.transform.optimization import freeze_dims_and_data
+
+    init = getattr(model, "bayes_cart_initvals", None) or None
+    md = getattr(model, "bayes_cart_data", None)
+    jax = sampler == "nutpie-jax"
+    if jax:  # freeze here so the jittered variables are those of the compiled model
+        model = freeze_dims_and_data(model)
+    jitter = None
+    if md is not None:
+        per_patient = patient_level_variables(model, md.n_patients)
+        jitter = {rv for rv in model.free_RVs if rv.name not in per_patient}
+    if jax:
+        return nutpie.compile_pymc_model(
+            model,
+            backend="jax",
+            gradient_backend="jax",
+            initial_points=init,
+            jitter_rvs=jitter,
+            freeze_model=False,
         )
-    t1 = time.perf_counter()
-    # PyMC and numpyro compile inside sample(); their compile time is not separable
-    return idata, {"compile_seconds": float("nan"), "sampling_seconds": t1 - t0}
+    return nutpie.compile_pymc_model(model, initial_points=init, jitter_rvs=jitter)
 
 
 def _constant_data(md: ModelData, dataset: Any) -> xr.Dataset:
@@ -328,8 +379,11 @@ def fit(
         )
     idata.add_groups(constant_data=_constant_data(md, dataset))
     timings["predictive_seconds"] = time.perf_counter() - t0
+    restarted = timings.pop("restarted_chains", [])
+    timings["restarts"] = len(restarted)
     step("diagnostics")
     diag = check_fit(idata)
+    diag.restarted_chains = restarted
     return Fit(
         idata=idata,
         spec=spec,

@@ -155,7 +155,7 @@ class CensoringSpec(_Frozen):
 class SamplingSpec(_Frozen):
     """Parameterisation choices that change sampling speed but not the model."""
 
-    parameterisation: Literal["c0", "cmax"] = "c0"
+    parameterisation: Literal["c0", "cmax", "fold"] = "c0"
     centered: tuple[str, ...] = ()
     center_covariates: bool = False
     centered_group: bool = False
@@ -502,21 +502,39 @@ def _semantic_problems(doc: _SpecDocument) -> list[str]:
             problems.append(
                 f"sampling.centered: block iiv.blocks[{i}] {list(block)} must be centred as a whole"
             )
-    if doc.sampling.parameterisation == "cmax":
+    if doc.sampling.parameterisation == "fold":
+        for n in ("beta", "T1"):
+            p = doc.parameters.get(n)
+            if p is None or p.typical is None or p.iiv is None:
+                problems.append(
+                    f"sampling.parameterisation: 'fold' needs {n} estimated with IIV "
+                    "(it samples log(beta T1) and log T1 per patient)"
+                )
+            if n not in doc.sampling.centered:
+                problems.append(f"sampling.parameterisation: 'fold' needs {n} in sampling.centered")
+        for block in doc.iiv.blocks:
+            if ("beta" in block) != ("T1" in block):
+                problems.append(
+                    "sampling.parameterisation: 'fold' needs beta and T1 in the same iiv block "
+                    f"or in none (block {block})"
+                )
+    if doc.sampling.parameterisation in ("cmax", "fold"):
         c0 = doc.parameters.get("C0")
         if c0 is not None and c0.iiv is None:
-            problems.append("sampling.parameterisation: 'cmax' needs IIV on C0 (parameters.C0.iiv)")
+            problems.append(
+                f"sampling.parameterisation: '{doc.sampling.parameterisation}' needs IIV on C0 "
+                "(parameters.C0.iiv)"
+            )
         if any("C0" in block for block in doc.iiv.blocks):
             problems.append(
                 "sampling.parameterisation: 'cmax' samples C0's random effect as the peak; "
                 "C0 cannot also be in an iiv block"
             )
-        for n in ("C0", "beta", "T1"):
-            if n in doc.parameters and doc.parameters[n].typical is None:
-                problems.append(
-                    "sampling.parameterisation: 'cmax' needs estimated C0, beta and T1 "
-                    f"({n} is not)"
-                )
+        # beta and T1 may be estimated, fixed or set from data: the shift from log C0 to the
+        # log peak is computed from whatever they are
+        c0 = doc.parameters.get("C0")
+        if c0 is not None and c0.typical is None:
+            problems.append("sampling.parameterisation: 'cmax' needs an estimated C0")
     return problems
 
 

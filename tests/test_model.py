@@ -4,6 +4,7 @@ import numpy as np
 import pymc as pm
 import pytest
 
+from bayes_cart.errors import SpecError
 from bayes_cart.example import load_example
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.likelihood import CensoringIndex, censored_loglik
@@ -342,3 +343,63 @@ def test_centred_group_effects_are_the_same_model(small):
         log_jac += p0[f"z_trial_{label}"].size * np.log(omega)
     assert set(p1) == set(m1.initial_point())
     np.testing.assert_allclose(m1.compile_logp()(p1) + log_jac, m0.compile_logp()(p0), rtol=1e-10)
+
+
+@pytest.mark.parametrize("blocks", [[["beta", "T1"]], []])
+def test_fold_parameterisation_is_the_same_model(small, blocks):
+    """Sampling (log beta_i + log T1_i, log T1_i) instead of (log beta_i, log T1_i) is a linear
+    map with determinant 1: at corresponding points the joint log densities are equal, with
+    beta and T1 in a correlated block and independent."""
+    common = {"centered": ["C0", "beta", "T1"]}
+    dist = {"enabled_if": "TRIAL == 'DLBCL'"}
+    m0 = build_model(
+        small,
+        _with(
+            load_spec("liu2021"),
+            distribution_phase=dist,
+            iiv={"blocks": blocks},
+            sampling={**common, "parameterisation": "cmax"},
+        ),
+    )
+    m1 = build_model(
+        small,
+        _with(
+            load_spec("liu2021"),
+            distribution_phase=dist,
+            iiv={"blocks": blocks},
+            sampling={**common, "parameterisation": "fold"},
+        ),
+    )
+    rng = np.random.default_rng(3)
+    p0 = {k: v + rng.normal(0, 0.2, np.shape(v)) for k, v in m0.initial_point().items()}
+    if blocks:
+        lb, lt = p0["log_beta_T1_i"][:, 0], p0["log_beta_T1_i"][:, 1]
+        p1 = {k: v for k, v in p0.items() if k != "log_beta_T1_i"}
+    else:
+        lb, lt = p0["log_beta_i"], p0["log_T1_i"]
+        p1 = {k: v for k, v in p0.items() if k not in ("log_beta_i", "log_T1_i")}
+    p1["log_beta_T1_fold_i"] = np.stack([lb + lt, lt], axis=1)
+    assert set(p1) == set(m1.initial_point())
+    np.testing.assert_allclose(m1.compile_logp()(p1), m0.compile_logp()(p0), rtol=1e-10)
+    # and the individual values are the same
+    f0 = m0.compile_fn(
+        m0.replace_rvs_by_values([m0["beta_i"], m0["T1_i"], m0["C0_i"]]),
+        inputs=m0.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )
+    f1 = m1.compile_fn(
+        m1.replace_rvs_by_values([m1["beta_i"], m1["T1_i"], m1["C0_i"]]),
+        inputs=m1.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )
+    for a, b in zip(f0(p0), f1(p1), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_fold_parameterisation_needs_centred_beta_and_t1():
+    raw = json.loads(load_spec("liu2021").text)
+    raw["sampling"] = {"parameterisation": "fold", "centered": ["C0"]}
+    with pytest.raises(SpecError, match="'fold' needs beta in sampling.centered"):
+        spec_from_dict(raw)

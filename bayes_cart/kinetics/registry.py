@@ -15,6 +15,11 @@ from typing import Any
 import numpy as np
 
 from bayes_cart.kinetics.closed_form import liu_log_states, stein_log_total
+from bayes_cart.kinetics.initial_estimates import (
+    ProfileSummary,
+    liu_initial_estimates,
+    stein_initial_estimates,
+)
 
 Array = Any
 ClosedForm = Callable[[Array, Mapping[str, Array], ModuleType], dict[str, Array]]
@@ -41,6 +46,11 @@ class KineticModel:
         Values used for parameters that are not given (e.g. ``k = 0, T0 = 0``).
     reference : str
         Literature reference.
+    initial_estimates : callable, optional
+        ``f(ProfileSummary) -> {parameter: per-patient values}``: crude per-patient
+        estimates read off the observed profiles, used to start the sampler
+        (:mod:`bayes_cart.kinetics.initial_estimates`); NaN where not estimable. ``None``: the
+        chains start at the prior medians.
     """
 
     name: str
@@ -50,6 +60,7 @@ class KineticModel:
     ode: Any = None
     defaults: Mapping[str, float] = field(default_factory=dict)
     reference: str = ""
+    initial_estimates: Callable[[ProfileSummary], dict[str, Array]] | None = None
 
     def with_defaults(self, params: Mapping[str, Array]) -> dict[str, Array]:
         """Return ``params`` completed with the structure's defaults; unknown names raise."""
@@ -218,6 +229,7 @@ LIU2021 = register_kinetics(
         ode=_LazyODE("LIU2021_ODE"),
         defaults={"k": 0.0, "T0": 0.0, "deltaE": 0.435 / (365.25 / 12.0)},
         reference="Liu C et al. Clin Pharmacol Ther 2021; medRxiv 2020.05.09.20096586",
+        initial_estimates=lambda prof: liu_initial_estimates(prof, 0.435 / (365.25 / 12.0)),
     )
 )
 
@@ -231,5 +243,6 @@ STEIN2019 = register_kinetics(
         ),
         closed_form=_stein_closed_form,
         reference="Stein AM et al. CPT Pharmacometrics Syst Pharmacol 2019; 8:285-295",
+        initial_estimates=stein_initial_estimates,
     )
 )

@@ -1,0 +1,380 @@
+"""Robustness panel: fit datasets the package was not tuned on, with each shipped spec that fits.
+
+Each panel dataset is simulated like the bundled example but with another seed and design
+(30-300 patients, 1-8 trials, sparse or rich sampling, BLQ 5-40%, distribution phase on or
+off, missing responses, early drop-out, a Stein et al. tisagenlecleucel trial). Each is fitted
+as a user would, with default settings (4 chains x (1000 tune + 1000 draws), the default
+sampler and solver), by every shipped spec that applies to it. One JSON file per fit is written
+under ``--out``; a rerun skips fits already done (resumable), so the panel can be spread over
+several sessions.
+
+    python bench/bench_robustness.py --out bench_out/robustness            # everything
+    python bench/bench_robustness.py --only sparse60_3trials --specs liu2021
+    python bench/bench_robustness.py --table                                # print the table
+
+Per fit: gate pass (R-hat <= 1.01, bulk ESS >= 400, 0 divergences), max R-hat, min bulk ESS,
+divergences, mean leapfrog steps per draw, gradients per effective sample (all leapfrog steps
+of all chains / min bulk ESS over population quantities), stuck chains detected and
+restarted, compile and sampling seconds, and the coverage of the true covariate effects by
+their 90% intervals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bayes_cart.dataset import load_dataset
+from bayes_cart.example import (
+    DLBCL_SCHEDULE,
+    EXAMPLE_POPULATION,
+    EXAMPLE_TRIALS,
+    HEME_SCHEDULE,
+    SOLID_SCHEDULE,
+    TrialDesign,
+    generate_meta_analysis,
+)
+from bayes_cart.sampling import fit
+from bayes_cart.simulate import PopulationParameters, write_data_csv
+from bayes_cart.spec import load_spec
+from bayes_cart.summary import population_summary
+
+warnings.filterwarnings("ignore")
+
+SPARSE = (1, 7, 14, 28, 90)
+STEIN_SCHEDULE = (1, 3, 5, 7, 9, 11, 14, 17, 21, 28, 42, 60, 90, 180, 270, 365)
+
+#: Stein et al. 2019 Table 1; the IIV column read as variances (nlmixr2lib), so SD = sqrt.
+STEIN_POPULATION = PopulationParameters(
+    kinetics="stein2019",
+    typical={
+        "Cmax": 24000.0,
+        "Tmax": 9.3,
+        "foldx": 3900.0,
+        "alpha": 0.16,
+        "beta": 0.0032,
+        "FB": 0.0079,
+    },
+    omega={
+        "Cmax": 0.65**0.5,
+        "Tmax": 0.38**0.5,
+        "foldx": 2.4**0.5,
+        "alpha": 0.91**0.5,
+        "beta": 0.86**0.5,
+        "FB": 0.8**0.5,
+    },
+    sigma=0.56,
+)
+
+
+def _trial(name: str, n: int, **kw: Any) -> TrialDesign:
+    base = {t.name: t for t in EXAMPLE_TRIALS}
+    template = base.get(kw.pop("like", name), EXAMPLE_TRIALS[0])
+    return replace(template, name=name, id_prefix=name.replace("_", "").upper()[:8], n=n, **kw)
+
+
+@dataclass(frozen=True)
+class PanelDataset:
+    """One simulated dataset of the panel."""
+
+    name: str
+    trials: tuple[TrialDesign, ...]
+    seed: int
+    population: PopulationParameters = EXAMPLE_POPULATION
+    dropout: float = 0.0
+    missing_response: float = 0.0
+    note: str = ""
+    specs: tuple[str, ...] = ("liu2021", "stein2019")
+    extra: dict = field(default_factory=dict)
+
+    def simulate(self):
+        """The data (SimulationResult) of this dataset."""
+        return generate_meta_analysis(
+            self.trials,
+            self.population,
+            self.seed,
+            dropout=self.dropout,
+            missing_response=self.missing_response,
+        )
+
+
+def _resized_example(sizes: tuple[int, ...], lloqs: tuple[float, ...]) -> tuple[TrialDesign, ...]:
+    return tuple(
+        replace(t, n=n, lloq=lloq) for t, n, lloq in zip(EXAMPLE_TRIALS, sizes, lloqs, strict=True)
+    )
+
+
+PANEL: tuple[PanelDataset, ...] = (
+    PanelDataset(
+        "meta7_209",
+        _resized_example((25, 35, 30, 36, 34, 24, 25), (10, 50, 20, 20, 20, 50, 20)),
+        seed=1,
+        missing_response=0.05,
+        note="7 trials like the example, other sizes, LLOQs and seed (the issue's new user)",
+        specs=("liu2021", "liu2021_meta", "stein2019"),
+    ),
+    PanelDataset(
+        "sub60_3trials",
+        (_trial("ALL_adult", 20), _trial("CLL", 20), _trial("MM", 20)),
+        seed=2,
+        note="60 patients, 3 heme trials",
+    ),
+    PanelDataset(
+        "one30_rich",
+        (_trial("ALL_adult", 30, lloq=10.0),),
+        seed=3,
+        note="30 patients, one trial, rich sampling",
+    ),
+    PanelDataset(
+        "sparse80_2trials",
+        (_trial("CLL", 40, schedule=SPARSE), _trial("MM", 40, schedule=SPARSE)),
+        seed=4,
+        note="sparse: 5 samples per patient",
+    ),
+    PanelDataset(
+        "blq40_100",
+        (_trial("CLL", 50, lloq=900.0), _trial("MM", 50, lloq=1400.0)),
+        seed=5,
+        note="high LLOQ: about 40% BLQ",
+    ),
+    PanelDataset(
+        "blq5_100",
+        (_trial("ALL_adult", 50, lloq=5.0), _trial("CLL", 50, lloq=5.0)),
+        seed=6,
+        note="low LLOQ: about 5% BLQ",
+    ),
+    PanelDataset(
+        "dist_phase80",
+        (_trial("DLBCL", 40), _trial("DLBCL2", 40, like="DLBCL")),
+        seed=7,
+        note="every patient has a distribution phase (liu2021 without one: misspecified)",
+        specs=("liu2021",),
+    ),
+    PanelDataset(
+        "missing_resp120",
+        (_trial("ALL_adult", 30), _trial("CLL", 30), _trial("MM", 30), _trial("NSCLC", 30)),
+        seed=8,
+        missing_response=0.3,
+        note="30% of responses missing",
+    ),
+    PanelDataset(
+        "dropout150",
+        (_trial("ALL_adult", 50), _trial("CLL", 50), _trial("MM", 50)),
+        seed=9,
+        dropout=0.4,
+        note="40% of patients drop out early",
+    ),
+    PanelDataset(
+        "large300_8trials",
+        _resized_example((45, 45, 40, 45, 40, 30, 30), (20, 100, 10, 10, 50, 20, 50))
+        + (_trial("CLL2", 25, like="CLL", schedule=HEME_SCHEDULE),),
+        seed=10,
+        note="300 patients, 8 trials",
+        specs=("liu2021", "liu2021_meta"),
+    ),
+    PanelDataset(
+        "solid40_short",
+        (_trial("GBM", 20, schedule=SOLID_SCHEDULE), _trial("NSCLC", 20)),
+        seed=11,
+        note="solid tumours, 90-day follow-up",
+    ),
+    PanelDataset(
+        "stein200",
+        (
+            _trial(
+                "ELIANA",
+                200,
+                schedule=STEIN_SCHEDULE,
+                lloq=50.0,
+                responder_fraction=0.8,
+            ),
+        ),
+        seed=12,
+        population=STEIN_POPULATION,
+        dropout=0.3,
+        note="Stein et al. 2019 tisagenlecleucel trial (Table 1), days 1-365, drop-out",
+        specs=("stein2019", "liu2021"),
+    ),
+    PanelDataset(
+        "meta7_seed13",
+        EXAMPLE_TRIALS,
+        seed=13,
+        note="the example's design with another seed",
+        specs=("liu2021_meta", "liu2021"),
+    ),
+    PanelDataset(
+        "dlbcl_mix90",
+        (_trial("DLBCL", 45, schedule=DLBCL_SCHEDULE), _trial("ALL_adult", 45)),
+        seed=14,
+        note="distribution phase in one of two trials",
+        specs=("liu2021_meta",),
+    ),
+)
+
+
+def _user_spec(spec_name: str, data, population: PopulationParameters):
+    """The spec as a user would write the command: covariates where the truth has them."""
+    spec = load_spec(spec_name)
+    if spec_name not in ("liu2021", "liu2021_fixed_t1") or not population.effects:
+        return spec
+    cols = data.patients
+    terms = []
+    if "RESPONSE" in cols and cols["RESPONSE"].nunique() > 1:
+        terms.append("RESPONSE")
+    if "TUMOR_TYPE" in cols and cols["TUMOR_TYPE"].nunique() > 1:
+        terms.append("TUMOR_TYPE")
+    if not terms:
+        return spec
+    ref = {"RESPONSE": "PD/NR"}
+    types = sorted(cols["TUMOR_TYPE"].dropna().unique())
+    ref["TUMOR_TYPE"] = "heme" if "heme" in types else types[0]
+    rhs = " + ".join(terms)
+    return spec.with_overrides(covariates={"beta": rhs, "alpha": rhs}, reference=ref)
+
+
+def _truth_effects(population: PopulationParameters, reference: dict) -> dict[str, float]:
+    out = {}
+    for p, covs in population.effects.items():
+        for cov, levels in covs.items():
+            for level, value in levels.items():
+                out[f"{p}:{cov}[{level}]"] = float(value)
+    return out
+
+
+def _stats(f) -> dict[str, Any]:
+    st = f.idata.sample_stats
+    steps = np.asarray(st["n_steps"])
+    lp = np.asarray(st["logp"] if "logp" in st else st["lp"])
+    step_size = np.asarray(st["step_size"]).mean(axis=1)
+    return {
+        "steps_per_draw": float(steps.mean()),
+        "steps_per_draw_by_chain": [round(float(x), 1) for x in steps.mean(axis=1)],
+        "mean_lp_by_chain": [round(float(x), 1) for x in lp.mean(axis=1)],
+        "step_size_by_chain": [float(f"{x:.3g}") for x in step_size],
+        "total_gradients": int(steps.sum()),
+    }
+
+
+def run_one(ds: PanelDataset, spec_name: str, out: Path, **fit_kw: Any) -> dict[str, Any]:
+    """Simulate, fit and record one (dataset, spec) pair."""
+    sim = ds.simulate()
+    csv = out / "data" / f"{ds.name}.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    write_data_csv(sim.data, csv)
+    data = load_dataset(csv)
+    spec = _user_spec(spec_name, data, ds.population)
+    t0 = time.perf_counter()
+    f = fit(data, spec, random_seed=1, prior_draws=0, predictive=False, **fit_kw)
+    wall = time.perf_counter() - t0
+    d = f.diagnostics
+    summ = population_summary(f.idata).set_index("parameter")
+    cover = {}
+    if ds.population.kinetics == "liu2021" and spec.doc.kinetics == "liu2021":
+        for name, value in _truth_effects(ds.population, {}).items():
+            if name in summ.index:
+                q5, q95 = summ.loc[name, "q5"], summ.loc[name, "q95"]
+                cover[name] = bool(q5 <= value <= q95)
+    cens = data.observations["CENS"].to_numpy() if "CENS" in data.observations else None
+    return {
+        "dataset": ds.name,
+        "spec": spec_name,
+        "note": ds.note,
+        "n_patients": int(data.n_patients),
+        "n_trials": len(ds.trials),
+        "n_obs": int(len(data.observations)),
+        "blq_fraction": float(np.mean(cens != 0)) if cens is not None else None,
+        "passed": bool(d.passed),
+        "max_rhat": d.max_rhat,
+        "min_ess_bulk": d.min_ess_bulk,
+        "divergences": d.divergences,
+        "treedepth_saturation": d.treedepth_saturation,
+        "gradients_per_ess": getattr(d, "gradients_per_ess", None),
+        "stuck_chains": getattr(d, "stuck_chains", None),
+        "restarts": f.timings.get("restarts", 0),
+        "compile_s": f.timings.get("compile_seconds"),
+        "sampling_s": f.timings.get("sampling_seconds"),
+        "wall_s": wall,
+        "covered_90": cover,
+        "worst": d.worst,
+        **_stats(f),
+    }
+
+
+def _table(out: Path) -> str:
+    rows = []
+    for path in sorted(out.glob("*__*.json")):
+        r = json.loads(path.read_text())
+        cov = r["covered_90"]
+        cov_txt = f"{sum(cov.values())}/{len(cov)}" if cov else "-"
+        gpe = r["gradients_per_ess"] or r["total_gradients"] / max(r["min_ess_bulk"], 1)
+        rows.append(
+            f"| {r['dataset']} | {r['spec']} | {r['n_patients']} | {r['n_trials']} | "
+            f"{100 * (r['blq_fraction'] or 0):.0f}% | {'yes' if r['passed'] else '**no**'} | "
+            f"{r['max_rhat']:.3f} | {r['min_ess_bulk']:.0f} | {r['divergences']} | "
+            f"{r['steps_per_draw']:.0f} | {gpe:.0f} | {r['restarts']} | {cov_txt} | "
+            f"{r['compile_s']:.0f} + {r['sampling_s']:.0f} |"
+        )
+    head = (
+        "| dataset | spec | patients | trials | BLQ | pass | R-hat | min ESS | div | "
+        "steps/draw | grad/ESS | restarts | effects in 90% | compile + sampling s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    return "\n".join([head, *rows])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="bench_out/robustness")
+    ap.add_argument("--only", default="", help="comma-separated dataset names")
+    ap.add_argument("--specs", default="", help="comma-separated spec names")
+    ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--rerun", action="store_true", help="refit pairs already done")
+    ap.add_argument("--table", action="store_true", help="print the table of results and exit")
+    ap.add_argument("--list", action="store_true", help="list the panel and exit")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.table:
+        print(_table(out))
+        return
+    only = set(filter(None, args.only.split(",")))
+    specs = set(filter(None, args.specs.split(",")))
+    print(f"# robustness panel, {platform.processor() or platform.machine()}, {time.ctime()}")
+    for ds in PANEL:
+        if only and ds.name not in only:
+            continue
+        if args.list:
+            print(f"{ds.name}: {ds.note}; specs {', '.join(ds.specs)}")
+            continue
+        for spec_name in ds.specs:
+            if specs and spec_name not in specs:
+                continue
+            path = out / f"{ds.name}__{spec_name}.json"
+            if path.exists() and not args.rerun:
+                print(f"{path.name}: done, skipped")
+                continue
+            r = run_one(ds, spec_name, out, chains=args.chains, tune=args.tune, draws=args.draws)
+            path.write_text(json.dumps(r, indent=1))
+            print(
+                f"{ds.name} / {spec_name}: pass={r['passed']} rhat={r['max_rhat']:.3f} "
+                f"ess={r['min_ess_bulk']:.0f} div={r['divergences']} "
+                f"steps={r['steps_per_draw_by_chain']} lp={r['mean_lp_by_chain']} "
+                f"wall={r['wall_s']:.0f}s",
+                flush=True,
+            )
+    if not args.list:
+        print(_table(out))
+
+
+if __name__ == "__main__":
+    main()
