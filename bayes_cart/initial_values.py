@@ -35,6 +35,9 @@ from bayes_cart.spec import ModelSpec
 #: Starting residual SD (log scale): a typical qPCR assay's.
 SIGMA_START = 0.5
 
+#: Offset (in IIV SDs) of a start exactly at the typical value; see :func:`initial_values`.
+NUDGE = 1e-3
+
 __all__ = ["SIGMA_START", "initial_values", "patient_level_variables"]
 
 
@@ -104,6 +107,10 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
         omegas[name] = omega
         if f"omega_{name}" in free:
             init[f"omega_{name}"] = np.asarray(omega)
+        # A patient whose estimate is missing starts at the typical value; where the data do
+        # not inform the parameter either (no sample after the peak, say) its gradient would
+        # then be exactly 0, a start nutpie refuses ("bad initial gradient"): nudge it.
+        x = np.where(x == typical, typical + NUDGE * omega, x)
         if f"log_{name}_i" in free:
             init[f"log_{name}_i"] = x
         if f"z_{name}" in free:

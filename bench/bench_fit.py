@@ -16,7 +16,7 @@ import warnings
 
 import arviz as az
 
-from bayes_cart.diagnostics import population_variables
+from bayes_cart.diagnostics import gradients_per_ess, population_variables
 from bayes_cart.example import load_example
 from bayes_cart.model import build_model
 from bayes_cart.sampling import sample_posterior
@@ -66,6 +66,26 @@ VARIANTS = {
     "meta-pymc": (lambda: _variant(), "pymc", False, 0.9),
     "meta-numpyro": (lambda: _variant(), "numpyro", False, 0.9),
     "meta-nogroup": (lambda: _variant(no_group=True), "nutpie", False, 0.9),
+    # session 4: Stein's fold coordinates per patient (log beta T1, log T1), exact
+    "meta-fold": (lambda: _variant({"parameterisation": "fold"}), "nutpie", False, 0.9),
+    "meta-alpha-centred": (
+        lambda: _variant({"centered": ["C0", "beta", "T1", "alpha"]}),
+        "nutpie",
+        False,
+        0.9,
+    ),
+    "meta-fold-alpha-centred": (
+        lambda: _variant({"parameterisation": "fold", "centered": ["C0", "beta", "T1", "alpha"]}),
+        "nutpie",
+        False,
+        0.9,
+    ),
+    "meta-fold-centred-covariates": (
+        lambda: _variant({"parameterisation": "fold", "center_covariates": True}),
+        "nutpie",
+        False,
+        0.9,
+    ),
 }
 
 
@@ -106,6 +126,8 @@ def run(name: str, chains: int, tune: int, draws: int, seed: int) -> dict:
         "divergences": int(stats["diverging"].sum()),
         "steps_per_draw": steps,
         "ess_per_s": float(s["ess_bulk"].min()) / tm["sampling_seconds"],
+        "gradients_per_ess": gradients_per_ess(idata, float(s["ess_bulk"].min())),
+        "restarts": len(tm.get("restarted_chains", [])),
     }
 
 
@@ -135,6 +157,8 @@ def main() -> None:
         "divergences",
         "steps_per_draw",
         "ess_per_s",
+        "gradients_per_ess",
+        "restarts",
     ]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))

@@ -271,6 +271,7 @@ def test_cmax_parameterisation_is_the_same_model(small):
 def test_three_parameter_block_stores_pairwise_correlations(small):
     raw = json.loads(load_spec("liu2021").text)
     raw["iiv"]["blocks"] = [["C0", "beta", "T1"]]
+    raw["sampling"] = {"parameterisation": "c0"}  # C0 in a block: sampled as C0
     model = build_model(small, spec_from_dict(raw))
     corr = model["corr_C0_beta_T1"]
     assert corr.type.shape == (3,)  # (C0, beta), (C0, T1), (beta, T1)

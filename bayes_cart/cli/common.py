@@ -26,3 +26,47 @@ def load_data_or_exit(data: str, time_unit: str = "day"):
     except DataError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(code=1) from None
+
+
+def show_sampler_progress(progress: bool | None) -> bool:
+    """Whether to show nutpie's per-chain progress bars (``None``: when stderr is a terminal).
+
+    The bars give, per chain, the draws done, divergences, step size, gradient evaluations
+    per draw and the time left, so a stuck chain (tiny step size, many gradients per draw)
+    is visible while it runs.
+    """
+    import sys
+
+    return sys.stderr.isatty() if progress is None else progress
+
+
+class StepPrinter:
+    """The ``on_step`` callback of :func:`bayes_cart.sampling.fit` for the CLI.
+
+    With sampler progress bars, each step is printed on its own line (a spinner would fight
+    the bars for the terminal); without them a rich spinner shows the current step.
+    """
+
+    def __init__(self, console: Console, progress: bool) -> None:
+        self.console = console
+        self.progress = progress
+        self._status = None
+
+    def __enter__(self) -> StepPrinter:
+        if not self.progress:
+            self._status = self.console.status("fitting...")
+            self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)
+
+    def __call__(self, message: str) -> None:
+        """Show ``message`` (escaped: it may hold data text)."""
+        from rich.markup import escape
+
+        if self._status is not None:
+            self._status.update(escape(message))
+        else:
+            self.console.print(f"[cyan]{escape(message)}[/cyan]")

@@ -67,9 +67,17 @@ def fit(
     time_unit: Annotated[
         str, typer.Option("--time-unit", help="Unit of TIME in the data.")
     ] = "day",
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Per-chain sampler progress (draws, divergences, step size, gradients per "
+            "draw); default: on in a terminal.",
+        ),
+    ] = None,
 ) -> None:
     """Fit a hierarchical model and write DIR/fit.nc, DIR/summary.csv and DIR/diagnostics.json."""
-    from bayes_cart.cli.common import load_data_or_exit
+    from bayes_cart.cli.common import StepPrinter, load_data_or_exit, show_sampler_progress
     from bayes_cart.errors import SpecError
     from bayes_cart.io import write_fit_outputs
     from bayes_cart.sampling import fit as run_fit
@@ -108,7 +116,8 @@ def fit(
         raise typer.Exit(code=1) from None
 
     try:
-        with console.status("fitting...") as status:
+        bars = show_sampler_progress(progress)
+        with StepPrinter(console, bars) as on_step:
             result = run_fit(
                 dataset,
                 spec,
@@ -119,7 +128,8 @@ def fit(
                 random_seed=seed,
                 target_accept=target_accept,
                 solver=solver,
-                on_step=lambda msg: status.update(msg),
+                progress=bars,
+                on_step=on_step,
             )
     except (SpecError, ValueError) as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
@@ -154,8 +164,14 @@ def fit(
     verdict = "[green]PASSED[/green]" if d.passed else "[red]FAILED[/red]"
     console.print(
         f"diagnostics {verdict}: max R-hat {d.max_rhat:.3f}, min ESS bulk {d.min_ess_bulk:.0f} / "
-        f"tail {d.min_ess_tail:.0f}, divergences {d.divergences}"
+        f"tail {d.min_ess_tail:.0f}, divergences {d.divergences}, "
+        f"{d.gradients_per_ess:.0f} gradients per effective sample"
     )
+    for r in d.restarted_chains:
+        console.print(
+            f"  [yellow]- chain {r['chain']} was stuck ({escape(str(r['reason']))}) and was "
+            "sampled again from a fresh start[/yellow]"
+        )
     for a in d.advice:
         console.print(f"  [yellow]- {escape(a)}[/yellow]")
     console.print(f"wrote {out / 'fit.nc'}, {out / 'summary.csv'}, {out / 'diagnostics.json'}")

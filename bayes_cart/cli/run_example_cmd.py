@@ -44,6 +44,7 @@ def run_example(
     """Validate, NCA, simulate, fit and report on the bundled 218-patient example."""
     import numpy as np
 
+    from bayes_cart.cli.common import StepPrinter, show_sampler_progress
     from bayes_cart.dataset import load_dataset
     from bayes_cart.errors import DataWarning
     from bayes_cart.example import example_truth, truth_by_summary_name, write_example
@@ -114,7 +115,8 @@ def run_example(
 
     _step(f"5. fit {model} ({sampler}: {chains} chains x {tune} tune + {draws} draws)")
     spec = load_spec(model)
-    with console.status("sampling...") as status:
+    bars = show_sampler_progress(None)
+    with StepPrinter(console, bars) as on_step:
         result = fit(
             dataset,
             spec,
@@ -123,7 +125,8 @@ def run_example(
             tune=tune,
             draws=draws,
             random_seed=seed,
-            on_step=lambda m: status.update(m),
+            progress=bars,
+            on_step=on_step,
         )
     settings = {
         "sampler": resolve_sampler(sampler),

@@ -70,6 +70,13 @@ def _section_diagnostics(ctx: _Context, parts: _Parts) -> list[Markup]:
                 d.treedepth_saturation <= 0.01,
                 "",
             ),
+            (
+                "chains stuck at the end",
+                f"{len(d.stuck_chains)}",
+                "0",
+                not d.stuck_chains,
+                ", ".join(f"chain {c['chain']}" for c in d.stuck_chains),
+            ),
         ]
         table = _frame(
             [
@@ -79,6 +86,18 @@ def _section_diagnostics(ctx: _Context, parts: _Parts) -> list[Markup]:
         )
         html = Markup('<div class="verdict">') + badge + _p(verdict) + Markup("</div>")
         html += _table(table, numeric=["value"])
+        gpe = d.gradients_per_ess
+        if math.isfinite(gpe):
+            html += _p(
+                f"Cost: {gpe:,.0f} gradient evaluations (leapfrog steps of all chains) per "
+                "effective sample of the worst population quantity; a well-conditioned "
+                "posterior of this size needs tens."
+            )
+        for r in d.restarted_chains:
+            html += _p(
+                f"Chain {r['chain']} was stuck ({r['reason']}) and was sampled again from a "
+                "fresh start; the chains shown are the restarted ones."
+            )
         html += _h3("Advice")
         html += _ul(list(d.advice)) if d.advice else _p("Nothing to fix.")
         html += _h3("Weakly informed parameters")
