@@ -8,7 +8,7 @@ sampler and solver), by every shipped spec that applies to it. One JSON file per
 under ``--out``; a rerun skips fits already done (resumable), so the panel can be spread over
 several sessions.
 
-    python bench/bench_robustness.py --out bench_out/robustness            # everything
+    python bench/bench_robustness.py                    # everything, into bench/results/robustness
     python bench/bench_robustness.py --only sparse60_3trials --specs liu2021
     python bench/bench_robustness.py --table                                # print the table
 
@@ -332,7 +332,7 @@ def _table(out: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="bench_out/robustness")
+    ap.add_argument("--out", default="bench/results/robustness")
     ap.add_argument("--only", default="", help="comma-separated dataset names")
     ap.add_argument("--specs", default="", help="comma-separated spec names")
     ap.add_argument("--tune", type=int, default=1000)

@@ -173,3 +173,28 @@ def test_cli_example_writes_files(tmp_path):
     for name in (DATA_FILE, TRUTH_INDIVIDUAL_FILE, TRUTH_POPULATION_FILE, "README.md"):
         assert (tmp_path / "ex" / name).is_file(), name
     assert sum(t.n for t in EXAMPLE_TRIALS) == 218
+
+
+def test_generate_meta_analysis_designs_other_than_the_example():
+    """Other designs: trial sizes, drop-out and missing responses do what they say, and the
+    defaults are the example itself."""
+    from dataclasses import replace
+
+    from bayes_cart.example import EXAMPLE_TRIALS, generate_example, generate_meta_analysis
+
+    trials = tuple(replace(t, n=12) for t in EXAMPLE_TRIALS[:3])
+    base = generate_meta_analysis(trials, random_seed=5)
+    assert base.truth["ID"].nunique() == 36
+    both = generate_meta_analysis(trials, random_seed=5, dropout=0.5, missing_response=0.5)
+    obs = lambda sim: sim.data[sim.data["EVID"] == 0]  # noqa: E731
+    last = obs(both).groupby("ID")["TIME"].max()
+    last_full = obs(base).groupby("ID")["TIME"].max()
+    assert (last < last_full.reindex(last.index)).sum() >= 6  # about half of 36 left early
+    reported = both.truth["RESPONSE_REPORTED"]
+    # ALL_pediatric never reports; in the two other trials about half are hidden
+    other = both.truth["TRIAL"] != "ALL_pediatric"
+    assert 4 <= (~reported[other]).sum() <= 20
+    shown = obs(both).groupby("ID")["RESPONSE"].first().notna()
+    assert shown.to_dict() == dict(zip(both.truth["ID"], reported, strict=True))
+    ex = generate_example()
+    assert ex.data.equals(generate_meta_analysis().data)
