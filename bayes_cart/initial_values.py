@@ -38,7 +38,7 @@ SIGMA_START = 0.5
 #: Offset (in IIV SDs) of a start exactly at the typical value; see :func:`initial_values`.
 NUDGE = 1e-3
 
-__all__ = ["SIGMA_START", "initial_values", "patient_level_variables"]
+__all__ = ["NUDGE", "SIGMA_START", "initial_values", "patient_level_variables", "starting_point"]
 
 
 def _plausible(spec: ModelSpec, name: str, values: np.ndarray) -> np.ndarray | None:
@@ -58,8 +58,12 @@ def _plausible(spec: ModelSpec, name: str, values: np.ndarray) -> np.ndarray | N
 
 
 def patient_level_variables(model: pm.Model, n_patients: int) -> set[str]:
-    """Names of free variables with one value per patient (or per patient and parameter)."""
-    out = set()
+    """Names of free variables with one value per patient (or per patient and parameter).
+
+    Includes the centred and non-centred parts of parameters centred for some patients only
+    (``model.bayes_cart_patient_subsets``).
+    """
+    out = set(getattr(model, "bayes_cart_patient_subsets", ()))
     for rv in model.free_RVs:
         dims = model.named_vars_to_dims.get(rv.name) or ()
         shape = tuple(int(s) for s in rv.shape.eval()) if rv.ndim else ()
@@ -68,13 +72,37 @@ def patient_level_variables(model: pm.Model, n_patients: int) -> set[str]:
     return out
 
 
+def starting_point(spec: ModelSpec, md: ModelData) -> dict[str, Any]:
+    """Per-patient log estimates and IIV SDs at the data-informed start (no model needed).
+
+    Returns
+    -------
+    dict
+        ``logs`` (``{parameter: log estimate per patient}``, filled and clipped), ``omegas``
+        (``{parameter: starting IIV SD}``) and ``profiles`` (the
+        :class:`~bayes_cart.kinetics.initial_estimates.ProfileSummary`); empty ``logs`` for a
+        structure without estimates.
+    """
+    kin = get_kinetics(spec.doc.kinetics)
+    prof = read_profiles(md.time, md.log_dv, md.cens, md.patient_index, md.n_patients)
+    logs: dict[str, np.ndarray] = {}
+    if kin.initial_estimates is not None:
+        for name, values in kin.initial_estimates(prof).items():
+            clipped = _plausible(spec, name, values)
+            if clipped is not None:
+                logs[name] = clipped
+    omegas = {name: float(np.clip(np.std(x), 0.1, 1.5)) for name, x in logs.items()}
+    return {"logs": logs, "omegas": omegas, "profiles": prof}
+
+
 def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str, np.ndarray]:
     """Data-informed starting values on the natural scale of each free variable.
 
     Parameters
     ----------
     model : pymc.Model
-        The built model (its free variable names decide what is set).
+        The built model (its free variable names decide what is set; its
+        ``bayes_cart_centring`` masks say which patients are centred where only some are).
     spec : ModelSpec
         The spec (priors bound the estimates).
     md : ModelData
@@ -85,36 +113,32 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
     dict
         ``{free variable name: value}``; variables not listed start at PyMC's default.
     """
-    kin = get_kinetics(spec.doc.kinetics)
-    if kin.initial_estimates is None:
+    start = starting_point(spec, md)
+    logs, omegas, prof = start["logs"], start["omegas"], start["profiles"]
+    if not logs:
         return {}
-    prof = read_profiles(md.time, md.log_dv, md.cens, md.patient_index, md.n_patients)
-    raw = kin.initial_estimates(prof)
-    logs: dict[str, np.ndarray] = {}
-    for name, values in raw.items():
-        clipped = _plausible(spec, name, values)
-        if clipped is not None:
-            logs[name] = clipped
+    masks = getattr(model, "bayes_cart_centring", None) or {}
     free = {rv.name for rv in model.free_RVs}
     init: dict[str, Any] = {}
-    omegas: dict[str, float] = {}
     for name, x in logs.items():
         typical = float(np.median(x))
         for var in (f"log_{name}", f"log_{name}_avg"):
             if var in free:
                 init[var] = np.asarray(typical)
-        omega = float(np.clip(np.std(x), 0.1, 1.5))
-        omegas[name] = omega
+        omega = omegas[name]
         if f"omega_{name}" in free:
             init[f"omega_{name}"] = np.asarray(omega)
         # A patient whose estimate is missing starts at the typical value; where the data do
         # not inform the parameter either (no sample after the peak, say) its gradient would
         # then be exactly 0, a start nutpie refuses ("bad initial gradient"): nudge it.
         x = np.where(x == typical, typical + NUDGE * omega, x)
+        logs[name] = x
+        mask = masks.get(name)
         if f"log_{name}_i" in free:
-            init[f"log_{name}_i"] = x
+            init[f"log_{name}_i"] = x if mask is None else x[mask]
         if f"z_{name}" in free:
-            init[f"z_{name}"] = np.clip((x - typical) / omega, -3.0, 3.0)
+            z = np.clip((x - typical) / omega, -3.0, 3.0)
+            init[f"z_{name}"] = z if mask is None else z[~mask]
     if "log_Cmax_i" in free and np.isfinite(prof.log_peak).any():
         peak = np.where(np.isfinite(prof.log_peak), prof.log_peak, np.nanmedian(prof.log_peak))
         init["log_Cmax_i"] = peak
@@ -123,24 +147,29 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
         blocks.append(["beta", "T1"])  # the diagonal fold block of independent beta, T1
     for block in blocks:
         label = "_".join(block)
-        if f"log_{label}_fold_i" in free and all(b in logs for b in block):
+        if not all(b in logs for b in block):
+            continue
+        mask = masks.get(block[0])
+        if f"log_{label}_fold_i" in free:
             init[f"log_{label}_fold_i"] = np.stack(
                 [logs[b] + (logs["T1"] if b == "beta" else 0.0) for b in block], axis=1
             )
-        if f"chol_{label}" in free and all(b in omegas for b in block):
+        if f"chol_{label}" in free:
             # packed lower triangle, row by row, of diag(omegas): independent start; setting it
             # also keeps PyMC from drawing the LKJ's SD prior for its support point (that draw
             # fails inside nutpie's initialisation with some sets of overrides)
             k = len(block)
             packed = np.diag([omegas[b] for b in block])[np.tril_indices(k)]
             init[f"chol_{label}"] = packed
-        if f"log_{label}_i" in free and all(b in logs for b in block):
-            init[f"log_{label}_i"] = np.stack([logs[b] for b in block], axis=1)
-        if f"z_{label}" in free and all(b in logs for b in block):
-            init[f"z_{label}"] = np.stack(
+        if f"log_{label}_i" in free:
+            values = np.stack([logs[b] for b in block], axis=1)
+            init[f"log_{label}_i"] = values if mask is None else values[mask]
+        if f"z_{label}" in free:
+            z = np.stack(
                 [np.clip((logs[b] - np.median(logs[b])) / omegas[b], -3, 3) for b in block],
                 axis=1,
             )
+            init[f"z_{label}"] = z if mask is None else z[~mask]
     if "sigma" in free:
         init["sigma"] = np.asarray(SIGMA_START)
     return init

@@ -122,20 +122,30 @@ def _centred_typical(typical: PriorSpec, label: str, x_mean: np.ndarray, b: Any)
     return pm.Deterministic(f"log_{label}", avg - shift)
 
 
+def _some(mask: np.ndarray | None) -> bool:
+    """Return whether a centring mask leaves any patient centred (None: all of them)."""
+    return mask is None or bool(mask.any())
+
+
 def _random_effects(
     spec: ModelSpec,
     names: list[str],
     n: int,
     labels: dict[str, str],
     means: dict[str, Any],
+    masks: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Individual log parameters ``mean + eta``: independent etas and LKJ-correlated blocks.
 
     Each parameter (or block) is centred (``log p_i ~ Normal(mean_i, omega)``) when listed in
     ``sampling.centered`` and non-centred (``eta = omega z``, ``z ~ Normal(0, 1)``) otherwise:
     centring suits parameters the data inform well per patient, non-centring weakly informed
-    ones (funnel geometry).
+    ones (funnel geometry). With ``masks`` (``sampling.centering = "informed"``,
+    :mod:`bayes_cart.centring`) a listed parameter is centred for the patients its mask
+    selects and non-centred for the others: the variables ``log_<p>_i`` and ``z_<p>`` then
+    hold those two subsets.
     """
+    masks = masks or {}
     doc = spec.doc
     centered = set(doc.sampling.centered)
     fold = doc.sampling.parameterisation == "fold"
@@ -153,6 +163,7 @@ def _random_effects(
                 )
             sig.append(prior.sigma)
         label = "_".join(labels[b] for b in block)
+        k = len(block)
         chol, corr, stds = pm.LKJCholeskyCov(
             f"chol_{label}",
             n=len(block),
@@ -168,8 +179,17 @@ def _random_effects(
         if fold and {"beta", "T1"} <= set(block):
             values = _fold_block(label, block, mean, chol, n)
             eta_block = values - mean
-        elif all(b in centered for b in block):
-            values = pm.MvNormal(f"log_{label}_i", mu=mean, chol=chol, shape=(n, len(block)))
+        elif all(b in centered for b in block) and _some(masks.get(block[0])):
+            mask = masks.get(block[0])
+            if mask is None or mask.all():
+                values = pm.MvNormal(f"log_{label}_i", mu=mean, chol=chol, shape=(n, len(block)))
+            else:  # centred where the data inform the block, non-centred elsewhere
+                ic, inc = np.flatnonzero(mask), np.flatnonzero(~mask)
+                vc = pm.MvNormal(f"log_{label}_i", mu=mean[ic], chol=chol, shape=(len(ic), k))
+                zn = pm.Normal(f"z_{label}", 0.0, 1.0, shape=(len(inc), k))
+                values = pt.zeros((n, k))
+                values = pt.set_subtensor(values[ic], vc)
+                values = pt.set_subtensor(values[inc], mean[inc] + pt.dot(zn, chol.T))
             eta_block = values - mean
         else:
             z = pm.Normal(f"z_{label}", 0.0, 1.0, shape=(n, len(block)))
@@ -194,14 +214,36 @@ def _random_effects(
             log_i[b] = means[b]
             continue
         omega = prior_dist(prior, f"omega_{labels[b]}")
-        if b in centered:
+        mask = masks.get(b)
+        if b in centered and _some(mask) and (mask is None or mask.all()):
             values = pm.Normal(f"log_{labels[b]}_i", means[b], omega, dims="patient")
+            pm.Deterministic(f"eta_{labels[b]}", values - means[b], dims="patient")
+            log_i[b] = values
+        elif b in centered and _some(mask):  # centred where the data inform b only
+            ic, inc = np.flatnonzero(mask), np.flatnonzero(~mask)
+            vc = pm.Normal(f"log_{labels[b]}_i", means[b][ic], omega, shape=len(ic))
+            zn = pm.Normal(f"z_{labels[b]}", 0.0, 1.0, shape=len(inc))
+            values = pt.set_subtensor(pt.zeros(n)[ic], vc)
+            values = pt.set_subtensor(values[inc], means[b][inc] + omega * zn)
             pm.Deterministic(f"eta_{labels[b]}", values - means[b], dims="patient")
             log_i[b] = values
         else:
             z = pm.Normal(f"z_{labels[b]}", 0.0, 1.0, dims="patient")
             log_i[b] = means[b] + pm.Deterministic(f"eta_{labels[b]}", omega * z, dims="patient")
     return log_i
+
+
+def _centring_masks(spec: ModelSpec, md: ModelData) -> dict[str, np.ndarray]:
+    """Patients to centre per listed parameter (``sampling.centering = "informed"``), else {}."""
+    if spec.doc.sampling.centering != "informed" or spec.doc.sampling.parameterisation == "fold":
+        return {}
+    from bayes_cart.centring import informed_patients
+    from bayes_cart.initial_values import SIGMA_START, starting_point
+
+    start = starting_point(spec, md)
+    if not start["logs"]:
+        return {}
+    return informed_patients(spec, md, start["logs"], start["omegas"], SIGMA_START)
 
 
 def _fold_block(label: str, block: list[str], mean: Any, chol: Any, n: int) -> Any:
@@ -299,7 +341,8 @@ def build_model(
         # In the "cmax" parameterisation C0's random effect is sampled as the log peak level
         # (below), after the parameters the peak depends on.
         first = [x for x in estimated if not (cmax_mode and x == "C0")]
-        log_values = _random_effects(spec, first, n, labels, means)
+        masks = _centring_masks(spec, md)
+        log_values = _random_effects(spec, first, n, labels, means, masks)
         values: dict[str, Any] = {name: pt.exp(log_values[name]) for name in first}
         for name, p in doc.parameters.items():
             if p.fixed is not None:
@@ -380,6 +423,14 @@ def build_model(
                 dims="obs",
             )
     model.bayes_cart_data = md  # type: ignore[attr-defined]
+    model.bayes_cart_centring = masks  # type: ignore[attr-defined]
+    free = {rv.name for rv in model.free_RVs}
+    subsets = set()
+    for p, mask in masks.items():
+        if not mask.all() and mask.any():
+            labels_p = [p] + ["_".join(b) for b in doc.iiv.blocks if p in b]
+            subsets |= {v for lab in labels_p for v in (f"log_{lab}_i", f"z_{lab}")} & free
+    model.bayes_cart_patient_subsets = subsets  # type: ignore[attr-defined]
     model.bayes_cart_initvals = initial_values(model, spec, md)  # type: ignore[attr-defined]
     return model
 

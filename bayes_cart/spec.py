@@ -157,6 +157,7 @@ class SamplingSpec(_Frozen):
 
     parameterisation: Literal["c0", "cmax", "fold"] = "c0"
     centered: tuple[str, ...] = ()
+    centering: Literal["all", "informed"] = "all"
     center_covariates: bool = False
     centered_group: bool = False
 

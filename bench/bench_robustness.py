@@ -44,7 +44,7 @@ from bayes_cart.example import (
 )
 from bayes_cart.sampling import fit
 from bayes_cart.simulate import PopulationParameters, write_data_csv
-from bayes_cart.spec import load_spec
+from bayes_cart.spec import load_spec, spec_from_dict
 from bayes_cart.summary import population_summary
 
 warnings.filterwarnings("ignore")
@@ -156,7 +156,7 @@ PANEL: tuple[PanelDataset, ...] = (
         (_trial("DLBCL", 40), _trial("DLBCL2", 40, like="DLBCL")),
         seed=7,
         note="every patient has a distribution phase (liu2021 without one: misspecified)",
-        specs=("liu2021",),
+        specs=("liu2021", "liu2021+distribution"),
     ),
     PanelDataset(
         "missing_resp120",
@@ -221,7 +221,16 @@ PANEL: tuple[PanelDataset, ...] = (
 
 
 def _user_spec(spec_name: str, data, population: PopulationParameters):
-    """The spec as a user would write the command: covariates where the truth has them."""
+    """The spec as a user would write the command: covariates where the truth has them.
+
+    ``liu2021+distribution`` is ``liu2021 --distribution "TRIAL in [...all trials...]"``.
+    """
+    if spec_name == "liu2021+distribution":
+        spec = _user_spec("liu2021", data, population)
+        raw = json.loads(spec.text)
+        trials = sorted(data.patients["TRIAL"].dropna().unique())
+        raw["distribution_phase"] = {"enabled_if": f"TRIAL in {trials!r}"}
+        return spec_from_dict(raw)
     spec = load_spec(spec_name)
     if spec_name not in ("liu2021", "liu2021_fixed_t1") or not population.effects:
         return spec

@@ -433,3 +433,45 @@ def test_centred_and_non_centred_random_effects_are_the_same_model(small, spec_n
     np.testing.assert_allclose(
         mn.compile_logp()(pn), mc.compile_logp()(pc) + n * np.log(omega), rtol=1e-10
     )
+
+
+def test_centring_some_patients_only_is_the_same_model(small, monkeypatch):
+    """With alpha and the (beta, T1) block centred for half of the patients and non-centred
+    for the others, the joint density equals the fully centred one plus the Jacobian of the
+    non-centred patients (n log omega_alpha + sum log diag L per patient) at corresponding
+    points."""
+    import bayes_cart.model as model_mod
+
+    n = small.n_patients
+    half = np.arange(n) % 2 == 0
+    raw = json.loads(load_spec("liu2021").text)
+    mc = build_model(small, spec_from_dict(raw))
+    raw["sampling"]["centering"] = "informed"
+    monkeypatch.setattr(
+        model_mod, "_centring_masks", lambda spec, md: {"alpha": half, "beta": half, "T1": half}
+    )
+    mm = build_model(small, spec_from_dict(raw))
+    assert mm["log_alpha_i"].type.shape[0] is None or int(mm["log_alpha_i"].shape.eval()[0]) == half.sum()
+    assert {"z_alpha", "z_beta_T1", "log_alpha_i", "log_beta_T1_i"} <= set(
+        mm.bayes_cart_patient_subsets
+    )
+    rng = np.random.default_rng(8)
+    pc = {k: v + rng.normal(0, 0.1, np.shape(v)) for k, v in mc.initial_point().items()}
+    names = ["eta_alpha", "omega_alpha", "eta_beta", "eta_T1", "omega_beta", "omega_T1",
+             "corr_beta_T1"]
+    fn = mc.compile_fn(
+        mc.replace_rvs_by_values([mc[v] for v in names]),
+        inputs=mc.value_vars, on_unused_input="ignore", point_fn=True,
+    )
+    v = dict(zip(names, fn(pc), strict=True))
+    ob, ot, r = v["omega_beta"], v["omega_T1"], v["corr_beta_T1"]
+    chol = np.linalg.cholesky(np.array([[ob**2, r * ob * ot], [r * ob * ot, ot**2]]))
+    eta_block = np.stack([v["eta_beta"], v["eta_T1"]], axis=1)
+    pm_ = {k: val for k, val in pc.items()}
+    pm_["log_alpha_i"] = pc["log_alpha_i"][half]
+    pm_["z_alpha"] = v["eta_alpha"][~half] / v["omega_alpha"]
+    pm_["log_beta_T1_i"] = pc["log_beta_T1_i"][half]
+    pm_["z_beta_T1"] = np.linalg.solve(chol, eta_block[~half].T).T
+    assert set(pm_) == set(mm.initial_point())
+    jac = (~half).sum() * (np.log(v["omega_alpha"]) + np.log(np.diag(chol)).sum())
+    np.testing.assert_allclose(mm.compile_logp()(pm_), mc.compile_logp()(pc) + jac, rtol=1e-10)
