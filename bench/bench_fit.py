@@ -59,6 +59,7 @@ VARIANTS = {
     ),
     "meta-group-centred": (lambda: _variant({"centered_group": True}), "nutpie", False, 0.9),
     "meta-ta08": (lambda: _variant(), "nutpie", False, 0.8),
+    "meta-ta095": (lambda: _variant(), "nutpie", False, 0.95),
     "meta-lowrank": (lambda: _variant(), "nutpie", True, 0.9),
     "meta-depth6": (lambda: _variant(), "nutpie", False, 0.9, 6),
     "meta-depth5": (lambda: _variant(), "nutpie", False, 0.9, 5),

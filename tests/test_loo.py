@@ -227,6 +227,7 @@ def test_true_model_beats_a_model_without_memory_on_real_fits():
     raw["iiv"]["blocks"] = []
     for p in ("beta", "T1", "alpha", "rM", "deltaM"):
         raw["parameters"][p]["iiv"] = None
+    raw["sampling"] = {"parameterisation": "c0"}  # only C0 has IIV: nothing else to centre
     true = spec_from_dict(dict(raw, name="memory"), source="test: liu2021, IIV on C0")
     wrong = _no_memory_spec(true)
     fits = [
