@@ -24,6 +24,7 @@ import numpy as np
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.likelihood import CensoringIndex, censored_loglik
 from bayes_cart.model_data import ModelData
+from bayes_cart.scales import from_scale, parameter_scale, to_scale
 from bayes_cart.spec import ModelSpec
 
 #: Step of the second difference on the log scale.
@@ -43,7 +44,9 @@ def patient_information(
     sigma: float,
     names: list[str],
 ) -> dict[str, np.ndarray]:
-    """Per-patient information of the data about each log parameter in ``names``.
+    """Per-patient information of the data about each parameter in ``names``, on its scale.
+
+    The scale is log (logit for a logit-normal fraction, :mod:`bayes_cart.scales`).
 
     Parameters
     ----------
@@ -78,7 +81,7 @@ def patient_information(
         elif p.from_data is not None and name in md.from_data:
             base[name] = np.asarray(md.from_data[name], dtype=float)
         elif name in log_values:
-            base[name] = np.exp(np.asarray(log_values[name], dtype=float))
+            base[name] = from_scale(np.asarray(log_values[name], dtype=float), parameter_scale(p))
     if "k" in base or "T0" in base:  # distribution phase only where it applies
         for name in ("k", "T0"):
             if name in base:
@@ -100,8 +103,10 @@ def patient_information(
         if name not in base:
             out[name] = np.full(n, np.nan)
             continue
-        up = dict(base, **{name: base[name] * np.exp(STEP)})
-        down = dict(base, **{name: base[name] * np.exp(-STEP)})
+        scale = parameter_scale(spec.doc.parameters[name])
+        on_scale = to_scale(base[name], scale)
+        up = dict(base, **{name: from_scale(on_scale + STEP, scale)})
+        down = dict(base, **{name: from_scale(on_scale - STEP, scale)})
         info = -(loglik(up) - 2 * centre + loglik(down)) / STEP**2
         out[name] = np.where(np.isfinite(info), np.maximum(info, 0.0), 0.0)
     return out

@@ -33,7 +33,8 @@ def population_variables(idata: az.InferenceData) -> list[str]:
         dims = set(var.dims) - {"chain", "draw"}
         if "patient" in dims or "obs" in dims or "patient_dp" in dims:
             continue
-        if name.startswith(("z_", "log_", "chol_")) or name.endswith(("_i", "__")):
+        helper = name.startswith(("z_", "log_", "logit_", "scaled_", "chol_"))
+        if helper or name.endswith(("_i", "__")):
             continue
         if any(d.startswith("chol_") for d in dims):
             continue

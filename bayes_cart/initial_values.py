@@ -5,7 +5,8 @@ of :mod:`bayes_cart.kinetics.initial_estimates`, mapped onto the model's free va
 only the population-level variables get the sampler's random jitter, so chains still start
 apart where R-hat needs it, while no chain starts with patient-level values the data exclude.
 
-What is set, for each estimated parameter ``p`` with per-patient estimates ``x_i``:
+What is set, for each estimated parameter ``p`` with per-patient estimates ``x_i`` (``log``
+below is the parameter's scale: logit for a logit-normal fraction, :mod:`bayes_cart.scales`):
 
 * the log typical value (``log_<p>`` or ``log_<p>_avg``): the median of ``log x_i``;
 * the IIV SD ``omega_<p>``: the spread of ``log x_i`` (clipped to 0.1-1.5);
@@ -30,6 +31,7 @@ import pymc as pm
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.initial_estimates import read_profiles
 from bayes_cart.model_data import ModelData
+from bayes_cart.scales import parameter_scale, scaled_name, to_scale
 from bayes_cart.spec import ModelSpec
 
 #: Starting residual SD (log scale): a typical qPCR assay's.
@@ -42,15 +44,19 @@ __all__ = ["NUDGE", "SIGMA_START", "initial_values", "patient_level_variables", 
 
 
 def _plausible(spec: ModelSpec, name: str, values: np.ndarray) -> np.ndarray | None:
-    """Log estimates filled and clipped to the prior's plausible range; None without prior."""
+    """Return estimates on the parameter's scale (log or logit), filled and clipped.
+
+    They are clipped to the prior's plausible range; None for a parameter without a prior.
+    """
     p = spec.doc.parameters.get(name)
-    if p is None or p.typical is None or p.typical.dist != "LogNormal":
+    if p is None or p.typical is None or p.typical.dist not in ("LogNormal", "LogitNormal"):
         return None
-    mid, sd = np.log(p.typical.median), p.typical.sigma
+    scale = parameter_scale(p)
+    mid, sd = to_scale(p.typical.median, scale), p.typical.sigma
     iiv = p.iiv.sigma if p.iiv is not None and p.iiv.sigma is not None else 0.0
     half = 3.0 * np.hypot(sd, iiv)
     with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.log(np.asarray(values, dtype=float))
+        logs = to_scale(np.asarray(values, dtype=float), scale)
     logs = np.where(np.isfinite(logs), logs, np.nan)
     fill = np.nanmedian(logs) if np.isfinite(logs).any() else mid
     logs = np.where(np.isfinite(logs), logs, fill)
@@ -122,7 +128,8 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
     init: dict[str, Any] = {}
     for name, x in logs.items():
         typical = float(np.median(x))
-        for var in (f"log_{name}", f"log_{name}_avg"):
+        centred = scaled_name(parameter_scale(spec.doc.parameters[name]), name)
+        for var in (centred, f"{centred}_avg"):
             if var in free:
                 init[var] = np.asarray(typical)
         omega = omegas[name]
@@ -134,8 +141,8 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
         x = np.where(x == typical, typical + NUDGE * omega, x)
         logs[name] = x
         mask = masks.get(name)
-        if f"log_{name}_i" in free:
-            init[f"log_{name}_i"] = x if mask is None else x[mask]
+        if f"{centred}_i" in free:
+            init[f"{centred}_i"] = x if mask is None else x[mask]
         if f"z_{name}" in free:
             z = np.clip((x - typical) / omega, -3.0, 3.0)
             init[f"z_{name}"] = z if mask is None else z[~mask]
@@ -149,6 +156,8 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
         label = "_".join(block)
         if not all(b in logs for b in block):
             continue
+        scales = {parameter_scale(spec.doc.parameters[b]) for b in block}
+        centred = scaled_name(scales.pop() if len(scales) == 1 else "scaled", label)
         mask = masks.get(block[0])
         if f"log_{label}_fold_i" in free:
             init[f"log_{label}_fold_i"] = np.stack(
@@ -161,9 +170,9 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
             k = len(block)
             packed = np.diag([omegas[b] for b in block])[np.tril_indices(k)]
             init[f"chol_{label}"] = packed
-        if f"log_{label}_i" in free:
+        if f"{centred}_i" in free:
             values = np.stack([logs[b] for b in block], axis=1)
-            init[f"log_{label}_i"] = values if mask is None else values[mask]
+            init[f"{centred}_i"] = values if mask is None else values[mask]
         if f"z_{label}" in free:
             z = np.stack(
                 [np.clip((logs[b] - np.median(logs[b])) / omegas[b], -3, 3) for b in block],

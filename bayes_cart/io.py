@@ -42,8 +42,10 @@ _FLOAT32_GROUPS = ("posterior_predictive", "prior_predictive", "log_likelihood")
 
 
 def _is_dropped(name: str) -> bool:
-    # z_* helpers, and log_<p>_i (centred individual values; <p>_i holds the same draws)
-    return name.startswith(_DROP_PREFIXES) or (name.startswith("log_") and name.endswith("_i"))
+    # z_* helpers, and log_<p>_i / logit_<p>_i (centred individual values on the parameter's
+    # scale; <p>_i holds the same draws)
+    scaled = name.startswith(("log_", "logit_", "scaled_")) and name.endswith("_i")
+    return name.startswith(_DROP_PREFIXES) or scaled
 
 
 def _single_precision(ds: xr.Dataset) -> xr.Dataset:

@@ -31,6 +31,7 @@ from bayes_cart.initial_values import initial_values
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.likelihood import CensoringIndex, censored_loglik
 from bayes_cart.model_data import ModelData, prepare_model_data
+from bayes_cart.scales import Scale, from_scale, parameter_scale, scaled_name, to_scale
 from bayes_cart.spec import ModelSpec, PriorSpec
 
 
@@ -44,8 +45,8 @@ def prior_dist(prior: PriorSpec, name: str | None = None, log_scale: bool = Fals
     name : str, optional
         Variable name; ``None`` returns an unnamed ``.dist``.
     log_scale : bool
-        For a ``LogNormal`` prior, create the Normal on the log scale instead (for non-centred
-        typical values).
+        For a ``LogNormal`` (``LogitNormal``) prior, create the Normal on the log (logit)
+        scale instead: the typical value on the scale its variability acts on.
     **kwargs
         Passed to PyMC (``dims``, ``shape``).
     """
@@ -54,6 +55,13 @@ def prior_dist(prior: PriorSpec, name: str | None = None, log_scale: bool = Fals
             (pm.Normal, {"mu": np.log(prior.median), "sigma": prior.sigma})
             if log_scale
             else (pm.LogNormal, {"mu": np.log(prior.median), "sigma": prior.sigma})
+        )
+    elif prior.dist == "LogitNormal":
+        mu = to_scale(prior.median, "logit")
+        cls, args = (
+            (pm.Normal, {"mu": mu, "sigma": prior.sigma})
+            if log_scale
+            else (pm.LogitNormal, {"mu": mu, "sigma": prior.sigma})
         )
     elif prior.dist == "Normal":
         cls, args = pm.Normal, {"mu": prior.mu, "sigma": prior.sigma}
@@ -80,21 +88,26 @@ def _log_mean(
     label: str,
     typical: PriorSpec,
 ) -> Any:
-    """Log population mean of one parameter per patient: typical + covariates + group."""
+    """Return the population mean per patient on the parameter's scale (typical, covariates, group).
+
+    The scale is log for a log-normal parameter and logit for a logit-normal one
+    (:mod:`bayes_cart.scales`); the typical value is ``log_<p>`` or ``logit_<p>``.
+    """
     doc = spec.doc
+    scale = parameter_scale(doc.parameters[name])
     X = md.design.matrices.get(name)
     if X is not None and X.shape[1] > 0:
         b = prior_dist(doc.covariates.prior, f"b_{label}", dims=f"{name}_effect")
         Xv = X.to_numpy(dtype=float)
         if doc.sampling.center_covariates:
-            log_pop = _centred_typical(typical, label, Xv.mean(axis=0), b)
+            log_pop = _centred_typical(typical, label, Xv.mean(axis=0), b, scale)
         else:
-            log_pop = prior_dist(typical, f"log_{label}", log_scale=True)
+            log_pop = prior_dist(typical, scaled_name(scale, label), log_scale=True)
         log_mu = log_pop + pt.dot(pt.as_tensor_variable(Xv), b)
     else:
-        log_pop = prior_dist(typical, f"log_{label}", log_scale=True)
+        log_pop = prior_dist(typical, scaled_name(scale, label), log_scale=True)
         log_mu = log_pop * pt.ones(n_patients)
-    pm.Deterministic(label, pt.exp(log_pop))
+    pm.Deterministic(label, from_scale(log_pop, scale, xp=pt))
     if doc.group.mode == "random" and name in doc.group.parameters:
         gdim = (md.group_column or "group").lower()
         omega_g = prior_dist(doc.group.prior, f"omega_{gdim}_{label}")
@@ -107,7 +120,9 @@ def _log_mean(
     return log_mu
 
 
-def _centred_typical(typical: PriorSpec, label: str, x_mean: np.ndarray, b: Any) -> Any:
+def _centred_typical(
+    typical: PriorSpec, label: str, x_mean: np.ndarray, b: Any, scale: Scale = "log"
+) -> Any:
     """Log typical value (reference levels) sampled through the average patient's log value.
 
     With treatment coding the reference-level intercept is strongly correlated with every
@@ -116,10 +131,12 @@ def _centred_typical(typical: PriorSpec, label: str, x_mean: np.ndarray, b: Any)
     typical value of a patient with the average design row, given the prior
     ``Normal(log median + mean(X) b, sigma)`` so that ``log_<p> = log_<p>_avg - mean(X) b``
     keeps exactly its spec prior (a shear given ``b``, Jacobian 1). The model is unchanged.
+    A logit-normal parameter does the same on the logit scale (``logit_<p>_avg``).
     """
     shift = pt.dot(pt.as_tensor_variable(x_mean), b)
-    avg = pm.Normal(f"log_{label}_avg", np.log(typical.median) + shift, typical.sigma)
-    return pm.Deterministic(f"log_{label}", avg - shift)
+    name = scaled_name(scale, label)
+    avg = pm.Normal(f"{name}_avg", to_scale(typical.median, scale) + shift, typical.sigma)
+    return pm.Deterministic(name, avg - shift)
 
 
 def _some(mask: np.ndarray | None) -> bool:
@@ -135,7 +152,11 @@ def _random_effects(
     means: dict[str, Any],
     masks: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Individual log parameters ``mean + eta``: independent etas and LKJ-correlated blocks.
+    """Individual parameters ``mean + eta`` on their scales: independent etas and LKJ blocks.
+
+    A centred variable is named by its scale: ``log_<p>_i`` (log-normal) or ``logit_<p>_i``
+    (logit-normal); a centred block ``log_<p>_<q>_i`` (``logit_`` if all its parameters are
+    logit-normal, ``scaled_`` if the scales are mixed).
 
     Each parameter (or block) is centred (``log p_i ~ Normal(mean_i, omega)``) when listed in
     ``sampling.centered`` and non-centred (``eta = omega z``, ``z ~ Normal(0, 1)``) otherwise:
@@ -163,6 +184,7 @@ def _random_effects(
                 )
             sig.append(prior.sigma)
         label = "_".join(labels[b] for b in block)
+        prefix = scaled_name(_block_scale(spec, block), label)
         k = len(block)
         chol, corr, stds = pm.LKJCholeskyCov(
             f"chol_{label}",
@@ -182,10 +204,10 @@ def _random_effects(
         elif all(b in centered for b in block) and _some(masks.get(block[0])):
             mask = masks.get(block[0])
             if mask is None or mask.all():
-                values = pm.MvNormal(f"log_{label}_i", mu=mean, chol=chol, shape=(n, len(block)))
+                values = pm.MvNormal(f"{prefix}_i", mu=mean, chol=chol, shape=(n, len(block)))
             else:  # centred where the data inform the block, non-centred elsewhere
                 ic, inc = np.flatnonzero(mask), np.flatnonzero(~mask)
-                vc = pm.MvNormal(f"log_{label}_i", mu=mean[ic], chol=chol, shape=(len(ic), k))
+                vc = pm.MvNormal(f"{prefix}_i", mu=mean[ic], chol=chol, shape=(len(ic), k))
                 zn = pm.Normal(f"z_{label}", 0.0, 1.0, shape=(len(inc), k))
                 values = pt.zeros((n, k))
                 values = pt.set_subtensor(values[ic], vc)
@@ -215,13 +237,14 @@ def _random_effects(
             continue
         omega = prior_dist(prior, f"omega_{labels[b]}")
         mask = masks.get(b)
+        centred_name = scaled_name(parameter_scale(doc.parameters[b]), f"{labels[b]}_i")
         if b in centered and _some(mask) and (mask is None or mask.all()):
-            values = pm.Normal(f"log_{labels[b]}_i", means[b], omega, dims="patient")
+            values = pm.Normal(centred_name, means[b], omega, dims="patient")
             pm.Deterministic(f"eta_{labels[b]}", values - means[b], dims="patient")
             log_i[b] = values
         elif b in centered and _some(mask):  # centred where the data inform b only
             ic, inc = np.flatnonzero(mask), np.flatnonzero(~mask)
-            vc = pm.Normal(f"log_{labels[b]}_i", means[b][ic], omega, shape=len(ic))
+            vc = pm.Normal(centred_name, means[b][ic], omega, shape=len(ic))
             zn = pm.Normal(f"z_{labels[b]}", 0.0, 1.0, shape=len(inc))
             values = pt.set_subtensor(pt.zeros(n)[ic], vc)
             values = pt.set_subtensor(values[inc], means[b][inc] + omega * zn)
@@ -231,6 +254,12 @@ def _random_effects(
             z = pm.Normal(f"z_{labels[b]}", 0.0, 1.0, dims="patient")
             log_i[b] = means[b] + pm.Deterministic(f"eta_{labels[b]}", omega * z, dims="patient")
     return log_i
+
+
+def _block_scale(spec: ModelSpec, block: list[str]) -> str:
+    """Scale word of a correlated block's variable: the common scale, or ``scaled`` if mixed."""
+    scales = {parameter_scale(spec.doc.parameters[b]) for b in block}
+    return scales.pop() if len(scales) == 1 else "scaled"
 
 
 def _centring_masks(spec: ModelSpec, md: ModelData) -> dict[str, np.ndarray]:
@@ -343,7 +372,10 @@ def build_model(
         first = [x for x in estimated if not (cmax_mode and x == "C0")]
         masks = _centring_masks(spec, md)
         log_values = _random_effects(spec, first, n, labels, means, masks)
-        values: dict[str, Any] = {name: pt.exp(log_values[name]) for name in first}
+        values: dict[str, Any] = {
+            name: from_scale(log_values[name], parameter_scale(doc.parameters[name]), xp=pt)
+            for name in first
+        }
         for name, p in doc.parameters.items():
             if p.fixed is not None:
                 values[name] = pt.as_tensor_variable(np.full(n, p.fixed))
@@ -363,7 +395,12 @@ def build_model(
             log_pop = prior_dist(p.typical, f"log_{name}", log_scale=True)
             pm.Deterministic(name, pt.exp(log_pop))
             log_dp = log_pop * pt.ones(len(dp_idx))
-            if p.iiv is not None:
+            if p.iiv is not None and name in doc.sampling.centered:
+                omega = prior_dist(p.iiv, f"omega_{name}")
+                centred = pm.Normal(f"log_{name}_i", log_dp, omega, dims="patient_dp")
+                pm.Deterministic(f"eta_{name}", centred - log_dp, dims="patient_dp")
+                log_dp = centred
+            elif p.iiv is not None:
                 omega = prior_dist(p.iiv, f"omega_{name}")
                 z = pm.Normal(f"z_{name}", 0.0, 1.0, dims="patient_dp")
                 log_dp = log_dp + pm.Deterministic(f"eta_{name}", omega * z, dims="patient_dp")
@@ -429,7 +466,8 @@ def build_model(
     for p, mask in masks.items():
         if not mask.all() and mask.any():
             labels_p = [p] + ["_".join(b) for b in doc.iiv.blocks if p in b]
-            subsets |= {v for lab in labels_p for v in (f"log_{lab}_i", f"z_{lab}")} & free
+            centred = {f"{w}_{lab}_i" for lab in labels_p for w in ("log", "logit", "scaled")}
+            subsets |= (centred | {f"z_{lab}" for lab in labels_p}) & free
     model.bayes_cart_patient_subsets = subsets  # type: ignore[attr-defined]
     model.bayes_cart_initvals = initial_values(model, spec, md)  # type: ignore[attr-defined]
     return model

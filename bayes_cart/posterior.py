@@ -16,6 +16,7 @@ import xarray as xr
 
 from bayes_cart.covariates import build_covariate_design
 from bayes_cart.kinetics import get_kinetics
+from bayes_cart.scales import from_scale, parameter_scale, scaled_name
 from bayes_cart.spec import evaluate_subset
 
 Array = Any
@@ -167,7 +168,9 @@ def population_parameters(
     log_values: dict[str, np.ndarray] = {}
     for p in estimated:
         lab = labels[p]
-        log_mu = np.repeat(np.asarray(_stack(post[f"log_{lab}"]))[sel][:, None], n, axis=1)
+        scale = parameter_scale(doc.parameters[p])
+        typical = np.asarray(_stack(post[scaled_name(scale, lab)]))[sel]
+        log_mu = np.repeat(typical[:, None], n, axis=1)
         cols = design.effect_names(p)
         if cols:
             b = np.asarray(_stack(post[f"b_{lab}"]))[sel]  # (s, effects)
@@ -198,7 +201,7 @@ def population_parameters(
         for j, p in enumerate(names):
             log_values[p] = log_values[p] + eta[:, :, j]
 
-    values = {p: np.exp(v) for p, v in log_values.items()}
+    values = {p: from_scale(v, parameter_scale(doc.parameters[p])) for p, v in log_values.items()}
     # distribution phase
     mask = np.zeros(n, dtype=bool)
     if doc.distribution_phase.enabled_if:

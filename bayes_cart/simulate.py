@@ -12,7 +12,8 @@ the same name sets them per patient. Curves come from the registered kinetic mod
 Observations follow a log-normal proportional error, ``log DV = log IPRED + sigma eps``,
 and values below the LLOQ are reported as ``DV = LLOQ, CENS = 1``.
 
-Covariate effects act on the log scale:
+Parameters listed in ``logit`` (fractions such as Stein's ``FB``) are logit-normal instead:
+the same sum on the logit scale. Covariate effects act on the log (logit) scale:
 
 * categorical: ``{"RESPONSE": {"CR/PR": 0.30}}`` adds 0.30 for that level; levels not listed
   (the reference) add 0;
@@ -36,6 +37,7 @@ import pandas as pd
 
 from bayes_cart.errors import DataError, DataWarning, Problem, SpecError
 from bayes_cart.kinetics import get_kinetics, liu_log_cmax
+from bayes_cart.scales import from_scale, to_scale
 
 __all__ = [
     "PopulationParameters",
@@ -120,6 +122,10 @@ class PopulationParameters:
         (``deltaE = 0.435 /month``).
     kinetics : str
         Registered kinetic model name.
+    logit : tuple of str
+        Parameters in ``typical`` that are fractions in (0, 1) varying logit-normally
+        (Stein's ``FB``): their IIV, covariate effects and group deviations act on the logit
+        scale, ``logit p_i = logit p_typical + ...`` (:mod:`bayes_cart.scales`).
 
     Examples
     --------
@@ -139,8 +145,10 @@ class PopulationParameters:
     sigma: float = 0.5
     fixed: Mapping[str, float] = field(default_factory=dict)
     kinetics: str = "liu2021"
+    logit: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "logit", tuple(self.logit))
         corr, problems = _normalise_correlation(self.correlation)
         object.__setattr__(self, "correlation", corr)
         object.__setattr__(self, "typical", {k: float(v) for k, v in self.typical.items()})
@@ -174,8 +182,13 @@ class PopulationParameters:
         ]
         if missing:
             problems.append(f"typical: missing value(s) for {missing}")
+        for p in self.logit:
+            if p not in self.typical:
+                problems.append(f"logit: {p!r} is not in typical (only typical values vary)")
         for p, v in self.typical.items():
-            if not (np.isfinite(v) and v > 0):
+            if p in self.logit and not (np.isfinite(v) and 0 < v < 1):
+                problems.append(f"typical.{p}: {v} must be in (0, 1) (logit-normal parameter)")
+            elif not (np.isfinite(v) and v > 0):
                 problems.append(f"typical.{p}: {v} must be > 0 (log-normal parameter)")
         for p, v in self.omega.items():
             if p not in self.typical:
@@ -254,6 +267,7 @@ class PopulationParameters:
             "group_effects": {g: dict(s) for g, s in self.group_effects.items()},
             "sigma": self.sigma,
             "fixed": dict(self.fixed),
+            "logit": list(self.logit),
         }
 
     @classmethod
@@ -268,6 +282,7 @@ class PopulationParameters:
             "group_effects",
             "sigma",
             "fixed",
+            "logit",
         }
         unknown = sorted(set(raw) - allowed)
         if unknown:
@@ -590,7 +605,11 @@ def simulate_patients(
             shift[p] = shift[p] + _covariate_shift(first[cov_name], spec)
     for j, p in enumerate(names):
         shift[p] = shift[p] + eta[:, j]
-    theta = {p: v * np.exp(shift[p]) for p, v in population.typical.items()}
+    scale = {p: "logit" if p in population.logit else "log" for p in population.typical}
+    theta = {
+        p: from_scale(to_scale(v, scale[p]) + shift[p], scale[p])
+        for p, v in population.typical.items()
+    }
     theta.update({p: np.full(n, v) for p, v in population.fixed.items()})
     theta = model.with_defaults(theta)
     theta = {p: np.broadcast_to(np.asarray(v, dtype=float), (n,)).copy() for p, v in theta.items()}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -36,7 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bayes_cart.errors import SpecError
 from bayes_cart.kinetics import get_kinetics
 
-PriorName = Literal["LogNormal", "Normal", "HalfNormal", "HalfStudentT", "Exponential", "Uniform"]
+PriorName = Literal[
+    "LogNormal", "LogitNormal", "Normal", "HalfNormal", "HalfStudentT", "Exponential", "Uniform"
+]
 
 #: Functions allowed inside covariate formulas (evaluated by formulaic on the patient table).
 FORMULA_FUNCTIONS = ("log", "log10", "log2", "exp", "sqrt", "center", "scale", "C")
@@ -52,7 +55,9 @@ class _Frozen(BaseModel):
 class PriorSpec(_Frozen):
     """A prior distribution, named and parameterised in plain terms.
 
-    ``LogNormal`` takes ``median`` (natural scale) and ``sigma`` (log scale); ``Normal`` takes
+    ``LogNormal`` takes ``median`` (natural scale) and ``sigma`` (log scale); ``LogitNormal``
+    (a fraction in (0, 1), see :mod:`bayes_cart.scales`) ``median`` (natural scale) and
+    ``sigma`` (logit scale); ``Normal`` takes
     ``mu`` and ``sigma``; ``HalfNormal`` ``sigma``; ``HalfStudentT`` ``nu`` and ``sigma``;
     ``Exponential`` ``lam``; ``Uniform`` ``lower`` and ``upper``.
     """
@@ -70,6 +75,7 @@ class PriorSpec(_Frozen):
         """Names of the arguments this distribution needs."""
         return {
             "LogNormal": ("median", "sigma"),
+            "LogitNormal": ("median", "sigma"),
             "Normal": ("mu", "sigma"),
             "HalfNormal": ("sigma",),
             "HalfStudentT": ("nu", "sigma"),
@@ -449,10 +455,33 @@ def _semantic_problems(doc: _SpecDocument) -> list[str]:
                 missing = [a for a in prior.required() if getattr(prior, a) is None]
                 if missing:
                     problems.append(f"{key}.{sub}: {prior.dist} needs {missing}")
-                if sub == "typical" and prior.dist not in ("LogNormal",):
-                    problems.append(f"{key}.typical: typical values are positive; use LogNormal")
+                if sub == "typical" and prior.dist not in ("LogNormal", "LogitNormal"):
+                    problems.append(
+                        f"{key}.typical: typical values are positive; use LogNormal "
+                        "(or LogitNormal for a fraction in (0, 1))"
+                    )
+                if sub == "typical" and prior.median is not None:
+                    positive = prior.median > 0 and math.isfinite(prior.median)
+                    if prior.dist == "LogNormal" and not positive:
+                        problems.append(
+                            f"{key}.typical: a LogNormal median must be positive and finite "
+                            f"(got {prior.median:g})"
+                        )
+                    if prior.dist == "LogitNormal" and not 0 < prior.median < 1:
+                        problems.append(
+                            f"{key}.typical: a LogitNormal median is a fraction in (0, 1) "
+                            f"(got {prior.median:g})"
+                        )
                 if sub == "iiv" and prior.dist not in ("HalfNormal", "HalfStudentT", "Exponential"):
                     problems.append(f"{key}.iiv: an IIV SD needs a positive prior (HalfNormal...)")
+        if p.typical is not None and p.typical.dist == "LogitNormal":
+            if p.distribution_phase_only:
+                problems.append(f"{key}.typical: k and T0 are rates; use LogNormal")
+            if name in ("C0", "beta", "T1") and doc.sampling.parameterisation != "c0":
+                problems.append(
+                    f"{key}.typical: the '{doc.sampling.parameterisation}' coordinates need "
+                    f"{name} log-normal; use LogNormal or sampling.parameterisation = 'c0'"
+                )
         if p.distribution_phase_only and name not in ("k", "T0"):
             problems.append(f"{key}.distribution_phase_only: only k and T0 belong to that phase")
     required = set(kin.parameters) - set(kin.defaults)

@@ -5,9 +5,11 @@ One row per population quantity, named as a pharmacometrician expects:
 * typical values by the paper's names (``beta``, ``T1``, ``alpha``, ``rM``, ``deltaM``, ``C0``,
   ``k``, ``T0``; for ``stein2019`` Stein's ``Cmax``, ``Tmax``...) on the natural scale, per day
   (rates) or days (times), for the reference covariate levels;
-* IIV SDs ``omega_<param>`` (log scale), correlations ``corr_<p>_<q>``;
+* IIV SDs ``omega_<param>`` (log scale; logit scale for a logit-normal fraction such as
+  Stein's ``FB``), correlations ``corr_<p>_<q>``;
 * residual ``sigma`` (log scale);
-* covariate effects on the log scale ``<param>:<term>``, e.g. ``beta:RESPONSE[CR/PR]``;
+* covariate effects on the log scale ``<param>:<term>``, e.g. ``beta:RESPONSE[CR/PR]`` (on
+  the logit scale, i.e. log odds ratios, for a logit-normal parameter);
 * trial-level SDs ``omega_<group>_<param>``.
 
 Columns: ``parameter, mean, sd, q5, q50, q95, r_hat, ess_bulk, ess_tail``.

@@ -11,6 +11,8 @@ several sessions.
     python bench/bench_robustness.py                    # everything, into bench/results/robustness
     python bench/bench_robustness.py --only sparse60_3trials --specs liu2021
     python bench/bench_robustness.py --table                                # print the table
+    python bench/bench_robustness.py --only dropout150 --specs stein2019 \
+        --patch '{"sampling": {"centering": "informed"}}' --tag informed     # a variant
 
 Per fit: gate pass (R-hat <= 1.01, bulk ESS >= 400, 0 divergences), max R-hat, min bulk ESS,
 divergences, mean leapfrog steps per draw, gradients per effective sample (all leapfrog steps
@@ -272,14 +274,31 @@ def _stats(f) -> dict[str, Any]:
     }
 
 
-def run_one(ds: PanelDataset, spec_name: str, out: Path, **fit_kw: Any) -> dict[str, Any]:
-    """Simulate, fit and record one (dataset, spec) pair."""
+def _patched(spec, patch: dict[str, Any]):
+    """The spec with the tables of ``patch`` merged in (one level deep), for a variant run."""
+    if not patch:
+        return spec
+    raw = json.loads(spec.text)
+    for key, value in patch.items():
+        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+    return spec_from_dict(raw)
+
+
+def run_one(
+    ds: PanelDataset,
+    spec_name: str,
+    out: Path,
+    patch: dict[str, Any] | None = None,
+    tag: str = "",
+    **fit_kw: Any,
+) -> dict[str, Any]:
+    """Simulate, fit and record one (dataset, spec) pair (``patch``: a variant of the spec)."""
     sim = ds.simulate()
     csv = out / "data" / f"{ds.name}.csv"
     csv.parent.mkdir(parents=True, exist_ok=True)
     write_data_csv(sim.data, csv)
     data = load_dataset(csv)
-    spec = _user_spec(spec_name, data, ds.population)
+    spec = _patched(_user_spec(spec_name, data, ds.population), patch or {})
     t0 = time.perf_counter()
     f = fit(data, spec, random_seed=1, prior_draws=0, predictive=False, **fit_kw)
     wall = time.perf_counter() - t0
@@ -294,7 +313,8 @@ def run_one(ds: PanelDataset, spec_name: str, out: Path, **fit_kw: Any) -> dict[
     cens = data.observations["CENS"].to_numpy() if "CENS" in data.observations else None
     return {
         "dataset": ds.name,
-        "spec": spec_name,
+        "spec": spec_name + (f" [{tag}]" if tag else ""),
+        "patch": patch or {},
         "note": ds.note,
         "n_patients": int(data.n_patients),
         "n_trials": len(ds.trials),
@@ -350,12 +370,23 @@ def main() -> None:
     ap.add_argument("--rerun", action="store_true", help="refit pairs already done")
     ap.add_argument("--table", action="store_true", help="print the table of results and exit")
     ap.add_argument("--list", action="store_true", help="list the panel and exit")
+    ap.add_argument(
+        "--patch",
+        default="",
+        help='a variant of each spec, as JSON tables merged in, e.g. \'{"sampling": '
+        '{"centering": "informed"}}\'; needs --tag',
+    )
+    ap.add_argument("--tag", default="", help="name of the variant (in file names and table)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.table:
         print(_table(out))
         return
+    patch = json.loads(args.patch) if args.patch else {}
+    if patch and not args.tag:
+        ap.error("--patch needs --tag")
+    suffix = f"__{args.tag}" if args.tag else ""
     only = set(filter(None, args.only.split(",")))
     specs = set(filter(None, args.specs.split(",")))
     print(f"# robustness panel, {platform.processor() or platform.machine()}, {time.ctime()}")
@@ -368,11 +399,20 @@ def main() -> None:
         for spec_name in ds.specs:
             if specs and spec_name not in specs:
                 continue
-            path = out / f"{ds.name}__{spec_name}.json"
+            path = out / f"{ds.name}__{spec_name}{suffix}.json"
             if path.exists() and not args.rerun:
                 print(f"{path.name}: done, skipped")
                 continue
-            r = run_one(ds, spec_name, out, chains=args.chains, tune=args.tune, draws=args.draws)
+            r = run_one(
+                ds,
+                spec_name,
+                out,
+                patch,
+                args.tag,
+                chains=args.chains,
+                tune=args.tune,
+                draws=args.draws,
+            )
             path.write_text(json.dumps(r, indent=1))
             print(
                 f"{ds.name} / {spec_name}: pass={r['passed']} rhat={r['max_rhat']:.3f} "

@@ -484,3 +484,106 @@ def test_centring_some_patients_only_is_the_same_model(small, monkeypatch):
     assert set(pm_) == set(mm.initial_point())
     jac = (~half).sum() * (np.log(v["omega_alpha"]) + np.log(np.diag(chol)).sum())
     np.testing.assert_allclose(mm.compile_logp()(pm_), mc.compile_logp()(pc) + jac, rtol=1e-10)
+
+
+def test_logit_normal_fraction_is_exact_and_stays_below_one(small):
+    """Stein's FB is logit-normal: FB_i = expit(logit FB + omega z_i), its typical prior is
+    Normal on the logit scale, and even a random effect of +8 SD leaves FB_i < 1 with a finite
+    joint density and the likelihood equal to the numpy closed form at those FB_i."""
+    from scipy.special import expit, logit
+    from scipy.stats import norm
+
+    spec = load_spec("stein2019")
+    assert spec.doc.parameters["FB"].typical.dist == "LogitNormal"
+    model = build_model(small, spec)
+    assert "logit_FB" in model.named_vars and "log_FB" not in model.named_vars
+    md = model.bayes_cart_data
+    rng = np.random.default_rng(11)
+    point = {k: v + rng.normal(0, 0.1, np.shape(v)) for k, v in model.initial_point().items()}
+    point["z_FB"] = np.full_like(point["z_FB"], 8.0)
+    names = ["Cmax_i", "Tmax_i", "foldx_i", "alpha_i", "beta_i", "FB_i", "sigma", "omega_FB"]
+    values = dict(
+        zip(
+            names,
+            model.compile_fn(
+                model.replace_rvs_by_values([model[n] for n in names]),
+                inputs=model.value_vars,
+                on_unused_input="ignore",
+                point_fn=True,
+            )(point),
+            strict=True,
+        )
+    )
+    expected = expit(point["logit_FB"] + values["omega_FB"] * point["z_FB"])
+    np.testing.assert_allclose(values["FB_i"], expected, rtol=1e-12)
+    assert np.all(values["FB_i"] < 1.0) and np.all(values["FB_i"] > 0.0)
+    assert np.isfinite(model.compile_logp()(point))
+    prior = model.compile_fn(
+        model.logp(vars=[model["logit_FB"]], sum=True),
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )(point)
+    assert np.isclose(prior, norm.logpdf(point["logit_FB"], logit(0.0079), 1.5), rtol=1e-7)
+    idx = md.patient_index
+    params = {n[:-2]: values[n][idx] for n in names if n.endswith("_i")}
+    mu = get_kinetics("stein2019").solve(md.time, params)["log_total"]
+    ll = censored_loglik(
+        md.log_dv,
+        mu,
+        values["sigma"],
+        CensoringIndex.from_arrays(md.cens, md.log_limit),
+        md.log_limit,
+    )
+    graph = model.compile_fn(
+        model.logp(vars=[model["log_dv"]], sum=True),
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )(point)
+    assert np.isclose(graph, ll.sum(), rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"FB": {"typical": {"dist": "LogitNormal", "median": 1.5, "sigma": 1.0}}}, "(0, 1)"),
+        ({"FB": {"typical": {"dist": "LogNormal", "median": -0.1, "sigma": 1.0}}}, "positive"),
+        ({"alpha": {"typical": {"dist": "Normal", "mu": 0.0, "sigma": 1.0}}}, "LogitNormal"),
+    ],
+)
+def test_impossible_typical_priors_are_spec_errors(change, message):
+    raw = json.loads(load_spec("stein2019").text)
+    for name, value in change.items():
+        raw["parameters"][name] = {**raw["parameters"][name], **value}
+    with pytest.raises(SpecError, match=rf"parameters\.{next(iter(change))}\.typical") as err:
+        spec_from_dict(raw)
+    assert message in str(err.value)
+
+
+def test_centred_distribution_phase_is_the_same_model(small):
+    """k and T0 listed in ``sampling.centered`` are sampled as log k_i per distribution
+    patient: the joint density equals the non-centred one minus the Jacobian n_dp log(omega)."""
+    raw = json.loads(load_spec("liu2021").text)
+    raw["distribution_phase"] = {"enabled_if": "TRIAL == 'DLBCL'"}
+    mn = build_model(small, spec_from_dict(raw))
+    raw["sampling"]["centered"] = [*raw["sampling"]["centered"], "k"]
+    mc = build_model(small, spec_from_dict(raw))
+    assert "log_k_i" in mc.named_vars and "z_k" not in mc.named_vars
+    rng = np.random.default_rng(8)
+    pn = {k: v + rng.normal(0, 0.1, np.shape(v)) for k, v in mn.initial_point().items()}
+    fn = mn.compile_fn(
+        mn.replace_rvs_by_values([mn["eta_k"], mn["log_k"], mn["omega_k"]]),
+        inputs=mn.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )
+    eta, log_k, omega = fn(pn)
+    pc = {k: v for k, v in pn.items() if k != "z_k"}
+    pc["log_k_i"] = log_k + eta
+    assert set(pc) == set(mc.initial_point())
+    n_dp = len(eta)
+    assert n_dp > 0
+    np.testing.assert_allclose(
+        mn.compile_logp()(pn), mc.compile_logp()(pc) + n_dp * np.log(omega), rtol=1e-10
+    )

@@ -56,6 +56,36 @@ def test_log_parameters_match_typical_omega_and_correlation():
     assert np.allclose(np.log(truth["beta"] / 0.4), truth["eta_beta"])
 
 
+def test_logit_normal_fraction_stays_in_unit_interval_with_its_typical_and_omega():
+    """A parameter listed in ``logit`` varies on the logit scale: every FB_i is in (0, 1),
+    logit FB_i has the typical value's logit as mean and omega as SD, and its covariate
+    effect is a log odds ratio; the list survives a round trip through to_dict."""
+    from scipy.special import logit
+
+    n = 4000
+    pop = PopulationParameters(
+        kinetics="stein2019",
+        typical={"Cmax": 2e4, "Tmax": 9.0, "foldx": 1e3, "alpha": 0.16, "beta": 0.003, "FB": 0.3},
+        omega={"FB": 1.5},
+        effects={"FB": {"RESPONSE": {"CR/PR": 0.7}}},
+        logit=("FB",),
+        sigma=0.5,
+    )
+    cov = pd.DataFrame({"RESPONSE": np.where(np.arange(n) % 2 == 0, "CR/PR", "PD/NR")})
+    sim = simulate_patients(make_design(n, [7.0, 30.0], covariates=cov), pop, random_seed=3)
+    fb = sim.truth["FB"].to_numpy()
+    assert np.all((fb > 0) & (fb < 1))
+    resp = sim.truth["RESPONSE"].to_numpy() == "CR/PR"
+    ref = logit(fb[~resp])
+    assert abs(ref.mean() - logit(0.3)) < 4 * 1.5 / np.sqrt(ref.size)
+    assert abs(ref.std(ddof=1) - 1.5) < 4 * 1.5 / np.sqrt(2 * ref.size)
+    shift = logit(fb[resp]).mean() - ref.mean()
+    assert abs(shift - 0.7) < 4 * 1.5 * np.sqrt(2 / (n / 2))
+    assert PopulationParameters.from_dict(pop.to_dict()).logit == ("FB",)
+    with pytest.raises(SpecError, match=r"typical\.FB.*\(0, 1\)"):
+        PopulationParameters(**{**pop.to_dict(), "typical": {**pop.typical, "FB": 1.2}})
+
+
 def test_residual_error_sd_on_log_scale():
     sim = simulate_patients(make_design(3000, [3.0, 40.0]), population(), random_seed=5)
     resid = sim.states["log_dv"] - sim.states["log_ipred"]
