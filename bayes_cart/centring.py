@@ -13,6 +13,15 @@ about ``log p_i`` is estimated by a central second difference of the closed-form
 centred for ``p`` when that information exceeds the prior's, ``1 / omega_p^2``, i.e. when the
 data determine ``log p_i`` better than the population does. For a correlated block, a patient
 is centred when the data inform every parameter of the block.
+
+``sampling.centering = "partial"`` goes one step further, after Papaspiliopoulos, Roberts and
+Skold (2007) and Gorinova, Moore and Hoffman (2020): each independent random effect is sampled
+*partially* centred, ``log p~_i ~ Normal(w_i mu_i, omega^w_i)`` with
+``log p_i = mu_i + omega^(1 - w_i) (log p~_i - w_i mu_i)`` (exactly the model's
+``Normal(mu_i, omega)``), with a weight per patient ``w_i = I_i / (I_i + 1 / omega^2)``: the
+share of the patient's posterior precision that comes from its own data. ``w = 1`` is the
+centred form, ``w = 0`` the non-centred one; for a normal likelihood this weight makes the
+sampled coordinate independent of the population mean a priori and a posteriori.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from bayes_cart.spec import ModelSpec
 #: Step of the second difference on the log scale.
 STEP = 0.05
 
-__all__ = ["STEP", "informed_patients", "patient_information"]
+__all__ = ["STEP", "informed_patients", "partial_centring_weights", "patient_information"]
 
 
 def _patient_sum(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
@@ -134,3 +143,24 @@ def informed_patients(
             for b in block:
                 masks[b] = both
     return masks
+
+
+def partial_centring_weights(
+    spec: ModelSpec,
+    md: ModelData,
+    log_values: Mapping[str, np.ndarray],
+    omegas: Mapping[str, float],
+    sigma: float,
+    names: list[str],
+) -> dict[str, np.ndarray]:
+    """``{parameter: weight per patient in [0, 1]}`` of the partially centred coordinates.
+
+    ``w_i = I_i omega^2 / (1 + I_i omega^2)`` with ``I_i`` the information of patient i's data
+    about ``log p_i`` (:func:`patient_information`) and ``omega`` the starting IIV SD.
+    """
+    info = patient_information(spec, md, log_values, sigma, names)
+    out = {}
+    for p in names:
+        x = np.nan_to_num(info[p], nan=0.0) * omegas[p] ** 2
+        out[p] = np.clip(x / (1.0 + x), 0.0, 1.0)
+    return out

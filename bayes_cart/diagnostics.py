@@ -33,7 +33,7 @@ def population_variables(idata: az.InferenceData) -> list[str]:
         dims = set(var.dims) - {"chain", "draw"}
         if "patient" in dims or "obs" in dims or "patient_dp" in dims:
             continue
-        helper = name.startswith(("z_", "log_", "logit_", "scaled_", "chol_"))
+        helper = name.startswith(("z_", "pc_", "log_", "logit_", "scaled_", "chol_"))
         if helper or name.endswith(("_i", "__")):
             continue
         if any(d.startswith("chol_") for d in dims):
@@ -202,6 +202,14 @@ class Diagnostics:
         Chains still stuck at the end (:func:`stuck_chains`); the gate fails on any.
     restarted_chains : list of dict
         Chains that were stuck and sampled again (filled by :func:`bayes_cart.sampling.fit`).
+    extended_chains : int
+        Chains added because the first ones mixed too slowly for the gate's R-hat or ESS
+        (:func:`needs_more_draws`; filled by :func:`bayes_cart.sampling.fit`): the fit is
+        slow, its extra cost counted in ``gradients_per_ess``.
+    retried : dict
+        Empty, or ``divergences`` (of a first run that was discarded), ``target_accept`` (of
+        the run kept) and ``divergences_after`` when divergences made
+        :func:`bayes_cart.sampling.fit` sample again with smaller steps.
     passed : bool
         Whether every check passed.
     advice : list of str
@@ -218,6 +226,8 @@ class Diagnostics:
     gradients_per_ess: float = float("nan")
     stuck_chains: list[dict[str, Any]] = field(default_factory=list)
     restarted_chains: list[dict[str, Any]] = field(default_factory=list)
+    extended_chains: int = 0
+    retried: dict[str, Any] = field(default_factory=dict)
     worst: dict[str, str] = field(default_factory=dict)
     passed: bool = True
     advice: list[str] = field(default_factory=list)
@@ -225,6 +235,46 @@ class Diagnostics:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for diagnostics.json)."""
         return asdict(self)
+
+
+def needs_more_draws(idata: az.InferenceData, max_factor: int = 3) -> int:
+    """Return how many more batches of chains bring slow but healthy chains to the gate.
+
+    A fit whose population quantities miss ``RHAT_MAX`` or ``ESS_MIN`` (bulk or tail) while
+    nothing else is wrong (no divergence: more draws of a biased sampler stay biased; no stuck
+    chain: :func:`stuck_chains`, handled by a restart) is slow, not wrong. ESS grows in
+    proportion to the draws, so ``ceil(ESS_MIN / min ESS) - 1`` more batches of chains
+    reach ``ESS_MIN`` (one batch when only R-hat misses). Returns that number, or 0 when the
+    fit passes, is unhealthy, or would need more than ``max_factor`` times its draws (then
+    the geometry, not the run length, is the problem).
+    """
+    stats = idata.sample_stats
+    if "diverging" in stats and int(np.asarray(stats["diverging"]).sum()) > 0:
+        return 0
+    if stuck_chains(idata):
+        return 0
+    names = population_variables(idata)
+    summ = az.summary(idata, var_names=names, kind="diagnostics")
+    min_ess = float(min(summ["ess_bulk"].min(), summ["ess_tail"].min()))
+    max_rhat = float(summ["r_hat"].max())
+    if not np.isfinite(min_ess) or min_ess <= 0:
+        return 0
+    factor = max(int(np.ceil(ESS_MIN / min_ess)), 2 if max_rhat > RHAT_MAX else 1)
+    return factor - 1 if factor <= max_factor else 0
+
+
+def add_chains(idata: az.InferenceData, fresh: az.InferenceData) -> az.InferenceData:
+    """Append the chains of ``fresh`` (same model and settings) to ``idata``, relabelled."""
+    n = idata.posterior.sizes["chain"]
+    groups = {}
+    for group in idata.groups():
+        ds = idata[group]
+        if group in fresh.groups() and "chain" in ds.dims:
+            new = fresh[group].assign_coords(chain=np.arange(n, n + fresh[group].sizes["chain"]))
+            groups[group] = xr.concat([ds, new], dim="chain")
+        else:
+            groups[group] = ds
+    return az.InferenceData(**groups)
 
 
 def _treedepth(stats: Any) -> float:

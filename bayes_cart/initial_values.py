@@ -12,6 +12,8 @@ below is the parameter's scale: logit for a logit-normal fraction, :mod:`bayes_c
 * the IIV SD ``omega_<p>``: the spread of ``log x_i`` (clipped to 0.1-1.5);
 * centred individual values ``log_<p>_i`` (and centred blocks): ``log x_i``;
 * non-centred ``z_<p>``: ``(log x_i - median) / omega``, clipped to +-3;
+* partially centred ``pc_<p>`` (weights ``w_i``): ``w_i median + omega^(w_i - 1) (log x_i -
+  median)``;
 * ``log_Cmax_i`` (the ``cmax`` coordinates): the observed peak;
 * ``log_<block>_fold_i`` (the ``fold`` coordinates): ``log(beta_i T1_i)`` and ``log T1_i``;
 * the residual SD ``sigma``: 0.5 (log scale).
@@ -124,6 +126,7 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
     if not logs:
         return {}
     masks = getattr(model, "bayes_cart_centring", None) or {}
+    weights = getattr(model, "bayes_cart_partial_weights", None) or {}
     free = {rv.name for rv in model.free_RVs}
     init: dict[str, Any] = {}
     for name, x in logs.items():
@@ -146,6 +149,9 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
         if f"z_{name}" in free:
             z = np.clip((x - typical) / omega, -3.0, 3.0)
             init[f"z_{name}"] = z if mask is None else z[~mask]
+        w = weights.get(name)
+        if f"pc_{name}" in free and w is not None:  # partially centred: see model.py
+            init[f"pc_{name}"] = w * typical + omega ** (w - 1.0) * (x - typical)
     if "log_Cmax_i" in free and np.isfinite(prof.log_peak).any():
         peak = np.where(np.isfinite(prof.log_peak), prof.log_peak, np.nanmedian(prof.log_peak))
         init["log_Cmax_i"] = peak

@@ -33,8 +33,9 @@ from bayes_cart.model_data import prepare_model_data
 from bayes_cart.sampling import Fit
 from bayes_cart.spec import spec_from_dict
 
-#: Variables not written to disk: the standard-normal draws behind non-centred effects.
-_DROP_PREFIXES = ("z_",)
+#: Variables not written to disk: the standard-normal draws behind non-centred effects and the
+#: partially centred coordinates (``eta_<p>`` and ``<p>_i`` hold the same information).
+_DROP_PREFIXES = ("z_", "pc_")
 
 #: Groups stored in single precision (predictive draws and pointwise log-likelihood: float32
 #: keeps 7 significant digits, far below Monte Carlo error, and halves the file).

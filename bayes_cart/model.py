@@ -151,6 +151,7 @@ def _random_effects(
     labels: dict[str, str],
     means: dict[str, Any],
     masks: dict[str, np.ndarray] | None = None,
+    weights: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Individual parameters ``mean + eta`` on their scales: independent etas and LKJ blocks.
 
@@ -164,9 +165,12 @@ def _random_effects(
     ones (funnel geometry). With ``masks`` (``sampling.centering = "informed"``,
     :mod:`bayes_cart.centring`) a listed parameter is centred for the patients its mask
     selects and non-centred for the others: the variables ``log_<p>_i`` and ``z_<p>`` then
-    hold those two subsets.
+    hold those two subsets. With ``weights`` (``sampling.centering = "partial"``) an
+    independent parameter is sampled partially centred with one weight per patient, variable
+    ``pc_<p>`` (:func:`_partially_centred`).
     """
     masks = masks or {}
+    weights = weights or {}
     doc = spec.doc
     centered = set(doc.sampling.centered)
     fold = doc.sampling.parameterisation == "fold"
@@ -236,6 +240,11 @@ def _random_effects(
             log_i[b] = means[b]
             continue
         omega = prior_dist(prior, f"omega_{labels[b]}")
+        if b in weights:
+            values = _partially_centred(labels[b], means[b], omega, weights[b])
+            pm.Deterministic(f"eta_{labels[b]}", values - means[b], dims="patient")
+            log_i[b] = values
+            continue
         mask = masks.get(b)
         centred_name = scaled_name(parameter_scale(doc.parameters[b]), f"{labels[b]}_i")
         if b in centered and _some(mask) and (mask is None or mask.all()):
@@ -254,6 +263,45 @@ def _random_effects(
             z = pm.Normal(f"z_{labels[b]}", 0.0, 1.0, dims="patient")
             log_i[b] = means[b] + pm.Deterministic(f"eta_{labels[b]}", omega * z, dims="patient")
     return log_i
+
+
+def _partially_centred(label: str, mean: Any, omega: Any, w: np.ndarray) -> Any:
+    """Individual values ``mean + eta`` sampled in partially centred coordinates.
+
+    The variable sampled is ``pc_<p>_i ~ Normal(w_i mean_i, omega^w_i)`` and
+    ``log p_i = mean_i + omega^(1 - w_i) (pc_<p>_i - w_i mean_i)``, so that ``log p_i ~
+    Normal(mean_i, omega)`` exactly, for any fixed weights ``w_i`` in [0, 1] (1: centred,
+    0: non-centred); :func:`bayes_cart.centring.partial_centring_weights` sets them.
+    """
+    wt = pt.as_tensor_variable(np.asarray(w, dtype=float))
+    tilde = pm.Normal(f"pc_{label}", wt * mean, omega**wt, dims="patient")
+    return mean + omega ** (1.0 - wt) * (tilde - wt * mean)
+
+
+def _partial_weights(spec: ModelSpec, md: ModelData, names: list[str]) -> dict[str, np.ndarray]:
+    """Partial-centring weights of the independent random effects (``centering = "partial"``).
+
+    Every estimated parameter with IIV outside a correlated block (and outside the ``fold``
+    pair) gets weights; blocks and C0 in the ``cmax`` coordinates follow ``centered``.
+    """
+    doc = spec.doc
+    if doc.sampling.centering != "partial":
+        return {}
+    from bayes_cart.centring import partial_centring_weights
+    from bayes_cart.initial_values import SIGMA_START, starting_point
+
+    start = starting_point(spec, md)
+    in_block = {b for block in doc.iiv.blocks if len(block) > 1 for b in block}
+    if doc.sampling.parameterisation == "fold":
+        in_block |= {"beta", "T1"}
+    chosen = [
+        p
+        for p in names
+        if doc.parameters[p].iiv is not None and p not in in_block and p in start["logs"]
+    ]
+    if not chosen or not start["logs"]:
+        return {}
+    return partial_centring_weights(spec, md, start["logs"], start["omegas"], SIGMA_START, chosen)
 
 
 def _block_scale(spec: ModelSpec, block: list[str]) -> str:
@@ -371,7 +419,8 @@ def build_model(
         # (below), after the parameters the peak depends on.
         first = [x for x in estimated if not (cmax_mode and x == "C0")]
         masks = _centring_masks(spec, md)
-        log_values = _random_effects(spec, first, n, labels, means, masks)
+        weights = _partial_weights(spec, md, first)
+        log_values = _random_effects(spec, first, n, labels, means, masks, weights)
         values: dict[str, Any] = {
             name: from_scale(log_values[name], parameter_scale(doc.parameters[name]), xp=pt)
             for name in first
@@ -461,6 +510,7 @@ def build_model(
             )
     model.bayes_cart_data = md  # type: ignore[attr-defined]
     model.bayes_cart_centring = masks  # type: ignore[attr-defined]
+    model.bayes_cart_partial_weights = weights  # type: ignore[attr-defined]
     free = {rv.name for rv in model.free_RVs}
     subsets = set()
     for p, mask in masks.items():

@@ -29,7 +29,14 @@ import pymc as pm
 import pytensor
 import xarray as xr
 
-from bayes_cart.diagnostics import Diagnostics, check_fit, replace_chains, stuck_chains
+from bayes_cart.diagnostics import (
+    Diagnostics,
+    add_chains,
+    check_fit,
+    needs_more_draws,
+    replace_chains,
+    stuck_chains,
+)
 from bayes_cart.initial_values import patient_level_variables
 from bayes_cart.model import build_model
 from bayes_cart.model_data import ModelData, prepare_model_data
@@ -75,6 +82,13 @@ def _one_blas_thread(cores: int) -> Any:
 #: Predictive draws and pointwise log-likelihood are compiled with JAX: seconds instead of the
 #: C backend's minute-long compile of this graph.
 _FAST = {"mode": "JAX"}
+
+#: target_accept of the automatic second run after divergences (``fit(..., retry=True)``).
+RETRY_TARGET_ACCEPT = 0.95
+
+#: Most extra batches of chains for a slow but healthy fit (``fit(..., extend=True)``): a fit
+#: that 4x its draws would not bring to the gate has a geometry problem, not a length problem.
+MAX_EXTENSIONS = 3
 
 
 @dataclass
@@ -125,6 +139,8 @@ def sample_posterior(
     low_rank: bool = False,
     max_treedepth: int = 10,
     max_restarts: int = 1,
+    max_extensions: int = 3,
+    retry_target_accept: float | None = 0.95,
 ) -> tuple[az.InferenceData, dict[str, Any]]:
     """Sample the posterior of a PyMC model with the chosen backend.
 
@@ -138,6 +154,18 @@ def sample_posterior(
     with a new seed, up to ``max_restarts`` times; the compiled model is reused, and the
     restarts are reported in ``timings["restarted_chains"]``.
 
+    Chains that are healthy but mixed too slowly for the gate's R-hat or bulk ESS
+    (:func:`bayes_cart.diagnostics.needs_more_draws`: no divergence, no stuck chain) are joined
+    by as many batches of ``chains`` new chains (new seeds, the compiled model reused) as the
+    ESS says are needed, at most ``max_extensions`` batches and only when that many suffice
+    (``timings["extended_chains"]``). More draws do not fix a biased sampler, so a fit with
+    divergences is never extended.
+
+    A run with divergences at ``target_accept`` below ``retry_target_accept`` is discarded and
+    sampled again, every chain, at ``retry_target_accept`` (smaller steps; new seed, the
+    compiled model reused): what a careful user does by hand. ``timings["retried"]`` records
+    the divergences of the discarded run and of the new one; ``None`` turns the retry off.
+
     Returns
     -------
     idata, timings
@@ -147,6 +175,7 @@ def sample_posterior(
     sampler = resolve_sampler(sampler)
     seed = _seed(random_seed, 1)
     cores = cores or min(chains, os.cpu_count() or 1)
+    current = {"target_accept": target_accept}  # raised by a retry after divergences
     if sampler.startswith("nutpie"):
         import nutpie
 
@@ -162,7 +191,7 @@ def sample_posterior(
                     tune=tune,
                     draws=draws,
                     seed=run_seed,
-                    target_accept=target_accept,
+                    target_accept=current["target_accept"],
                     cores=min(cores, n_chains),
                     progress_bar=progress,
                     save_warmup=False,
@@ -190,29 +219,55 @@ def sample_posterior(
                     chains=n_chains,
                     cores=min(cores, n_chains),
                     random_seed=run_seed,
-                    target_accept=target_accept,
+                    target_accept=current["target_accept"],
                     progressbar=progress,
                     compute_convergence_checks=False,
                     **kwargs,
                 )
 
-    idata = run(chains, seed)
-    restarted: list[dict[str, Any]] = []
-    for attempt in range(max_restarts):
-        stuck = stuck_chains(idata)
-        if not stuck:
-            break
-        fresh = run(len(stuck), _seed(random_seed, 100 + attempt))
-        idata = replace_chains(idata, [s_["chain"] for s_ in stuck], fresh)
-        restarted.extend({**s_, "attempt": attempt + 1} for s_ in stuck)
+    def run_with_restarts(run_seed: int, offset: int) -> tuple[az.InferenceData, list]:
+        idata = run(chains, run_seed)
+        restarted: list[dict[str, Any]] = []
+        for attempt in range(max_restarts):
+            stuck = stuck_chains(idata)
+            if not stuck:
+                break
+            fresh = run(len(stuck), _seed(random_seed, offset + attempt))
+            idata = replace_chains(idata, [s_["chain"] for s_ in stuck], fresh)
+            restarted.extend({**s_, "attempt": attempt + 1} for s_ in stuck)
+        return idata, restarted
+
+    idata, restarted = run_with_restarts(seed, 100)
+    retried: dict[str, Any] = {}
+    n_div = _divergences(idata)
+    if retry_target_accept is not None and n_div and target_accept < retry_target_accept:
+        current["target_accept"] = retry_target_accept
+        idata, restarted = run_with_restarts(_seed(random_seed, 300), 400)
+        retried = {
+            "divergences": n_div,
+            "target_accept": retry_target_accept,
+            "divergences_after": _divergences(idata),
+        }
+    extended = 0
+    batches = min(needs_more_draws(idata, 1 + max_extensions), max_extensions)
+    for attempt in range(batches):
+        idata = add_chains(idata, run(chains, _seed(random_seed, 200 + attempt)))
+        extended += chains
     t2 = time.perf_counter()
     timings: dict[str, Any] = {
         # PyMC and numpyro compile inside sample(); their compile time is not separable
         "compile_seconds": t1 - t0 if sampler.startswith("nutpie") else float("nan"),
         "sampling_seconds": t2 - t1,
         "restarted_chains": restarted,
+        "extended_chains": extended,
+        "retried": retried,
     }
     return idata, timings
+
+
+def _divergences(idata: az.InferenceData) -> int:
+    stats = idata.sample_stats
+    return int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
 
 
 def _compile_nutpie(model: pm.Model, sampler: str) -> Any:
@@ -286,6 +341,8 @@ def fit(
     predictive: bool = True,
     progress: bool = False,
     on_step: Callable[[str], None] | None = None,
+    extend: bool = True,
+    retry: bool = True,
 ) -> Fit:
     """Fit ``spec`` to ``dataset``: build, sample, add predictive groups, run the gate.
 
@@ -316,6 +373,15 @@ def fit(
         Show the sampler's progress bar.
     on_step : callable, optional
         Called with a short message at each step (the CLI's progress display).
+    extend : bool
+        When healthy chains mix too slowly for the gate (R-hat above 1.01 or bulk ESS below
+        400, without divergences or stuck chains) and at most 4 times the draws would reach
+        it, sample one to three more batches of ``chains`` chains and keep them all
+        (``Diagnostics.extended_chains``); ``False`` keeps the first run.
+    retry : bool
+        When the run has divergences, sample it again at ``target_accept = 0.95``
+        (``RETRY_TARGET_ACCEPT``) and keep the new run (``Diagnostics.retried``); ``False``
+        keeps the divergent run.
 
     Returns
     -------
@@ -352,6 +418,8 @@ def fit(
         random_seed=random_seed,
         target_accept=target_accept,
         progress=progress,
+        max_extensions=MAX_EXTENSIONS if extend else 0,
+        retry_target_accept=RETRY_TARGET_ACCEPT if retry else None,
     )
     t0 = time.perf_counter()
     with model:
@@ -381,9 +449,12 @@ def fit(
     timings["predictive_seconds"] = time.perf_counter() - t0
     restarted = timings.pop("restarted_chains", [])
     timings["restarts"] = len(restarted)
+    extended = int(timings.get("extended_chains", 0))
     step("diagnostics")
     diag = check_fit(idata)
     diag.restarted_chains = restarted
+    diag.extended_chains = extended
+    diag.retried = timings.pop("retried", {}) or {}
     return Fit(
         idata=idata,
         spec=spec,

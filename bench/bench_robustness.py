@@ -315,6 +315,7 @@ def run_one(
         "dataset": ds.name,
         "spec": spec_name + (f" [{tag}]" if tag else ""),
         "patch": patch or {},
+        "target_accept": fit_kw.get("target_accept"),
         "note": ds.note,
         "n_patients": int(data.n_patients),
         "n_trials": len(ds.trials),
@@ -328,6 +329,8 @@ def run_one(
         "gradients_per_ess": getattr(d, "gradients_per_ess", None),
         "stuck_chains": getattr(d, "stuck_chains", None),
         "restarts": f.timings.get("restarts", 0),
+        "extended_chains": f.timings.get("extended_chains", 0),
+        "retried": d.retried,
         "compile_s": f.timings.get("compile_seconds"),
         "sampling_s": f.timings.get("sampling_seconds"),
         "wall_s": wall,
@@ -348,13 +351,16 @@ def _table(out: Path) -> str:
             f"| {r['dataset']} | {r['spec']} | {r['n_patients']} | {r['n_trials']} | "
             f"{100 * (r['blq_fraction'] or 0):.0f}% | {'yes' if r['passed'] else '**no**'} | "
             f"{r['max_rhat']:.3f} | {r['min_ess_bulk']:.0f} | {r['divergences']} | "
-            f"{r['steps_per_draw']:.0f} | {gpe:.0f} | {r['restarts']} | {cov_txt} | "
+            f"{r['steps_per_draw']:.0f} | {gpe:.0f} | {r['restarts']} | "
+            f"{r.get('extended_chains', 0)} | "
+            f"{(r.get('retried') or {}).get('divergences', '-')} | {cov_txt} | "
             f"{r['compile_s']:.0f} + {r['sampling_s']:.0f} |"
         )
     head = (
         "| dataset | spec | patients | trials | BLQ | pass | R-hat | min ESS | div | "
-        "steps/draw | grad/ESS | restarts | effects in 90% | compile + sampling s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "steps/draw | grad/ESS | restarts | extra chains | div. before retry | "
+        "effects in 90% | compile + sampling s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([head, *rows])
 
@@ -377,6 +383,7 @@ def main() -> None:
         '{"centering": "informed"}}\'; needs --tag',
     )
     ap.add_argument("--tag", default="", help="name of the variant (in file names and table)")
+    ap.add_argument("--target-accept", type=float, default=None, help="default: fit()'s")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -384,8 +391,8 @@ def main() -> None:
         print(_table(out))
         return
     patch = json.loads(args.patch) if args.patch else {}
-    if patch and not args.tag:
-        ap.error("--patch needs --tag")
+    if (patch or args.target_accept) and not args.tag:
+        ap.error("--patch and --target-accept need --tag")
     suffix = f"__{args.tag}" if args.tag else ""
     only = set(filter(None, args.only.split(",")))
     specs = set(filter(None, args.specs.split(",")))
@@ -412,6 +419,7 @@ def main() -> None:
                 chains=args.chains,
                 tune=args.tune,
                 draws=args.draws,
+                **({"target_accept": args.target_accept} if args.target_accept else {}),
             )
             path.write_text(json.dumps(r, indent=1))
             print(

@@ -8,7 +8,14 @@ import pymc as pm
 import pytest
 
 from bayes_cart import sampling
-from bayes_cart.diagnostics import check_fit, gradients_per_ess, replace_chains, stuck_chains
+from bayes_cart.diagnostics import (
+    add_chains,
+    check_fit,
+    gradients_per_ess,
+    needs_more_draws,
+    replace_chains,
+    stuck_chains,
+)
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.initial_estimates import read_profiles
 from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
@@ -72,6 +79,77 @@ def test_replace_chains_keeps_labels_and_other_chains():
     np.testing.assert_array_equal(out.sample_stats["logp"][1], new.sample_stats["logp"][0])
 
 
+def _ar1_idata(phi, seed=0, chains=4, draws=400, diverging=0):
+    """Healthy chains (same log density, same step size) with AR(1) draws: ESS set by phi."""
+    idata = _idata([-100.0] * chains, [0.1] * chains, seed=seed, draws=draws)
+    rng = np.random.default_rng(seed + 1)
+    x = np.zeros((chains, draws))
+    x[:, 0] = rng.normal(size=chains)
+    for t in range(1, draws):
+        x[:, t] = phi * x[:, t - 1] + np.sqrt(1 - phi**2) * rng.normal(size=chains)
+    idata.posterior["beta"] = (("chain", "draw"), x)
+    div = np.zeros((chains, draws), bool)
+    div[0, :diverging] = True
+    idata.sample_stats["diverging"] = (("chain", "draw"), div)
+    return idata
+
+
+def test_slow_but_healthy_chains_ask_for_as_many_batches_as_the_ess_needs():
+    # ESS ~ 1600 (1 - phi) / (1 + phi): about 230 at phi = 0.75, 1 more batch reaches 400
+    slow = _ar1_idata(0.75)
+    ess = float(az.ess(slow)["beta"])
+    assert 134 < ess < 400
+    assert needs_more_draws(slow) == int(np.ceil(400 / ess)) - 1
+    # independent draws pass; far too slow (ESS ~ 40) is geometry, not run length
+    assert needs_more_draws(_ar1_idata(0.0)) == 0
+    assert needs_more_draws(_ar1_idata(0.95)) == 0
+    # a divergence means bias: never extended
+    assert needs_more_draws(_ar1_idata(0.75, diverging=1)) == 0
+
+
+def test_add_chains_appends_relabelled_chains():
+    old, new = _ar1_idata(0.5, seed=1), _ar1_idata(0.5, seed=2, chains=2)
+    out = add_chains(old, new)
+    assert list(out.posterior["chain"].values) == [0, 1, 2, 3, 4, 5]
+    np.testing.assert_array_equal(out.posterior["beta"][4], new.posterior["beta"][0])
+    np.testing.assert_array_equal(out.sample_stats["logp"][:4], old.sample_stats["logp"])
+
+
+def test_slow_fit_is_extended_with_new_chains_and_reported(monkeypatch):
+    """sample_posterior adds the batches needs_more_draws asks for, and says so."""
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, 1.0, shape=2)
+    monkeypatch.setattr(sampling, "needs_more_draws", lambda idata, max_factor: 1)
+    idata, timings = sampling.sample_posterior(model, chains=2, tune=50, draws=30)
+    assert timings["extended_chains"] == 2
+    assert idata.posterior.sizes["chain"] == 4
+    _, timings = sampling.sample_posterior(model, chains=2, tune=50, draws=30, max_extensions=0)
+    assert timings["extended_chains"] == 0
+
+
+def test_divergent_run_is_sampled_again_with_smaller_steps(monkeypatch):
+    """A run with divergences is discarded and every chain sampled again at target_accept
+    0.95; the divergences of both runs are reported, and retry_target_accept=None keeps it."""
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, 1.0, shape=2)
+    calls = []
+    real = sampling._divergences
+
+    def five_the_first_time(idata):
+        calls.append(1)
+        return 5 if len(calls) == 1 else real(idata)
+
+    monkeypatch.setattr(sampling, "_divergences", five_the_first_time)
+    kept, timings = sampling.sample_posterior(model, chains=2, tune=50, draws=30, max_extensions=0)
+    assert timings["retried"] == {"divergences": 5, "target_accept": 0.95, "divergences_after": 0}
+    calls.clear()
+    first, timings = sampling.sample_posterior(
+        model, chains=2, tune=50, draws=30, max_extensions=0, retry_target_accept=None
+    )
+    assert timings["retried"] == {}
+    assert not np.allclose(kept.posterior["x"], first.posterior["x"])  # a new run was kept
+
+
 def test_stuck_chain_is_sampled_again_and_reported(monkeypatch):
     """A chain flagged stuck is resampled with a new seed, the others kept, and reported."""
     with pm.Model() as model:
@@ -86,8 +164,10 @@ def test_stuck_chain_is_sampled_again_and_reported(monkeypatch):
         return real(idata)
 
     monkeypatch.setattr(sampling, "stuck_chains", flag_chain_one_once)
-    first, _ = sampling.sample_posterior(model, chains=2, tune=50, draws=30, max_restarts=0)
-    idata, timings = sampling.sample_posterior(model, chains=2, tune=50, draws=30)
+    first, _ = sampling.sample_posterior(
+        model, chains=2, tune=50, draws=30, max_restarts=0, max_extensions=0
+    )
+    idata, timings = sampling.sample_posterior(model, chains=2, tune=50, draws=30, max_extensions=0)
     assert [r["chain"] for r in timings["restarted_chains"]] == [1]
     # chain 0 is the original draw sequence, chain 1 a new one
     np.testing.assert_array_equal(idata.posterior["x"][0], first.posterior["x"][0])

@@ -412,8 +412,9 @@ def test_centred_and_non_centred_random_effects_are_the_same_model(small, spec_n
     log p_i = mu_i + omega z_i, the non-centred joint density equals the centred one plus the
     Jacobian n log(omega) at corresponding points."""
     raw = json.loads(load_spec(spec_name).text)
+    raw["sampling"]["centering"] = "all"  # stein2019 ships "partial"
     centred = list(raw["sampling"]["centered"])
-    assert param in centred  # the shipped default
+    assert param in centred  # the shipped list
     mc = build_model(small, spec_from_dict(raw))
     raw["sampling"]["centered"] = [c for c in centred if c != param]
     mn = build_model(small, spec_from_dict(raw))
@@ -493,7 +494,9 @@ def test_logit_normal_fraction_is_exact_and_stays_below_one(small):
     from scipy.special import expit, logit
     from scipy.stats import norm
 
-    spec = load_spec("stein2019")
+    raw = json.loads(load_spec("stein2019").text)
+    raw["sampling"]["centering"] = "all"  # FB non-centred: z_FB below
+    spec = spec_from_dict(raw)
     assert spec.doc.parameters["FB"].typical.dist == "LogitNormal"
     model = build_model(small, spec)
     assert "logit_FB" in model.named_vars and "log_FB" not in model.named_vars
@@ -587,3 +590,42 @@ def test_centred_distribution_phase_is_the_same_model(small):
     np.testing.assert_allclose(
         mn.compile_logp()(pn), mc.compile_logp()(pc) + n_dp * np.log(omega), rtol=1e-10
     )
+
+
+def test_partially_centred_random_effects_are_the_same_model(small):
+    """``centering = "partial"`` samples pc_i ~ Normal(w_i mu_i, omega^w_i) with
+    log p_i = mu_i + omega^(1-w_i) (pc_i - w_i mu_i): at corresponding points its joint density
+    equals the non-centred one minus sum_i w_i log(omega), for every parameter (Stein's six,
+    FB on the logit scale), and the weights come from the data (some near 0, some near 1)."""
+    from bayes_cart.scales import parameter_scale, to_scale
+
+    raw = json.loads(load_spec("stein2019").text)
+    raw["sampling"] = {"centered": [], "centering": "all"}
+    mn = build_model(small, spec_from_dict(raw))
+    raw["sampling"] = {"centered": [], "centering": "partial"}
+    spec_p = spec_from_dict(raw)
+    mp = build_model(small, spec_p)
+    weights = mp.bayes_cart_partial_weights
+    assert set(weights) == {"Cmax", "Tmax", "foldx", "alpha", "beta", "FB"}
+    everything = np.concatenate(list(weights.values()))
+    assert everything.min() < 0.2 and everything.max() > 0.8
+    rng = np.random.default_rng(21)
+    pn = {k: v + rng.normal(0, 0.2, np.shape(v)) for k, v in mn.initial_point().items()}
+    names = [x for p in weights for x in (f"{p}_i", f"eta_{p}", f"omega_{p}")]
+    fn = mn.compile_fn(
+        mn.replace_rvs_by_values([mn[x] for x in names]),
+        inputs=mn.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )
+    got = dict(zip(names, fn(pn), strict=True))
+    pp = {k: v for k, v in pn.items() if not k.startswith("z_")}
+    jacobian = 0.0
+    for p, w in weights.items():
+        scale = parameter_scale(spec_p.doc.parameters[p])
+        mu = to_scale(got[f"{p}_i"], scale) - got[f"eta_{p}"]
+        omega = got[f"omega_{p}"]
+        pp[f"pc_{p}"] = w * mu + omega**w * pn[f"z_{p}"]
+        jacobian += float(np.sum(w) * np.log(omega))
+    assert set(pp) == set(mp.initial_point())
+    np.testing.assert_allclose(mp.compile_logp()(pp), mn.compile_logp()(pn) - jacobian, rtol=1e-9)

@@ -75,6 +75,21 @@ def fit(
             "draw); default: on in a terminal.",
         ),
     ] = None,
+    retry: Annotated[
+        bool,
+        typer.Option(
+            "--retry/--no-retry",
+            help="When the run has divergences, sample it again at target_accept 0.95.",
+        ),
+    ] = True,
+    extend: Annotated[
+        bool,
+        typer.Option(
+            "--extend/--no-extend",
+            help="When healthy chains mix too slowly for the gate (R-hat > 1.01 or ESS < 400, "
+            "no divergences) and up to 4x the draws would do, sample more chains.",
+        ),
+    ] = True,
 ) -> None:
     """Fit a hierarchical model and write DIR/fit.nc, DIR/summary.csv and DIR/diagnostics.json."""
     from bayes_cart.cli.common import StepPrinter, load_data_or_exit, show_sampler_progress
@@ -130,6 +145,8 @@ def fit(
                 solver=solver,
                 progress=bars,
                 on_step=on_step,
+                extend=extend,
+                retry=retry,
             )
     except (SpecError, ValueError) as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
@@ -171,6 +188,17 @@ def fit(
         console.print(
             f"  [yellow]- chain {r['chain']} was stuck ({escape(str(r['reason']))}) and was "
             "sampled again from a fresh start[/yellow]"
+        )
+    if d.retried:
+        console.print(
+            f"  [yellow]- the first run had {d.retried['divergences']} divergences; all chains "
+            f"were sampled again at target_accept {d.retried['target_accept']:g} "
+            f"({d.retried['divergences_after']} divergences)[/yellow]"
+        )
+    if d.extended_chains:
+        console.print(
+            f"  [yellow]- the first {chains} chains mixed too slowly for the gate; "
+            f"{d.extended_chains} more chains were sampled and kept[/yellow]"
         )
     for a in d.advice:
         console.print(f"  [yellow]- {escape(a)}[/yellow]")

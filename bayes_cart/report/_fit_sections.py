@@ -98,6 +98,19 @@ def _section_diagnostics(ctx: _Context, parts: _Parts) -> list[Markup]:
                 f"Chain {r['chain']} was stuck ({r['reason']}) and was sampled again from a "
                 "fresh start; the chains shown are the restarted ones."
             )
+        if d.retried:
+            html += _p(
+                f"The first run had {d.retried['divergences']} divergent transitions; it was "
+                f"discarded and every chain sampled again with smaller steps (target_accept "
+                f"{d.retried['target_accept']:g}): {d.retried['divergences_after']} "
+                "divergences in the run shown."
+            )
+        if d.extended_chains:
+            html += _p(
+                f"The first chains mixed too slowly for the gate's R-hat or ESS; "
+                f"{d.extended_chains} more chains were sampled with new seeds and kept (their "
+                "gradients are counted in the cost above)."
+            )
         html += _h3("Advice")
         html += _ul(list(d.advice)) if d.advice else _p("Nothing to fix.")
         html += _h3("Weakly informed parameters")
