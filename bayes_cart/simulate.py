@@ -267,7 +267,8 @@ class PopulationParameters:
             "group_effects": {g: dict(s) for g, s in self.group_effects.items()},
             "sigma": self.sigma,
             "fixed": dict(self.fixed),
-            "logit": list(self.logit),
+            # only when used, so files written before logit-normal parameters existed match
+            **({"logit": list(self.logit)} if self.logit else {}),
         }
 
     @classmethod
@@ -605,9 +606,11 @@ def simulate_patients(
             shift[p] = shift[p] + _covariate_shift(first[cov_name], spec)
     for j, p in enumerate(names):
         shift[p] = shift[p] + eta[:, j]
-    scale = {p: "logit" if p in population.logit else "log" for p in population.typical}
+    # log-normal: v exp(shift), exactly v without a shift; logit-normal: expit(logit v + shift)
     theta = {
-        p: from_scale(to_scale(v, scale[p]) + shift[p], scale[p])
+        p: from_scale(to_scale(v, "logit") + shift[p], "logit")
+        if p in population.logit
+        else v * np.exp(shift[p])
         for p, v in population.typical.items()
     }
     theta.update({p: np.full(n, v) for p, v in population.fixed.items()})
