@@ -237,7 +237,7 @@ class Diagnostics:
         return asdict(self)
 
 
-def needs_more_draws(idata: az.InferenceData, max_factor: int = 3) -> int:
+def needs_more_draws(idata: az.InferenceData, max_factor: float = 4.0) -> int:
     """Return how many more batches of chains bring slow but healthy chains to the gate.
 
     A fit whose population quantities miss ``RHAT_MAX`` or ``ESS_MIN`` (bulk or tail) while

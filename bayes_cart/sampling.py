@@ -248,9 +248,12 @@ def sample_posterior(
             "target_accept": retry_target_accept,
             "divergences_after": _divergences(idata),
         }
+    # one batch at a time, re-checked after each: ESS only roughly doubles with the draws
     extended = 0
-    batches = min(needs_more_draws(idata, 1 + max_extensions), max_extensions)
-    for attempt in range(batches):
+    for attempt in range(max_extensions):
+        allowed = (1 + max_extensions) * chains / idata.posterior.sizes["chain"]
+        if not needs_more_draws(idata, allowed):
+            break
         idata = add_chains(idata, run(chains, _seed(random_seed, 200 + attempt)))
         extended += chains
     t2 = time.perf_counter()

@@ -119,7 +119,12 @@ def test_slow_fit_is_extended_with_new_chains_and_reported(monkeypatch):
     """sample_posterior adds the batches needs_more_draws asks for, and says so."""
     with pm.Model() as model:
         pm.Normal("x", 0.0, 1.0, shape=2)
-    monkeypatch.setattr(sampling, "needs_more_draws", lambda idata, max_factor: 1)
+    # asks for one more batch as long as there are fewer than 4 chains
+    monkeypatch.setattr(
+        sampling,
+        "needs_more_draws",
+        lambda idata, max_factor: int(idata.posterior.sizes["chain"] < 4),
+    )
     idata, timings = sampling.sample_posterior(model, chains=2, tune=50, draws=30)
     assert timings["extended_chains"] == 2
     assert idata.posterior.sizes["chain"] == 4
