@@ -27,6 +27,34 @@ def _with(spec, **changes):
     return spec_from_dict(raw)
 
 
+def _values(model, names, point):
+    """Values of model variables (deterministics too) at a point of the value variables."""
+    fn = model.compile_fn(
+        model.replace_rvs_by_values([model[n] for n in names]),
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )
+    return dict(zip(names, fn(point), strict=True))
+
+
+def _likelihood_graph_and_numpy(model, kinetics, values, point):
+    """The graph's log_dv term and the numpy closed form + M3 likelihood at the same point."""
+    md = model.bayes_cart_data
+    idx = md.patient_index
+    params = {n[:-2]: values[n][idx] for n in values if n.endswith("_i")}
+    mu = get_kinetics(kinetics).solve(md.time, params)["log_total"]
+    index = CensoringIndex.from_arrays(md.cens, md.log_limit)
+    ll = censored_loglik(md.log_dv, mu, values["sigma"], index, md.log_limit)
+    graph = model.compile_fn(
+        model.logp(vars=[model["log_dv"]], sum=True),
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )(point)
+    return graph, ll.sum()
+
+
 @pytest.mark.parametrize("name", list_specs())
 def test_every_shipped_spec_builds_with_finite_logp_and_gradient(small, name):
     model = build_model(small, load_spec(name))
@@ -86,40 +114,12 @@ def test_model_likelihood_equals_numpy_closed_form(small, parameterisation):
         sampling={"parameterisation": parameterisation},
     )
     model = build_model(small, spec)
-    md = model.bayes_cart_data
     rng = np.random.default_rng(5)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     names = ["C0_i", "beta_i", "T1_i", "alpha_i", "rM_i", "deltaM_i", "k_i", "T0_i", "sigma"]
-    values = dict(
-        zip(
-            names,
-            model.compile_fn(
-                model.replace_rvs_by_values([model[n] for n in names]),
-                inputs=model.value_vars,
-                on_unused_input="ignore",
-                point_fn=True,
-            )(point),
-            strict=True,
-        )
-    )
-    kin = get_kinetics("liu2021")
-    idx = md.patient_index
-    params = {n[:-2]: values[n][idx] for n in names if n.endswith("_i")}
-    mu = kin.solve(md.time, params)["log_total"]
-    ll = censored_loglik(
-        md.log_dv,
-        mu,
-        values["sigma"],
-        CensoringIndex.from_arrays(md.cens, md.log_limit),
-        md.log_limit,
-    )
-    graph = model.compile_fn(
-        model.logp(vars=[model["log_dv"]], sum=True),
-        inputs=model.value_vars,
-        on_unused_input="ignore",
-        point_fn=True,
-    )(point)
-    assert np.isclose(graph, ll.sum(), rtol=1e-9)
+    values = _values(model, names, point)
+    graph, ll = _likelihood_graph_and_numpy(model, "liu2021", values, point)
+    assert np.isclose(graph, ll, rtol=1e-9)
     if parameterisation == "cmax":
         assert "log_Cmax_i" in model.named_vars and "log_C0_i" not in model.named_vars
 
@@ -500,23 +500,11 @@ def test_logit_normal_fraction_is_exact_and_stays_below_one(small):
     assert spec.doc.parameters["FB"].typical.dist == "LogitNormal"
     model = build_model(small, spec)
     assert "logit_FB" in model.named_vars and "log_FB" not in model.named_vars
-    md = model.bayes_cart_data
     rng = np.random.default_rng(11)
     point = {k: v + rng.normal(0, 0.1, np.shape(v)) for k, v in model.initial_point().items()}
     point["z_FB"] = np.full_like(point["z_FB"], 8.0)
     names = ["Cmax_i", "Tmax_i", "foldx_i", "alpha_i", "beta_i", "FB_i", "sigma", "omega_FB"]
-    values = dict(
-        zip(
-            names,
-            model.compile_fn(
-                model.replace_rvs_by_values([model[n] for n in names]),
-                inputs=model.value_vars,
-                on_unused_input="ignore",
-                point_fn=True,
-            )(point),
-            strict=True,
-        )
-    )
+    values = _values(model, names, point)
     expected = expit(point["logit_FB"] + values["omega_FB"] * point["z_FB"])
     np.testing.assert_allclose(values["FB_i"], expected, rtol=1e-12)
     assert np.all(values["FB_i"] < 1.0) and np.all(values["FB_i"] > 0.0)
@@ -528,23 +516,8 @@ def test_logit_normal_fraction_is_exact_and_stays_below_one(small):
         point_fn=True,
     )(point)
     assert np.isclose(prior, norm.logpdf(point["logit_FB"], logit(0.0079), 1.5), rtol=1e-7)
-    idx = md.patient_index
-    params = {n[:-2]: values[n][idx] for n in names if n.endswith("_i")}
-    mu = get_kinetics("stein2019").solve(md.time, params)["log_total"]
-    ll = censored_loglik(
-        md.log_dv,
-        mu,
-        values["sigma"],
-        CensoringIndex.from_arrays(md.cens, md.log_limit),
-        md.log_limit,
-    )
-    graph = model.compile_fn(
-        model.logp(vars=[model["log_dv"]], sum=True),
-        inputs=model.value_vars,
-        on_unused_input="ignore",
-        point_fn=True,
-    )(point)
-    assert np.isclose(graph, ll.sum(), rtol=1e-9)
+    graph, ll = _likelihood_graph_and_numpy(model, "stein2019", values, point)
+    assert np.isclose(graph, ll, rtol=1e-9)
 
 
 @pytest.mark.parametrize(
