@@ -161,9 +161,10 @@ def sample_posterior(
     (``timings["extended_chains"]``). More draws do not fix a biased sampler, so a fit with
     divergences is never extended.
 
-    A run with divergences at ``target_accept`` below ``retry_target_accept`` is discarded and
-    sampled again, every chain, at ``retry_target_accept`` (smaller steps; new seed, the
-    compiled model reused): what a careful user does by hand. ``timings["retried"]`` records
+    A run with divergences at ``target_accept`` below ``retry_target_accept`` (in its first
+    chains or in a batch added to them) is discarded and sampled again, every chain, at
+    ``retry_target_accept`` (smaller steps; new seed, the compiled model reused), extended in
+    turn if it needs it: what a careful user does by hand. ``timings["retried"]`` records
     the divergences of the discarded run and of the new one; ``None`` turns the retry off.
 
     Returns
@@ -237,25 +238,35 @@ def sample_posterior(
             restarted.extend({**s_, "attempt": attempt + 1} for s_ in stuck)
         return idata, restarted
 
-    idata, restarted = run_with_restarts(seed, 100)
+    def extend(idata: az.InferenceData, offset: int) -> tuple[az.InferenceData, int]:
+        # one batch at a time, re-checked after each: ESS only roughly doubles with the draws
+        added = 0
+        for attempt in range(max_extensions):
+            allowed = (1 + max_extensions) * chains / idata.posterior.sizes["chain"]
+            if not needs_more_draws(idata, allowed):
+                break
+            idata = add_chains(idata, run(chains, _seed(random_seed, offset + attempt)))
+            added += chains
+        return idata, added
+
+    # the run at target_accept, then (if it, or a batch added to it, diverged) the whole run
+    # again at retry_target_accept
+    levels = [target_accept]
+    if retry_target_accept is not None and retry_target_accept > target_accept:
+        levels.append(retry_target_accept)
     retried: dict[str, Any] = {}
-    n_div = _divergences(idata)
-    if retry_target_accept is not None and n_div and target_accept < retry_target_accept:
-        current["target_accept"] = retry_target_accept
-        idata, restarted = run_with_restarts(_seed(random_seed, 300), 400)
-        retried = {
-            "divergences": n_div,
-            "target_accept": retry_target_accept,
-            "divergences_after": _divergences(idata),
-        }
-    # one batch at a time, re-checked after each: ESS only roughly doubles with the draws
-    extended = 0
-    for attempt in range(max_extensions):
-        allowed = (1 + max_extensions) * chains / idata.posterior.sizes["chain"]
-        if not needs_more_draws(idata, allowed):
+    for i, level in enumerate(levels):
+        current["target_accept"] = level
+        idata, restarted = run_with_restarts(
+            seed if i == 0 else _seed(random_seed, 300), 100 + 300 * i
+        )
+        idata, extended = extend(idata, 200 + 300 * i)
+        n_div = _divergences(idata)
+        if not n_div or i == len(levels) - 1:
             break
-        idata = add_chains(idata, run(chains, _seed(random_seed, 200 + attempt)))
-        extended += chains
+        retried = {"divergences": n_div, "target_accept": levels[i + 1]}
+    if retried:
+        retried["divergences_after"] = _divergences(idata)
     t2 = time.perf_counter()
     timings: dict[str, Any] = {
         # PyMC and numpyro compile inside sample(); their compile time is not separable
