@@ -116,6 +116,8 @@ def test_dropping_blq_rows_biases_the_fit_m3_does_not():
         random_seed=5,
         prior_draws=0,
         predictive=False,
+        retry=False,  # the point is the bias of each likelihood, not the sampler's second tries
+        extend=False,
     )
     drop = fit(
         ds,
@@ -127,6 +129,8 @@ def test_dropping_blq_rows_biases_the_fit_m3_does_not():
         random_seed=5,
         prior_draws=0,
         predictive=False,
+        retry=False,  # the point is the bias of each likelihood, not the sampler's second tries
+        extend=False,
     )
 
     # Dropping BLQ rows leaves each patient's curve free below the LLOQ: the individual
