@@ -46,7 +46,8 @@ import numpy as np
 import pandas as pd
 
 from bayes_cart.ck_metrics import interval_columns, metric_draws
-from bayes_cart.spec import formula_variables, parse_subset_expression
+from bayes_cart.covariates import formula_columns
+from bayes_cart.spec import parse_subset_expression
 from bayes_cart.virtual_population import GroupSpec, typical_parameters
 
 __all__ = ["CONTRAST_COLUMNS", "contrast", "covariate_in_model", "summarise_contrast"]
@@ -110,7 +111,7 @@ def covariate_in_model(fit: Any, column: str | None, quantity: str) -> bool:
             return any(covariate_in_model(fit, column, p) for p in doc.parameters)
         return any(covariate_in_model(fit, column, p) for p in METRIC_PARAMETERS[base])
     rhs = doc.covariates.formulas.get(quantity)
-    if rhs and col in {n.lower() for n in formula_variables(rhs)[0]}:
+    if rhs and col in {n.lower() for n in formula_columns(rhs)}:
         return True
     group_col = (fit.model_data.group_column or "").lower()
     if doc.group.mode != "none" and group_col == col and quantity in doc.group.parameters:

@@ -109,3 +109,7 @@ class DataWarning(UserWarning):
 
 class ConvergenceWarning(UserWarning):
     """The sampler's diagnostics failed the gate (R-hat, ESS, divergences, E-BFMI, tree depth)."""
+
+
+class FormulaWarning(UserWarning):
+    """A covariate formula that is valid but probably not what was meant (``-`` removes a term)."""

@@ -6,7 +6,10 @@ groups it holds:
 * ``fitted_data``: the dataset that was fitted, one row per sample (``Dataset.to_frame``);
 * attributes on the ``posterior`` group: ``bayes_cart_version``, ``spec_json`` (the spec's
   canonical content), ``spec_hash`` (its SHA-256 prefix: the model id), ``spec_source``,
-  ``sampler``, timings, diagnostics and the model notes (imputations...).
+  ``sampler``, timings, diagnostics, the model notes (imputations...) and
+  ``covariate_design_json``: the constants that code covariates for new patients as in the fit
+  (the means and SDs of ``center``/``scale``, the medians of missing values, the categorical
+  levels; :meth:`bayes_cart.covariates.CovariateDesign.to_state`).
 
 :func:`load_fit` checks the identity: the stored hash must match the stored spec, the spec must
 still validate, the data must load again, and a fit written by a newer major version is
@@ -15,6 +18,7 @@ refused. Keeping all of this here means a later move to ``xarray.DataTree`` (arv
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -26,10 +30,11 @@ import pandas as pd
 import xarray as xr
 
 from bayes_cart import __version__
+from bayes_cart.covariates import CovariateDesign
 from bayes_cart.dataset import load_dataset
 from bayes_cart.diagnostics import Diagnostics
 from bayes_cart.errors import FitFileError, SpecError
-from bayes_cart.model_data import prepare_model_data
+from bayes_cart.model_data import ModelData, prepare_model_data
 from bayes_cart.sampling import Fit
 from bayes_cart.spec import spec_from_dict
 
@@ -116,6 +121,7 @@ def save_fit(fit: Fit, path: str | Path) -> Path:
         "timings_json": json.dumps(fit.timings),
         "diagnostics_json": json.dumps(fit.diagnostics.to_dict(), default=float),
         "notes_json": json.dumps(fit.model_data.notes),
+        "covariate_design_json": json.dumps(fit.model_data.design.to_state()),
     }
     post = groups["posterior"].copy()
     post.attrs.update(attrs)
@@ -125,6 +131,37 @@ def save_fit(fit: Fit, path: str | Path) -> Path:
         out = az.InferenceData(**groups)
         out.to_netcdf(str(path), engine="h5netcdf")
     return path
+
+
+def _with_stored_design(
+    model_data: ModelData,
+    patients: pd.DataFrame,
+    attrs: dict[str, Any],
+    posterior: xr.Dataset,
+    path: Path,
+) -> ModelData:
+    """Model data whose covariate design uses the constants stored with the fit.
+
+    A file without ``covariate_design_json`` (written before it existed) keeps the design
+    rebuilt from the stored ``fitted_data``: the data the fit was built from, hence the same
+    means, SDs and medians.
+    """
+    text = attrs.get("covariate_design_json")
+    if text is None:
+        return model_data
+    try:
+        design = CovariateDesign.from_state(json.loads(text), patients)
+    except Exception as exc:  # noqa: BLE001 - any problem with the stored state is a bad file
+        raise FitFileError(f"{path}: cannot read the stored covariate design ({exc})") from None
+    for p, m in design.matrices.items():
+        dim = f"{p}_effect"
+        stored = [str(c) for c in posterior.coords[dim].values] if dim in posterior.coords else None
+        if stored is not None and stored != list(m.columns):
+            raise FitFileError(
+                f"{path}: the stored covariate design of {p} ({list(m.columns)}) does not match "
+                f"the posterior's {dim} ({stored})"
+            )
+    return dataclasses.replace(model_data, design=design)
 
 
 def load_fit(path: str | Path) -> Fit:
@@ -176,7 +213,9 @@ def load_fit(path: str | Path) -> Fit:
         )
     frame = _xarray_to_frame(idata.fitted_data)
     dataset = load_dataset(frame)
-    model_data = prepare_model_data(dataset, spec)
+    model_data = _with_stored_design(
+        prepare_model_data(dataset, spec), dataset.patients, attrs, idata.posterior, path
+    )
     diag = Diagnostics(**json.loads(attrs.get("diagnostics_json", "{}")))
     return Fit(
         idata=idata,

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_cart.covariates import build_covariate_design
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.scales import from_scale, parameter_scale, scaled_name
 from bayes_cart.spec import evaluate_subset
@@ -146,24 +145,9 @@ def population_parameters(
     estimated = list(fit.spec.estimated_parameters)
     labels = {p: p for p in estimated}
 
-    formulas = dict(doc.covariates.formulas)
     design = fit.model_data.design
-    # one extra row at the reference levels, so that a table without a reference level (e.g.
-    # only solid tumours) still codes against the fitted reference; dropped below
-    ref_row = patients.iloc[[0]].copy() if n else pd.DataFrame(columns=patients.columns)
-    for col, level in design.reference.items():
-        if col in ref_row.columns and len(ref_row):
-            ref_row[col] = ref_row[col].astype(object)
-            ref_row.loc[ref_row.index[0], col] = level
-    augmented = pd.concat([patients, ref_row]).reset_index(drop=True)
-    new_design = build_covariate_design(
-        augmented,
-        formulas,
-        design.reference,
-        {p: fit.model_data.group_column for p in doc.group.parameters}
-        if doc.group.mode == "fixed"
-        else None,
-    )
+    # coded with the fit data's constants (center/scale means and SDs, medians, levels)
+    new_design = design.evaluate(patients)
 
     log_values: dict[str, np.ndarray] = {}
     for p in estimated:
@@ -174,10 +158,7 @@ def population_parameters(
         cols = design.effect_names(p)
         if cols:
             b = np.asarray(_stack(post[f"b_{lab}"]))[sel]  # (s, effects)
-            X = new_design.matrices.get(p, pd.DataFrame(index=augmented.index)).reindex(
-                columns=cols, fill_value=0.0
-            )
-            log_mu = log_mu + b @ X.to_numpy()[:n].T
+            log_mu = log_mu + b @ new_design[p][cols].to_numpy().T
         if doc.group.mode == "random" and p in doc.group.parameters and group != "none":
             gdim = (fit.model_data.group_column or "group").lower()
             u = np.asarray(_stack(post[f"u_{gdim}_{lab}"]))[sel]  # (s, levels)

@@ -42,7 +42,7 @@ PriorName = Literal[
 ]
 
 #: Functions allowed inside covariate formulas (evaluated by formulaic on the patient table).
-FORMULA_FUNCTIONS = ("log", "log10", "log2", "exp", "sqrt", "center", "scale", "C")
+FORMULA_FUNCTIONS = ("log", "log10", "log2", "exp", "sqrt", "center", "scale", "C", "I")
 
 #: Ways to set a parameter from the data instead of estimating it (the paper's approach).
 FROM_DATA = ("first_sample", "peak_time", "nadir_time")

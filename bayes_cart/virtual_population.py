@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_cart.covariates import formula_columns
 from bayes_cart.errors import DataError, Problem
 from bayes_cart.posterior import population_parameters, predict_curves
-from bayes_cart.spec import formula_variables
 
 __all__ = [
     "DEFAULT_TIMES",
@@ -129,8 +129,7 @@ def model_columns(fit: Any) -> list[str]:
     lower = {c.lower(): c for c in cols}
     used: list[str] = []
     for rhs in doc.covariates.formulas.values():
-        names, _ = formula_variables(rhs)
-        used += [lower[n.lower()] for n in names if n.lower() in lower]
+        used += [lower[n.lower()] for n in sorted(formula_columns(rhs)) if n.lower() in lower]
     if doc.group.mode == "fixed" and fit.model_data.group_column:
         used.append(fit.model_data.group_column)
     return list(dict.fromkeys(used))
