@@ -14,8 +14,10 @@ its linear phases (``solver="linear"``) or by adaptive diffrax solves (``solver=
 Observations: ``log DV ~ Normal(log(E + M), sigma)`` (proportional error with log-normal
 residuals), with M3 censoring: a left-censored sample contributes ``log Phi((log LLOQ - mu) /
 sigma)``, an interval-censored one ``log(Phi(log LLOQ) - Phi(log LIMIT))`` and a right-censored one
-``log(1 - Phi)``. Variables are named after the paper (``beta``, ``T1``...; ``omega_<p>``,
-``eta_<p>``, ``sigma``) with dims ``patient``, ``obs``, ``trial`` and ``<p>_effect``.
+``log(1 - Phi)``; the combined and Student-t error models get the same terms with their own
+distribution (:func:`bayes_cart.likelihood.censored_terms`). Variables are named after the paper
+(``beta``, ``T1``...; ``omega_<p>``, ``eta_<p>``, ``sigma``) with dims ``patient``, ``obs``,
+``trial`` and ``<p>_effect``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pytensor.tensor as pt
 from bayes_cart.errors import SpecError
 from bayes_cart.initial_values import initial_values
 from bayes_cart.kinetics import get_kinetics
-from bayes_cart.likelihood import CensoringIndex, censored_loglik
+from bayes_cart.likelihood import CensoringIndex, censored_loglik, student_t_censored_loglik
 from bayes_cart.model_data import ModelData, prepare_model_data
 from bayes_cart.scales import Scale, from_scale, parameter_scale, scaled_name, to_scale
 from bayes_cart.spec import ModelSpec, PriorSpec
@@ -489,7 +491,7 @@ def build_model(
 
         if doc.error.model == "student_t":
             nu = prior_dist(doc.error.nu, "nu")
-            _add_student_t(md, mu, sig_obs, nu, idx_c)
+            _add_student_t(md, mu, sig_obs, nu, idx_c, lim_c)
         else:
 
             def logp(value, mu_, sigma_, lim_):
@@ -523,23 +525,21 @@ def build_model(
     return model
 
 
-def _add_student_t(md: ModelData, mu, sigma, nu, idx) -> None:
-    """Student-t residuals on the log scale with censoring (robust to outliers)."""
-    q, left, interval, right = idx.quantified, idx.left, idx.interval, idx.right
+def _add_student_t(md: ModelData, mu, sigma, nu, idx: CensoringIndex, lim) -> None:
+    """Student-t residuals on the log scale (robust to outliers) with M3 censoring.
 
-    def logp(value, mu_, sigma_, nu_):
-        out = pt.zeros_like(value)
-        dist = pm.StudentT.dist(nu=nu_, mu=mu_, sigma=sigma_)
-        lp = pm.logp(dist, value)
-        lc = pm.logcdf(dist, value)
-        out = pt.set_subtensor(out[q], lp[q]) if len(q) else out
-        cl = np.concatenate([left, interval]).astype(int)
-        out = pt.set_subtensor(out[cl], lc[cl]) if len(cl) else out
-        if len(right):
-            out = pt.set_subtensor(out[right], pm.math.log1mexp(-lc[right]))
-        return out
+    Censored rows get the terms every error model gets (:func:`censored_terms
+    <bayes_cart.likelihood.censored_terms>`): the Student-t log CDF at the LLOQ, the log
+    probability of [LIMIT, LLOQ] for interval-censored rows and the log survival function at
+    the ULOQ for right-censored rows.
+    """
 
-    def random(mu_, sigma_, nu_, size=None):
+    def logp(value, mu_, sigma_, nu_, lim_):
+        return student_t_censored_loglik(value, mu_, sigma_, nu_, idx, lim_, xp=pt)
+
+    def random(mu_, sigma_, nu_, lim_, size=None):
         return pm.StudentT.dist(nu=nu_, mu=mu_, sigma=sigma_, size=size)
 
-    pm.CustomDist("log_dv", mu, sigma, nu, logp=logp, dist=random, observed=md.log_dv, dims="obs")
+    pm.CustomDist(
+        "log_dv", mu, sigma, nu, lim, logp=logp, dist=random, observed=md.log_dv, dims="obs"
+    )
