@@ -393,7 +393,8 @@ def build_model(
     Returns
     -------
     pymc.Model
-        With the model data attached as ``model.bayes_cart_data``.
+        With the model data attached as ``model.bayes_cart_data`` and the solver as
+        ``model.bayes_cart_solver`` (what ``sample_posterior(sampler="auto")`` reads).
 
     Examples
     --------
@@ -511,6 +512,7 @@ def build_model(
                 dims="obs",
             )
     model.bayes_cart_data = md  # type: ignore[attr-defined]
+    model.bayes_cart_solver = solver  # type: ignore[attr-defined]  # for sampler="auto"
     model.bayes_cart_centring = masks  # type: ignore[attr-defined]
     model.bayes_cart_partial_weights = weights  # type: ignore[attr-defined]
     free = {rv.name for rv in model.free_RVs}

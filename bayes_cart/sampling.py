@@ -2,7 +2,9 @@
 
 Backends (``sampler=``):
 
-* ``"auto"`` (default): ``"nutpie"`` for the closed form, ``"nutpie-jax"`` for the ODE route;
+* ``"auto"`` (default): ``"nutpie"`` for the closed form, ``"nutpie-jax"`` for the JAX solvers
+  (``solver="linear"`` or ``"ode"``); :func:`sample_posterior` reads the solver a model was
+  built with from ``model.bayes_cart_solver`` (:func:`bayes_cart.model.build_model`);
 * ``"nutpie"``: nutpie's Rust NUTS on the Numba-compiled graph: about 20 s to compile, then the
   fastest per gradient (no Python in the loop, chains truly parallel; docs/benchmarks.md);
 * ``"nutpie-jax"``: nutpie on a JAX-compiled graph: compiles in seconds, about half the speed
@@ -56,12 +58,48 @@ ODE_SAMPLERS = ("nutpie-jax", "numpyro")
 
 
 def resolve_sampler(sampler: str, solver: str = "closed_form") -> str:
-    """Resolve ``"auto"``: Numba nutpie for the closed form, JAX nutpie for the JAX solvers."""
+    """Resolve ``"auto"``: Numba nutpie for the closed form, JAX nutpie for the JAX solvers.
+
+    Parameters
+    ----------
+    sampler : str
+        One of :data:`SAMPLERS`; any other than ``"auto"`` is returned as it is.
+    solver : str
+        The kinetic solver of the model, one of :data:`SOLVERS`. The JAX solvers
+        (:data:`JAX_SOLVERS`) get ``"nutpie-jax"``, which runs them as native JAX code; Numba
+        nutpie would call the JAX op through Python for every gradient.
+
+    Returns
+    -------
+    str
+        The backend.
+
+    Raises
+    ------
+    ValueError
+        For an unknown sampler or solver.
+
+    Examples
+    --------
+    >>> resolve_sampler("auto"), resolve_sampler("auto", "ode"), resolve_sampler("pymc", "ode")
+    ('nutpie', 'nutpie-jax', 'pymc')
+    """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
     if sampler != "auto":
         return sampler
     return "nutpie-jax" if solver in JAX_SOLVERS else "nutpie"
+
+
+def model_solver(model: pm.Model) -> str:
+    """Return the kinetic solver ``model`` was built with (``"closed_form"`` if it does not say).
+
+    :func:`bayes_cart.model.build_model` records it as ``model.bayes_cart_solver``; a model
+    built otherwise is taken to be closed form.
+    """
+    return getattr(model, "bayes_cart_solver", "closed_form")
 
 
 def _one_blas_thread(cores: int) -> Any:
@@ -141,8 +179,14 @@ def sample_posterior(
     max_restarts: int = 1,
     max_extensions: int = 3,
     retry_target_accept: float | None = 0.95,
+    solver: str | None = None,
 ) -> tuple[az.InferenceData, dict[str, Any]]:
     """Sample the posterior of a PyMC model with the chosen backend.
+
+    ``sampler="auto"`` picks the backend for the model's kinetic solver
+    (:func:`resolve_sampler`): ``solver``, or when it is ``None`` the solver the model was built
+    with (:func:`model_solver`), so a model from ``build_model(..., solver="ode")`` or
+    ``"linear"`` is sampled with ``"nutpie-jax"`` and a closed-form one with ``"nutpie"``.
 
     ``low_rank`` (nutpie only) adapts a low-rank modified mass matrix instead of a diagonal
     one; on the bundled example it did not shorten the trajectories and lowered ESS
@@ -173,7 +217,7 @@ def sample_posterior(
         The posterior InferenceData; ``compile_seconds``, ``sampling_seconds`` (restarts
         included) and ``restarted_chains`` (what was detected, per restarted chain).
     """
-    sampler = resolve_sampler(sampler)
+    sampler = resolve_sampler(sampler, solver or model_solver(model))
     seed = _seed(random_seed, 1)
     cores = cores or min(chains, os.cpu_count() or 1)
     current = {"target_accept": target_accept}  # raised by a retry after divergences
@@ -367,7 +411,8 @@ def fit(
     spec : ModelSpec
         Model spec (:func:`bayes_cart.spec.load_spec`).
     sampler : str
-        One of :data:`SAMPLERS`.
+        One of :data:`SAMPLERS`; ``"auto"`` picks the backend for ``solver``
+        (:func:`resolve_sampler`).
     chains, tune, draws : int
         NUTS settings.
     random_seed : int
@@ -434,6 +479,7 @@ def fit(
         progress=progress,
         max_extensions=MAX_EXTENSIONS if extend else 0,
         retry_target_accept=RETRY_TARGET_ACCEPT if retry else None,
+        solver=solver,
     )
     t0 = time.perf_counter()
     with model:
