@@ -31,6 +31,7 @@ import pymc as pm
 import pytensor
 import xarray as xr
 
+from bayes_cart import floating_point
 from bayes_cart.diagnostics import (
     Diagnostics,
     add_chains,
@@ -39,6 +40,7 @@ from bayes_cart.diagnostics import (
     replace_chains,
     stuck_chains,
 )
+from bayes_cart.floating_point import flush_subnormals as _flush
 from bayes_cart.initial_values import patient_level_variables
 from bayes_cart.model import build_model
 from bayes_cart.model_data import ModelData, prepare_model_data
@@ -180,6 +182,7 @@ def sample_posterior(
     max_extensions: int = 3,
     retry_target_accept: float | None = 0.95,
     solver: str | None = None,
+    flush_subnormals: bool = True,
 ) -> tuple[az.InferenceData, dict[str, Any]]:
     """Sample the posterior of a PyMC model with the chosen backend.
 
@@ -192,6 +195,12 @@ def sample_posterior(
     one; on the bundled example it did not shorten the trajectories and lowered ESS
     (``docs/benchmarks.md``), so it is off by default. ``max_treedepth`` caps a NUTS
     trajectory at ``2**max_treedepth`` leapfrog steps (nutpie, PyMC).
+
+    ``flush_subnormals`` (x86-64) flushes subnormal numbers to zero in the sampler's threads
+    (:func:`bayes_cart.floating_point.flush_subnormals`): during warm-up, far from the posterior,
+    the Numba log density otherwise spends most of its time on them (4x per leapfrog step on
+    a measured run, ``docs/benchmarks.md``). ``timings["flush_subnormals"]`` says whether it
+    was on.
 
     A chain that ends far from the others (:func:`bayes_cart.diagnostics.stuck_chains`: its
     mean log density or its step size far below theirs) is sampled again from a fresh start,
@@ -229,7 +238,7 @@ def sample_posterior(
         t1 = time.perf_counter()
 
         def run(n_chains: int, run_seed: int) -> az.InferenceData:
-            with _one_blas_thread(min(cores, n_chains)):
+            with _one_blas_thread(min(cores, n_chains)), _flush(flush_subnormals):
                 return nutpie.sample(
                     compiled,
                     chains=n_chains,
@@ -257,7 +266,7 @@ def sample_posterior(
         kwargs["init"] = "adapt_diag"  # start from the data-informed point, no jitter
 
         def run(n_chains: int, run_seed: int) -> az.InferenceData:
-            with model, _one_blas_thread(min(cores, n_chains)):
+            with model, _one_blas_thread(min(cores, n_chains)), _flush(flush_subnormals):
                 return pm.sample(
                     draws=draws,
                     tune=tune,
@@ -319,6 +328,7 @@ def sample_posterior(
         "restarted_chains": restarted,
         "extended_chains": extended,
         "retried": retried,
+        "flush_subnormals": bool(flush_subnormals and floating_point.supported()),
     }
     return idata, timings
 
