@@ -1,12 +1,12 @@
 """Flush subnormal floating-point numbers to zero while the sampler runs (x86-64).
 
-Numbers below 2.2e-308 in magnitude ("subnormal" or "denormal") are handled by x86 CPUs in a
-slow microcode path, 10-100x slower per operation. The Liu and Stein closed forms are written
-in log space, but a few intermediate terms are exponentials of differences of log levels
-(``log1p(exp(lo - hi))`` in :func:`bayes_cart.kinetics.closed_form.log_add_exp`, the
-censored tails of the likelihood), and far from the posterior, where warm-up explores, these
-reach ``exp(-708)`` to ``exp(-745)``: then one log-density evaluation costs several times
-what it costs in the typical set. Measured with ``bench/bench_subnormals.py``.
+Numbers below 2.2e-308 in magnitude ("subnormal" or "denormal") take a slow microcode path on
+x86 CPUs: ``log1p(exp(x))`` over x in [-740, -709] costs 7x more per value than with them
+flushed to zero (``bench/bench_subnormals.py --micro``). The Liu and Stein closed forms are
+written in log space, but some intermediate terms are exponentials of differences of log
+levels (``log1p(exp(lo - hi))`` in :func:`bayes_cart.kinetics.closed_form.log_add_exp`, the
+censored tails of the likelihood) and reach that range far from the posterior, where warm-up
+can wander. Flushing removes that slow path; in the typical set the cost is unchanged.
 
 :func:`flush_subnormals` sets the FTZ (flush to zero) and DAZ (denormals are zero) bits of the
 calling thread's SSE control register (MXCSR) for the duration of a ``with`` block and

@@ -197,10 +197,10 @@ def sample_posterior(
     trajectory at ``2**max_treedepth`` leapfrog steps (nutpie, PyMC).
 
     ``flush_subnormals`` (x86-64) flushes subnormal numbers to zero in the sampler's threads
-    (:func:`bayes_cart.floating_point.flush_subnormals`): during warm-up, far from the posterior,
-    the Numba log density otherwise spends most of its time on them (4x per leapfrog step on
-    a measured run, ``docs/benchmarks.md``). ``timings["flush_subnormals"]`` says whether it
-    was on.
+    (:func:`bayes_cart.floating_point.flush_subnormals`): far from the posterior, where warm-up
+    can wander, terms of the closed form underflow into subnormal numbers, whose arithmetic is
+    7x slower (``docs/benchmarks.md``). ``timings["flush_subnormals"]`` says whether it was
+    on.
 
     A chain that ends far from the others (:func:`bayes_cart.diagnostics.stuck_chains`: its
     mean log density or its step size far below theirs) is sampled again from a fresh start,
@@ -354,6 +354,9 @@ def _compile_nutpie(model: pm.Model, sampler: str) -> Any:
     md = getattr(model, "bayes_cart_data", None)
     jax = sampler == "nutpie-jax"
     if jax:  # freeze here so the jittered variables are those of the compiled model
+        from bayes_cart.jax_setup import configure_jax
+
+        configure_jax()
         model = freeze_dims_and_data(model)
     jitter = None
     if md is not None:
@@ -492,6 +495,10 @@ def fit(
         solver=solver,
     )
     t0 = time.perf_counter()
+    if prior_draws or predictive:
+        from bayes_cart.jax_setup import configure_jax
+
+        configure_jax()  # these programs are JAX: reuse them from the persistent cache
     with model:
         if prior_draws:
             step("prior predictive")

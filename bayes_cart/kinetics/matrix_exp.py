@@ -36,9 +36,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import jax
+from bayes_cart.jax_setup import configure_jax
 
-jax.config.update("jax_enable_x64", True)
+configure_jax()  # 64-bit floats and the persistent compile cache, see bayes_cart.jax_setup
 
 import jax.numpy as jnp  # noqa: E402
 

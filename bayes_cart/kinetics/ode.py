@@ -74,7 +74,8 @@ the same :class:`PhasedODE` at about twice the cost of the closed form.
 
 Numerical precision
 -------------------
-Importing this module switches JAX to 64-bit floats (``jax_enable_x64``) for the whole
+Importing this module switches JAX to 64-bit floats (``jax_enable_x64``, set with JAX's
+persistent compile cache in :func:`bayes_cart.jax_setup.configure_jax`) for the whole
 process: 32-bit floats cannot represent the 10+ orders of magnitude a CAR-T profile spans with
 the tolerances used here. Failed solves (e.g. ``max_steps`` reached for extreme parameters) give
 NaN outputs instead of raising, so that a sampler simply rejects the proposal; set
@@ -106,7 +107,9 @@ from typing import Any
 
 import jax
 
-jax.config.update("jax_enable_x64", True)
+from bayes_cart.jax_setup import configure_jax
+
+configure_jax()  # 64-bit floats and the persistent compile cache, see bayes_cart.jax_setup
 
 import diffrax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
