@@ -72,9 +72,12 @@ def patient_level_variables(model: pm.Model, n_patients: int) -> set[str]:
     (``model.bayes_cart_patient_subsets``).
     """
     out = set(getattr(model, "bayes_cart_patient_subsets", ()))
+    static = {rv.name: rv.type.shape for rv in model.free_RVs}
+    if any(None in shape for shape in static.values()):  # one compiled function for all
+        static = {k: tuple(int(s) for s in v) for k, v in model.eval_rv_shapes().items()}
     for rv in model.free_RVs:
         dims = model.named_vars_to_dims.get(rv.name) or ()
-        shape = tuple(int(s) for s in rv.shape.eval()) if rv.ndim else ()
+        shape = tuple(static[rv.name])
         if {"patient", "patient_dp"} & set(dims) or (len(shape) == 2 and shape[0] == n_patients):
             out.add(rv.name)
     return out
