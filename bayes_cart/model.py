@@ -77,6 +77,9 @@ def prior_dist(prior: PriorSpec, name: str | None = None, log_scale: bool = Fals
         cls, args = pm.Uniform, {"lower": prior.lower, "upper": prior.upper}
     else:  # pragma: no cover - validated by the spec
         raise SpecError("prior", f"unknown distribution {prior.dist}")
+    # numpy float64, not Python floats: PyTensor casts a Python float that float32 represents
+    # exactly (2.0, 1.5) to float32, so log(sigma) in the density was a float32 log
+    args = {k: np.float64(v) for k, v in args.items()}
     if name is None:
         return cls.dist(**args, **kwargs)
     return cls(name, **args, **kwargs)

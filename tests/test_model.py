@@ -602,3 +602,22 @@ def test_partially_centred_random_effects_are_the_same_model(small):
         jacobian += float(np.sum(w) * np.log(omega))
     assert set(pp) == set(mp.initial_point())
     np.testing.assert_allclose(mp.compile_logp()(pp), mn.compile_logp()(pn) - jacobian, rtol=1e-9)
+
+
+def test_prior_constants_are_float64():
+    """Spec priors enter in double precision: a Python float that float32 represents exactly
+    (sigma = 1.5) would otherwise be a float32 constant, its log a float32 log (~1e-8 off)."""
+    from scipy import stats
+
+    from bayes_cart.model import prior_dist
+    from bayes_cart.spec import PriorSpec
+
+    normal = prior_dist(PriorSpec(dist="LogNormal", median=0.002, sigma=1.5), log_scale=True)
+    half = prior_dist(PriorSpec(dist="HalfNormal", sigma=1.5))
+    x = -5.3
+    assert float(pm.logp(normal, x).eval()) == pytest.approx(
+        stats.norm.logpdf(x, np.log(0.002), 1.5), abs=1e-13
+    )
+    assert float(pm.logp(half, 0.4).eval()) == pytest.approx(
+        stats.halfnorm.logpdf(0.4, scale=1.5), abs=1e-13
+    )
