@@ -8,9 +8,14 @@ effects read ``beta:RESPONSE[CR/PR]``.
 
 Missing values never drop a patient:
 
-* categorical: the missing cells become an explicit level ``unknown`` whose effect is estimated
-  like any other level (strategy ``"level"``; the chosen handling is reported);
-* continuous: the missing cells are set to the median of the observed values (reported).
+* categorical, ``covariates.missing = "level"`` (default): the missing cells become an explicit
+  level ``unknown`` whose effect is estimated like any other level;
+* categorical, ``"marginalize"``: the levels are the observed ones only and a missing cell is
+  coded as the reference level in the design (a placeholder: the model sums such a patient's
+  density over every level, :mod:`bayes_cart.marginal`);
+* continuous: the missing cells are set to the median of the observed values (either way).
+
+The chosen handling is reported (:attr:`CovariateDesign.imputed`, the fit's notes).
 
 Everything the fit data decide is kept in the :class:`CovariateDesign` and reused for new
 patients (:meth:`CovariateDesign.evaluate`): the mean and SD of ``center(...)`` /
@@ -79,7 +84,10 @@ class CovariateDesign:
         observed values: the value given to a missing cell, in the fit and for new patients.
     levels : dict
         ``{column: levels}`` of every categorical column the formulas use, reference first
-        (``unknown`` included when the fit data had missing cells).
+        (``unknown`` included when the fit data had missing cells and ``missing`` is
+        ``"level"``).
+    missing : {"level", "marginalize"}
+        How missing categorical cells were coded (``covariates.missing``).
     """
 
     matrices: dict[str, pd.DataFrame]
@@ -89,6 +97,7 @@ class CovariateDesign:
     transform_state: dict[str, dict[str, Any]] = field(default_factory=dict)
     medians: dict[str, float] = field(default_factory=dict)
     levels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    missing: str = "level"
 
     def effect_names(self, parameter: str) -> list[str]:
         """Effect column names of one parameter (empty if it has no covariates)."""
@@ -120,8 +129,10 @@ class CovariateDesign:
 
         ``center``/``scale`` use the fit data's mean and SD, a missing continuous value the fit
         data's median, a missing categorical value the level ``unknown``; a categorical value
-        the fit did not see (``unknown`` included, when the fit had no missing value) is coded
-        as the reference level (no effect).
+        the fit did not see (``unknown`` included, when the fit had no missing value or
+        marginalised its missing values) is coded as the reference level (no effect).
+        Predictions that should average over a marginalised covariate's levels do so
+        themselves (:func:`bayes_cart.posterior.population_parameters`).
 
         Parameters
         ----------
@@ -179,7 +190,7 @@ class CovariateDesign:
         -------
         dict
             ``version``, ``formulas``, ``reference``, ``transform_state``, ``medians``,
-            ``levels`` and ``effects`` (the effect columns per parameter).
+            ``levels``, ``missing`` and ``effects`` (the effect columns per parameter).
         """
         return {
             "version": STATE_VERSION,
@@ -188,6 +199,7 @@ class CovariateDesign:
             "transform_state": _jsonable(self.transform_state),
             "medians": {c: float(v) for c, v in self.medians.items()},
             "levels": {c: list(v) for c, v in self.levels.items()},
+            "missing": self.missing,
             "effects": {p: list(m.columns) for p, m in self.matrices.items()},
         }
 
@@ -225,15 +237,17 @@ class CovariateDesign:
             transform_state=copy.deepcopy(dict(state["transform_state"])),
             medians={c: float(v) for c, v in state["medians"].items()},
             levels={c: tuple(v) for c, v in state["levels"].items()},
+            missing=str(state.get("missing", "level")),  # absent before marginalize existed
         )
         return cls(
             matrices=shell.evaluate(patients),
             reference=shell.reference,
-            imputed=_imputed(patients, shell.medians, shell.levels),
+            imputed=_imputed(patients, shell.medians, shell.levels, shell.missing),
             formulas=shell.formulas,
             transform_state=shell.transform_state,
             medians=shell.medians,
             levels=shell.levels,
+            missing=shell.missing,
         )
 
 
@@ -444,26 +458,55 @@ def _categorical_text(series: pd.Series) -> pd.Series:
 
 
 def _imputed(
-    patients: pd.DataFrame, medians: Mapping[str, float], levels: Mapping[str, tuple[str, ...]]
+    patients: pd.DataFrame,
+    medians: Mapping[str, float],
+    levels: Mapping[str, tuple[str, ...]],
+    strategy: str = "level",
 ) -> Imputed:
-    """Which patients' cells were filled in, per column of the design."""
+    """Which patients' cells were filled in (or marginalised), per column of the design."""
     out: Imputed = {}
     for col in sorted([*medians, *levels]):
         missing = patients[col].isna()
         if missing.any():
-            how = "median" if col in medians else f"level {UNKNOWN_LEVEL!r}"
-            out[col] = (how, tuple(str(i) for i in patients.index[missing]))
+            ids = tuple(str(i) for i in patients.index[missing])
+            out[col] = (_handling(col, medians, levels, strategy), ids)
     return out
 
 
+def _handling(
+    col: str, medians: Mapping[str, float], levels: Mapping[str, tuple[str, ...]], strategy: str
+) -> str:
+    """How the missing cells of one column are handled, in words (the fit's notes)."""
+    if col in medians:
+        if strategy == "marginalize":
+            return "median (covariates.missing = 'marginalize' applies to categorical covariates)"
+        return "median"
+    if strategy != "marginalize":
+        return f"level {UNKNOWN_LEVEL!r}"
+    if len(levels[col]) < 2:
+        return f"its only observed level {levels[col][0]!r} (nothing to marginalise)"
+    return (
+        f"marginalised over the levels {list(levels[col])} with an estimated prevalence "
+        f"(prevalence_{col}; posterior level probabilities p_{col}_level)"
+    )
+
+
 def _fit_table(
-    patients: pd.DataFrame, used: set[str], ref_by_col: Mapping[str, str]
+    patients: pd.DataFrame,
+    used: set[str],
+    ref_by_col: Mapping[str, str],
+    missing: str = "level",
 ) -> tuple[pd.DataFrame, dict[str, float], dict[str, tuple[str, ...]], list[str]]:
-    """Build the fit's covariate table; return it with its medians and levels."""
+    """Build the fit's covariate table; return it with its medians and levels.
+
+    With ``missing = "marginalize"`` a categorical column's levels are its observed values and
+    a missing cell is coded as the reference (a placeholder the model marginalises over).
+    """
     table = pd.DataFrame(index=patients.index)
     medians: dict[str, float] = {}
     levels: dict[str, tuple[str, ...]] = {}
     problems: list[str] = []
+    marginalise = missing == "marginalize"
     for col in sorted(used):
         s = patients[col]
         if pd.api.types.is_numeric_dtype(s):
@@ -472,10 +515,17 @@ def _fit_table(
             table[col] = values.fillna(medians[col]).to_numpy()
             continue
         values = _categorical_text(s)
-        present = sorted(values.unique())
+        observed = values[s.notna().to_numpy()] if marginalise else values
+        present = sorted(observed.unique())
+        if not present:
+            problems.append(
+                f"covariates.missing: 'marginalize' needs observed values of {col!r}; every "
+                "patient's is missing (leave it out of the formulas or use 'level')"
+            )
+            continue
         ref = ref_by_col.get(col)
         if ref is None:
-            counts = values[values != UNKNOWN_LEVEL].value_counts()
+            counts = observed[observed != UNKNOWN_LEVEL].value_counts()
             ref = str(counts.index[0]) if len(counts) else present[0]
         elif ref not in present:
             problems.append(
@@ -483,6 +533,8 @@ def _fit_table(
             )
             continue
         levels[col] = (ref, *[lv for lv in present if lv != ref])
+        if marginalise:
+            values = values.where(s.notna().to_numpy(), ref)
         table[col] = pd.Categorical(values.to_numpy(), categories=list(levels[col]))
     return table, medians, levels, problems
 
@@ -543,6 +595,7 @@ def build_covariate_design(
     formulas: Mapping[str, str],
     reference: Mapping[str, str] | None = None,
     extra_fixed: Mapping[str, str] | None = None,
+    missing: str = "level",
 ) -> CovariateDesign:
     """Build treatment-coded design matrices for every parameter formula.
 
@@ -556,6 +609,9 @@ def build_covariate_design(
         ``{column: reference level}``; column names matched case-insensitively.
     extra_fixed : mapping, optional
         ``{parameter: column}`` extra categorical fixed effects (trial as a fixed effect).
+    missing : {"level", "marginalize"}
+        ``covariates.missing``: a missing categorical cell is the level ``unknown``, or coded
+        as the reference level as a placeholder for the model's sum over the observed levels.
 
     Returns
     -------
@@ -603,7 +659,7 @@ def build_covariate_design(
     if problems:
         raise SpecError("covariates", problems)
 
-    table, medians, levels, problems = _fit_table(patients, used, ref_by_col)
+    table, medians, levels, problems = _fit_table(patients, used, ref_by_col, missing)
     if problems:
         raise SpecError("covariates", problems)
     refs_used = {col: lv[0] for col, lv in levels.items()}
@@ -622,11 +678,12 @@ def build_covariate_design(
     return CovariateDesign(
         matrices=matrices,
         reference=refs_used,
-        imputed=_imputed(patients, medians, levels),
+        imputed=_imputed(patients, medians, levels, missing),
         formulas=rewritten,
         transform_state=states,
         medians=medians,
         levels=levels,
+        missing=missing,
     )
 
 

@@ -26,12 +26,17 @@ CONTRACTION_MIN = 0.1
 
 
 def population_variables(idata: az.InferenceData) -> list[str]:
-    """Names of population-level variables in the posterior (typical values, IIV, effects...)."""
+    """Names of population-level variables in the posterior (typical values, IIV, effects...).
+
+    Per-patient variables are left out: dims ``patient``, ``obs`` or any ``patient_*``
+    (``patient_dp``; ``patient_missing_<column>`` of the level probabilities of a
+    marginalised covariate).
+    """
     post = idata.posterior
     out = []
     for name, var in post.data_vars.items():
         dims = set(var.dims) - {"chain", "draw"}
-        if "patient" in dims or "obs" in dims or "patient_dp" in dims:
+        if "obs" in dims or any(d == "patient" or str(d).startswith("patient_") for d in dims):
             continue
         helper = name.startswith(("z_", "pc_", "log_", "logit_", "scaled_", "chol_"))
         if helper or name.endswith(("_i", "__")):

@@ -32,6 +32,7 @@ from bayes_cart.errors import SpecError
 from bayes_cart.initial_values import initial_values
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.likelihood import CensoringIndex, censored_loglik, student_t_censored_loglik
+from bayes_cart.marginal_model import add_marginal_terms, centre_missing_patients
 from bayes_cart.model_data import ModelData, prepare_model_data
 from bayes_cart.scales import Scale, from_scale, parameter_scale, scaled_name, to_scale
 from bayes_cart.spec import ModelSpec, PriorSpec
@@ -92,11 +93,15 @@ def _log_mean(
     n_patients: int,
     label: str,
     typical: PriorSpec,
+    design: dict[str, Any] | None = None,
 ) -> Any:
     """Return the population mean per patient on the parameter's scale (typical, covariates, group).
 
     The scale is log for a log-normal parameter and logit for a logit-normal one
-    (:mod:`bayes_cart.scales`); the typical value is ``log_<p>`` or ``logit_<p>``.
+    (:mod:`bayes_cart.scales`); the typical value is ``log_<p>`` or ``logit_<p>``. With
+    ``design`` (a parameter that uses a marginalised covariate) the design matrix is a
+    tensor of its own, stored there as ``design[name]``, that
+    :func:`bayes_cart.marginal_model.add_marginal_terms` replaces per level.
     """
     doc = spec.doc
     scale = parameter_scale(doc.parameters[name])
@@ -108,7 +113,10 @@ def _log_mean(
             log_pop = _centred_typical(typical, label, Xv.mean(axis=0), b, scale)
         else:
             log_pop = prior_dist(typical, scaled_name(scale, label), log_scale=True)
-        log_mu = log_pop + pt.dot(pt.as_tensor_variable(Xv), b)
+        Xt = pt.as_tensor_variable(Xv)
+        if design is not None:  # a node of its own (a constant could not be replaced)
+            Xt = design[name] = Xt.copy(name=f"X_{label}")
+        log_mu = log_pop + pt.dot(Xt, b)
     else:
         log_pop = prior_dist(typical, scaled_name(scale, label), log_scale=True)
         log_mu = log_pop * pt.ones(n_patients)
@@ -157,6 +165,8 @@ def _random_effects(
     means: dict[str, Any],
     masks: dict[str, np.ndarray] | None = None,
     weights: dict[str, np.ndarray] | None = None,
+    centered: set[str] | None = None,
+    rows: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Individual parameters ``mean + eta`` on their scales: independent etas and LKJ blocks.
 
@@ -172,12 +182,15 @@ def _random_effects(
     selects and non-centred for the others: the variables ``log_<p>_i`` and ``z_<p>`` then
     hold those two subsets. With ``weights`` (``sampling.centering = "partial"``) an
     independent parameter is sampled partially centred with one weight per patient, variable
-    ``pc_<p>`` (:func:`_partially_centred`).
+    ``pc_<p>`` (:func:`_partially_centred`). ``centered`` replaces ``sampling.centered`` (the
+    marginalised patients' additions, :func:`bayes_cart.marginal_model.centre_missing_patients`);
+    ``rows`` receives the patient positions of each variable that holds a subset of patients.
     """
     masks = masks or {}
     weights = weights or {}
+    rows = {} if rows is None else rows
     doc = spec.doc
-    centered = set(doc.sampling.centered)
+    centered = set(doc.sampling.centered) if centered is None else set(centered)
     fold = doc.sampling.parameterisation == "fold"
     log_i: dict[str, Any] = {}
     for block in doc.iiv.blocks:
@@ -218,6 +231,7 @@ def _random_effects(
                 ic, inc = np.flatnonzero(mask), np.flatnonzero(~mask)
                 vc = pm.MvNormal(f"{prefix}_i", mu=mean[ic], chol=chol, shape=(len(ic), k))
                 zn = pm.Normal(f"z_{label}", 0.0, 1.0, shape=(len(inc), k))
+                rows[vc.name], rows[zn.name] = ic, inc
                 values = pt.zeros((n, k))
                 values = pt.set_subtensor(values[ic], vc)
                 values = pt.set_subtensor(values[inc], mean[inc] + pt.dot(zn, chol.T))
@@ -260,6 +274,7 @@ def _random_effects(
             ic, inc = np.flatnonzero(mask), np.flatnonzero(~mask)
             vc = pm.Normal(centred_name, means[b][ic], omega, shape=len(ic))
             zn = pm.Normal(f"z_{labels[b]}", 0.0, 1.0, shape=len(inc))
+            rows[vc.name], rows[zn.name] = ic, inc
             values = pt.set_subtensor(pt.zeros(n)[ic], vc)
             values = pt.set_subtensor(values[inc], means[b][inc] + omega * zn)
             pm.Deterministic(f"eta_{labels[b]}", values - means[b], dims="patient")
@@ -410,6 +425,11 @@ def build_model(
     n = md.n_patients
     cmax_mode = doc.sampling.parameterisation in ("cmax", "fold")
 
+    marginal = md.marginal
+    affected = set(marginal.parameters) if marginal is not None else set()
+    design: dict[str, Any] = {}  # design-matrix tensors of the parameters marginalised over
+    rows: dict[str, np.ndarray] = {}  # patients of the variables that hold a subset of them
+
     with pm.Model(coords=md.coords()) as model:
         estimated = [
             name
@@ -418,15 +438,23 @@ def build_model(
         ]
         labels = {name: name for name in estimated}
         typicals = {name: doc.parameters[name].typical for name in estimated}
-        means = {
-            name: _log_mean(name, spec, md, n, labels[name], typicals[name]) for name in estimated
-        }
+        means = {}
+        for name in estimated:
+            store = design if name in affected else None
+            means[name] = _log_mean(name, spec, md, n, labels[name], typicals[name], store)
         # In the "cmax" parameterisation C0's random effect is sampled as the log peak level
         # (below), after the parameters the peak depends on.
         first = [x for x in estimated if not (cmax_mode and x == "C0")]
         masks = _centring_masks(spec, md)
         weights = _partial_weights(spec, md, first)
-        log_values = _random_effects(spec, first, n, labels, means, masks, weights)
+        centered = set(doc.sampling.centered)
+        if marginal is not None:
+            centered, masks, weights = centre_missing_patients(
+                spec, marginal, first, n, centered, masks, weights
+            )
+        log_values = _random_effects(
+            spec, first, n, labels, means, masks, weights, centered=centered, rows=rows
+        )
         values: dict[str, Any] = {
             name: from_scale(log_values[name], parameter_scale(doc.parameters[name]), xp=pt)
             for name in first
@@ -463,6 +491,8 @@ def build_model(
 
         if cmax_mode:
             values["C0"] = _c0_from_peak(spec, means["C0"], values, n)
+        if marginal is not None:  # every free variable exists: sum over the missing levels
+            add_marginal_terms(model, marginal, design, rows)
 
         if store_individual:
             for name in kin.parameters:

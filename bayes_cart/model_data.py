@@ -15,6 +15,7 @@ import pandas as pd
 
 from bayes_cart.covariates import CovariateDesign, build_covariate_design
 from bayes_cart.errors import SpecError
+from bayes_cart.marginal import MarginalDesign, marginal_design
 from bayes_cart.spec import ModelSpec, evaluate_subset
 
 
@@ -46,6 +47,9 @@ class ModelData:
         ``{parameter: per-patient values}`` set from the observed profiles.
     notes : list of str
         What was imputed, set from data or excluded (shown in the fit output).
+    marginal : MarginalDesign or None
+        Patients whose missing categorical covariates the model sums over
+        (``covariates.missing = "marginalize"``, :mod:`bayes_cart.marginal`); None otherwise.
     """
 
     patient_ids: tuple[str, ...]
@@ -62,6 +66,7 @@ class ModelData:
     distribution_mask: np.ndarray
     from_data: dict[str, np.ndarray]
     notes: list[str] = field(default_factory=list)
+    marginal: MarginalDesign | None = None
 
     @property
     def n_patients(self) -> int:
@@ -91,6 +96,8 @@ class ModelData:
             coords["patient_dp"] = dp
         for param, m in self.design.matrices.items():
             coords[f"{param}_effect"] = list(m.columns)
+        if self.marginal is not None:
+            coords.update(self.marginal.coords(self.patient_ids))
         return coords
 
 
@@ -165,9 +172,12 @@ def prepare_model_data(dataset: Any, spec: ModelSpec) -> ModelData:
         group_col = lower[doc.group.column.lower()]
         if doc.group.mode == "fixed":
             extra_fixed = {p: group_col for p in doc.group.parameters}
-    design = build_covariate_design(patients, formulas, doc.covariates.reference, extra_fixed)
+    design = build_covariate_design(
+        patients, formulas, doc.covariates.reference, extra_fixed, missing=doc.covariates.missing
+    )
     for col, (how, ids) in design.imputed.items():
         notes.append(f"covariate {col}: {len(ids)} patient(s) missing, handled as {how}")
+    marginal = marginal_design(patients, design, spec)
 
     group_levels: tuple[str, ...] = ()
     group_index = np.zeros(len(patients), dtype=np.int64)
@@ -218,4 +228,5 @@ def prepare_model_data(dataset: Any, spec: ModelSpec) -> ModelData:
         distribution_mask=mask,
         from_data=from_data,
         notes=notes,
+        marginal=marginal,
     )

@@ -120,12 +120,18 @@ class IIVSpec(_Frozen):
 
 
 class CovariateSpec(_Frozen):
-    """Covariate formulas (right-hand sides) per parameter and the categorical reference levels."""
+    """Covariate formulas (right-hand sides) per parameter and the categorical reference levels.
+
+    ``missing`` says what a missing categorical value is: ``"level"`` (default) codes it as
+    its own level ``unknown``; ``"marginalize"`` sums the patient's density over the observed
+    levels with an estimated prevalence (:mod:`bayes_cart.marginal`). Missing continuous
+    values get the median either way.
+    """
 
     formulas: dict[str, str] = Field(default_factory=dict)
     reference: dict[str, str] = Field(default_factory=dict)
     prior: PriorSpec = PriorSpec(dist="Normal", mu=0.0, sigma=0.5)
-    missing: Literal["level"] = "level"
+    missing: Literal["level", "marginalize"] = "level"
 
 
 class GroupSpec(_Frozen):
