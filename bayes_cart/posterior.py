@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_cart.covariates import UNKNOWN_LEVEL
 from bayes_cart.kinetics import get_kinetics
+from bayes_cart.marginal import component_tables, enumerate_components
 from bayes_cart.scales import from_scale, parameter_scale, scaled_name
 from bayes_cart.spec import evaluate_subset
 
@@ -112,7 +114,10 @@ def population_parameters(
 
     For each retained posterior draw the typical values, covariate effects and (optionally) new
     random effects ``eta ~ Normal(0, Omega)`` (with the fitted correlations) are combined as in
-    the model; ``iiv=False`` gives the typical patient of each covariate combination.
+    the model; ``iiv=False`` gives the typical patient of each covariate combination. A patient
+    missing a covariate the fit marginalised (``covariates.missing = "marginalize"``) gets, in
+    each draw, a level drawn from that draw's ``prevalence_<column>`` (the same level for every
+    parameter): the population predictive of a patient whose value is unknown.
 
     Parameters
     ----------
@@ -149,6 +154,8 @@ def population_parameters(
     # coded with the fit data's constants (center/scale means and SDs, medians, levels)
     new_design = design.evaluate(patients)
 
+    mixture = _level_mixture(fit, patients, sel, rng)
+
     log_values: dict[str, np.ndarray] = {}
     for p in estimated:
         lab = labels[p]
@@ -159,6 +166,9 @@ def population_parameters(
         if cols:
             b = np.asarray(_stack(post[f"b_{lab}"]))[sel]  # (s, effects)
             log_mu = log_mu + b @ new_design[p][cols].to_numpy().T
+            if mixture is not None and p in mixture[1]:
+                rows, drawn = mixture[0], mixture[1][p]  # drawn: (s, rows, effects)
+                log_mu[:, rows] = typical[:, None] + np.einsum("se,sre->sr", b, drawn)
         if doc.group.mode == "random" and p in doc.group.parameters and group != "none":
             gdim = (fit.model_data.group_column or "group").lower()
             u = np.asarray(_stack(post[f"u_{gdim}_{lab}"]))[sel]  # (s, levels)
@@ -211,6 +221,62 @@ def population_parameters(
         else:
             values[p] = np.full((s, n), float(kin.defaults.get(p, 0.0)))
     return values
+
+
+def _level_mixture(
+    fit: Any, patients: pd.DataFrame, sel: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """Design rows, per draw, of new patients missing a marginalised covariate.
+
+    For every patient missing one or more covariates with a fitted ``prevalence_<column>``
+    (a missing value, or the text ``unknown``, which is not one of its levels), one combination
+    of levels is drawn per posterior draw with probability ``prod_c prevalence_c[level]`` and
+    the patient is coded with it (by the fit's design, so interactions and transforms are coded
+    as in the fit).
+
+    Returns
+    -------
+    tuple or None
+        ``(rows, {parameter: array (sample, rows, effects)})``; None when no patient misses such
+        a covariate.
+    """
+    design = fit.model_data.design
+    post = fit.idata.posterior
+    lower = {c.lower(): c for c in patients.columns}
+    columns = [
+        c
+        for c in design.levels
+        if design.missing == "marginalize" and f"prevalence_{c}" in post and c.lower() in lower
+    ]
+    source = [lower[c.lower()] for c in columns]
+    patients = patients.copy()
+    for s in source:  # "unknown" (e.g. a contrast's group of missing values) is missing too
+        values = patients[s].astype(object)
+        patients[s] = values.where(values.notna() & (values != UNKNOWN_LEVEL), None)
+    codes = np.column_stack(
+        [np.where(patients[s].isna().to_numpy(), -1, 0) for s in source]
+        or [np.zeros(len(patients), dtype=np.int64)]
+    )
+    rows = np.flatnonzero((codes < 0).any(axis=1)) if columns else np.array([], dtype=np.int64)
+    if len(rows) == 0:
+        return None
+    levels = {s: design.levels[c] for s, c in zip(source, columns, strict=True)}
+    components, valid = enumerate_components(codes[rows], [len(levels[s]) for s in source])
+    tables = component_tables(patients, rows, source, levels, components)
+    coded = [design.evaluate(t) for t in tables]
+    weight = np.broadcast_to(valid.astype(float), (len(sel), *valid.shape)).copy()
+    for c, col in enumerate(columns):
+        prevalence = np.asarray(_stack(post[f"prevalence_{col}"]))[sel]  # (s, levels)
+        missing = codes[rows, c] < 0
+        weight[:, missing] *= prevalence[:, components[missing, :, c]]
+    cumulative = np.cumsum(weight / weight.sum(axis=2, keepdims=True), axis=2)
+    u = rng.uniform(size=(len(sel), len(rows), 1))
+    choice = np.minimum((cumulative < u).sum(axis=2), components.shape[1] - 1)  # (s, rows)
+    drawn = {}
+    for p in design.matrices:
+        stacked = np.stack([coded[k][p].to_numpy(dtype=float)[rows] for k in range(len(coded))])
+        drawn[p] = stacked[choice, np.arange(len(rows))[None, :]]
+    return rows, drawn
 
 
 def predict_curves(

@@ -475,6 +475,23 @@ def test_saved_fit_keeps_prevalence_and_level_probabilities(fake_fit_factory, tm
     assert "p_RESPONSE_level" not in population_variables(loaded.idata)
 
 
+def test_new_patient_with_missing_response_mixes_over_the_prevalence(fake_fit_factory):
+    """population_parameters: a new patient without RESPONSE gets the CR/PR effect in a
+    fraction of the draws equal to the prevalence (0.7); with RESPONSE given, in all or none."""
+    from bayes_cart.posterior import population_parameters
+
+    fit = _fake_marginal_fit(fake_fit_factory, n_draws=2000)
+    patients = pd.DataFrame(
+        {"RESPONSE": [None, "CR/PR", "PD/NR", "unknown"]}, index=["a", "b", "c", "d"]
+    )
+    values = population_parameters(fit, patients, n_draws=None, iiv=False, random_seed=4)
+    shift = np.log(values["beta"]) - np.log(TYPICAL["beta"])
+    assert np.allclose(shift[:, 1], 1.0) and np.allclose(shift[:, 2], 0.0)
+    for j in (0, 3):  # missing, or the text "unknown" (a contrast's group of missing values)
+        assert set(np.round(shift[:, j], 8)) == {0.0, 1.0}
+        assert abs((shift[:, j] > 0.5).mean() - 0.7) < 0.04
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. recovery by simulation (samples: slow)
 # ---------------------------------------------------------------------------------------------
