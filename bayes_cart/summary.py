@@ -10,7 +10,9 @@ One row per population quantity, named as a pharmacometrician expects:
 * residual ``sigma`` (log scale);
 * covariate effects on the log scale ``<param>:<term>``, e.g. ``beta:RESPONSE[CR/PR]`` (on
   the logit scale, i.e. log odds ratios, for a logit-normal parameter);
-* trial-level SDs ``omega_<group>_<param>``.
+* trial-level SDs ``omega_<group>_<param>``;
+* the prevalence of each level of a marginalised categorical covariate
+  (``covariates.missing = "marginalize"``), ``prevalence_<COLUMN>[<level>]``.
 
 Columns: ``parameter, mean, sd, q5, q50, q95, r_hat, ess_bulk, ess_tail``.
 """
