@@ -205,11 +205,22 @@ def _observations(fit: Any) -> pd.DataFrame:
     )
 
 
+def _loglik_obs(fit: Any, name: str) -> np.ndarray:
+    """Return the ``obs`` coordinate of a fit's log-likelihood; refuse a fit without one."""
+    idata = _idata(fit)
+    if "log_likelihood" not in idata.groups() or "log_dv" not in idata.log_likelihood:
+        raise IncomparableFitsError(
+            f"{name!r}: the fit has no pointwise log-likelihood (log_likelihood group); refit "
+            "with predictive=True"
+        )
+    return idata.log_likelihood["log_dv"]["obs"].values
+
+
 def _check_same_data(fits: Mapping[str, Any]) -> None:
     names = list(fits)
     first = names[0]
+    ref_obs = _loglik_obs(fits[first], first)
     ref = _observations(fits[first])
-    ref_obs = _idata(fits[first]).log_likelihood["log_dv"]["obs"].values
     for name in names[1:]:
         other = _observations(fits[name])
         where = _first_difference(ref, other)
@@ -220,7 +231,7 @@ def _check_same_data(fits: Mapping[str, Any]) -> None:
                 f"{other['ID'].nunique()} patients) differ: {where}. LOO compares models of "
                 "the same data only."
             )
-        obs = _idata(fits[name]).log_likelihood["log_dv"]["obs"].values
+        obs = _loglik_obs(fits[name], name)
         if len(obs) != len(ref_obs) or np.any(obs != ref_obs):
             raise IncomparableFitsError(
                 f"cannot compare {first!r} and {name!r}: their likelihoods use different samples "
