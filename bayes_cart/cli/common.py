@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
@@ -21,10 +22,10 @@ def load_data_or_exit(data: str, time_unit: str = "day"):
 
         return load_dataset(data, time_unit=time_unit)
     except FileNotFoundError:
-        console.print(f"[red]{data}: no such file[/red]")
+        console.print(f"[red]{escape(data)}: no such file[/red]")
         raise typer.Exit(code=2) from None
     except DataError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(code=1) from None
 
 
@@ -64,8 +65,6 @@ class StepPrinter:
 
     def __call__(self, message: str) -> None:
         """Show ``message`` (escaped: it may hold data text)."""
-        from rich.markup import escape
-
         if self._status is not None:
             self._status.update(escape(message))
         else:

@@ -68,7 +68,7 @@ def compare(
 
     console = Console(highlight=False)
     if not fit.exists():
-        console.print(f"[bold red]error:[/] fit file not found: {fit}")
+        console.print(f"[bold red]error:[/] fit file not found: {escape(str(fit))}")
         raise typer.Exit(code=2)
     if rope < 0 or not 0 < ci < 1:
         console.print("[bold red]error:[/] --rope must be >= 0 and --ci in (0, 1)")
@@ -102,8 +102,10 @@ def compare(
         tables.append(table)
         shown = summarise_contrast(table)
         rich_table = Table(
-            title=f"{column}: ratio to {table['reference'].iloc[0]} "
-            f"(median, {ci:.0%} interval), ROPE ±{rope:g}"
+            title=escape(
+                f"{column}: ratio to {table['reference'].iloc[0]} "
+                f"(median, {ci:.0%} interval), ROPE ±{rope:g}"
+            )
         )
         for name in ("quantity", "group", "ratio", "p_direction", "p_rope", "in_model"):
             rich_table.add_column(
@@ -111,9 +113,9 @@ def compare(
             )
         for r in shown.to_dict("records"):
             rich_table.add_row(
-                r["quantity"],
-                r["group"],
-                r["ratio"],
+                escape(str(r["quantity"])),
+                escape(str(r["group"])),
+                escape(str(r["ratio"])),
                 _fmt(r["p_direction"]),
                 _fmt(r["p_rope"]),
                 "yes" if r["in_model"] else "no (ratio 1)",
@@ -125,7 +127,7 @@ def compare(
             path = _plot_path(plot, column, len(columns) > 1)
             path.parent.mkdir(parents=True, exist_ok=True)
             plot_forest(table).savefig(path, dpi=150, bbox_inches="tight")
-            console.print(f"forest plot written to {path}")
+            console.print(f"forest plot written to {path}", markup=False)
     console.print(
         "Typical patients: the covariate at each level, other covariates at their reference, "
         "no random effects. Covariates observed after infusion (response) give associations."
@@ -135,4 +137,4 @@ def compare(
 
         out.parent.mkdir(parents=True, exist_ok=True)
         pd.concat(tables, ignore_index=True).to_csv(out, index=False)
-        console.print(f"table written to {out}")
+        console.print(f"table written to {out}", markup=False)

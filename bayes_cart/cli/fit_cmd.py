@@ -162,7 +162,7 @@ def fit(
     summary = write_fit_outputs(result, out, settings)
     md = result.model_data
 
-    table = Table(title=f"{spec.name}: population parameters")
+    table = Table(title=escape(f"{spec.name}: population parameters"))
     for col in ("parameter", "q50", "q5", "q95", "r_hat", "ess_bulk"):
         table.add_column(col, justify="right" if col != "parameter" else "left")
     for _, row in summary.iterrows():
@@ -202,4 +202,6 @@ def fit(
         )
     for a in d.advice:
         console.print(f"  [yellow]- {escape(a)}[/yellow]")
-    console.print(f"wrote {out / 'fit.nc'}, {out / 'summary.csv'}, {out / 'diagnostics.json'}")
+    console.print(
+        f"wrote {out / 'fit.nc'}, {out / 'summary.csv'}, {out / 'diagnostics.json'}", markup=False
+    )

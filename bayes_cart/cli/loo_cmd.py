@@ -38,7 +38,7 @@ def loo(
         raise typer.Exit(code=2)
     missing = [str(f) for f in fits if not f.exists()]
     if missing:
-        console.print(f"[bold red]error:[/] fit file(s) not found: {', '.join(missing)}")
+        console.print(f"[bold red]error:[/] fit file(s) not found: {escape(', '.join(missing))}")
         raise typer.Exit(code=2)
     labels = [s.strip() for s in names.split(",")] if names else None
     if labels is not None and len(labels) != len(fits):
@@ -64,7 +64,7 @@ def loo(
         rich_table.add_column(col, justify="left" if col == "model" else "right")
     for name, r in table.iterrows():
         rich_table.add_row(
-            str(name),
+            escape(str(name)),
             _fmt(r["elpd_loo"]),
             _fmt(r["se"]),
             _fmt(r["elpd_diff"]),
@@ -91,4 +91,4 @@ def loo(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(out)
-        console.print(f"table written to {out}")
+        console.print(f"table written to {out}", markup=False)

@@ -65,7 +65,7 @@ def nca(
     """Cmax, Tmax, AUC and Tlast per patient (linear-up/log-down), median (range) per group."""
     console = Console(highlight=False)
     if not data.exists():
-        console.print(f"[bold red]error:[/] data file not found: {data}")
+        console.print(f"[bold red]error:[/] data file not found: {escape(str(data))}")
         raise typer.Exit(code=2)
     if blq_rule not in BLQ_RULES or intermediate_blq not in INTERMEDIATE_BLQ:
         console.print(
@@ -81,7 +81,9 @@ def nca(
             warnings.simplefilter("ignore", DataWarning)
             dataset = load_dataset(data, time_unit=time_unit)
     except DataError as exc:
-        console.print(f"[bold red]invalid data[/]: {exc.source}: {len(exc.problems)} problem(s)")
+        console.print(
+            f"[bold red]invalid data[/]: {escape(exc.source)}: {len(exc.problems)} problem(s)"
+        )
         for problem in exc.problems:
             console.print(f"  • {problem}", markup=False, highlight=False)
         raise typer.Exit(code=1) from None
@@ -111,21 +113,21 @@ def nca(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(out, index=False)
-        console.print(f"per-patient table written to {out} ({len(table)} patients)")
+        console.print(f"per-patient table written to {escape(str(out))} ({len(table)} patients)")
 
 
 def print_summary(summary: pd.DataFrame, groups: list[str], auc: str, console: Console) -> None:
     """Print the grouped NCA summary as a rich table: median (min-max)."""
     title = "NCA summary: median (range)" + (f" by {', '.join(groups)}" if groups else "")
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for g in groups:
-        table.add_column(g)
+        table.add_column(escape(g))
     table.add_column("N (%)", justify="right")
     labels = {"Cmax": "Cmax", "Tmax": "Tmax (d)", auc: f"{auc} (DV x d)", "Tlast": "Tlast (d)"}
     for label in labels.values():
         table.add_column(label, justify="right")
     for r in summary.to_dict("records"):
-        cells = [str(r[g]) for g in groups]
+        cells = [escape(str(r[g])) for g in groups]
         cells.append(f"{r['n']} ({r['percent']:.0f}%)")
         for metric in labels:
             cells.append(

@@ -154,7 +154,7 @@ def run_example(
         tv = flat.get(row["parameter"])
         t.add_row(
             escape(row["parameter"]),
-            f"{row['q50']:.4g} [{row['q5']:.4g}, {row['q95']:.4g}]",
+            escape(f"{row['q50']:.4g} [{row['q5']:.4g}, {row['q95']:.4g}]"),
             "-" if tv is None else f"{tv:.4g}",
         )
     console.print(t)

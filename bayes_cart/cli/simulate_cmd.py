@@ -85,7 +85,7 @@ def simulate(
     console = Console(highlight=False)
     for path in (population, design):
         if path is not None and not path.exists():
-            console.print(f"[bold red]error:[/] file not found: {path}")
+            console.print(f"[bold red]error:[/] file not found: {escape(str(path))}")
             raise typer.Exit(code=2)
     if design is None and (n_patients is None or times is None):
         console.print("[bold red]error:[/] give --design, or both --n-patients and --times")
@@ -129,5 +129,5 @@ def simulate(
         + (f", {skipped} not taken after consecutive BLQ" if skipped else "")
         + f"), seed {seed}"
     )
-    console.print(f"data:  {data_file}")
-    console.print(f"truth: {truth_file}")
+    console.print(f"data:  {data_file}", markup=False)
+    console.print(f"truth: {truth_file}", markup=False)

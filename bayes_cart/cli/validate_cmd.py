@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bayes_cart.dataset import Dataset, load_dataset
@@ -38,7 +39,7 @@ def validate(
     """Validate a dataset and print a summary (patients, samples, BLQ, covariates, warnings)."""
     console = Console(highlight=False)
     if not data.exists():
-        console.print(f"[bold red]error:[/] data file not found: {data}")
+        console.print(f"[bold red]error:[/] data file not found: {escape(str(data))}")
         raise typer.Exit(code=2)
     try:
         with warnings.catch_warnings():
@@ -47,12 +48,14 @@ def validate(
                 data, time_unit=time_unit, time_varying=time_varying or (), delimiter=delimiter
             )
     except DataError as exc:
-        console.print(f"[bold red]invalid data[/]: {exc.source}: {len(exc.problems)} problem(s)")
+        console.print(
+            f"[bold red]invalid data[/]: {escape(exc.source)}: {len(exc.problems)} problem(s)"
+        )
         for problem in exc.problems:
             console.print(f"  • {problem}", markup=False, highlight=False)
         raise typer.Exit(code=1) from None
     except ValueError as exc:  # unknown time unit or bad delimiter option
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(code=2) from None
     print_summary(dataset, console)
 
@@ -63,7 +66,7 @@ def print_summary(dataset: Dataset, console: Console) -> None:
     cens = info["censored"]
     spp = info["samples_per_patient"]
     lo, hi = info["time_range"]
-    console.print(f"[bold green]valid[/]: {info['source']}")
+    console.print(f"[bold green]valid[/]: {escape(str(info['source']))}")
     overview = Table(show_header=False, box=None, padding=(0, 2))
     overview.add_row("patients", str(info["patients"]))
     overview.add_row(
@@ -84,7 +87,8 @@ def print_summary(dataset: Dataset, console: Console) -> None:
         for col in ("name", "level", "type", "values", "missing"):
             table.add_column(col)
         for name, level, desc in rows:
-            table.add_row(name, level, desc["type"], _values(desc), str(desc["missing"]))
+            cells = (name, level, desc["type"], _values(desc), str(desc["missing"]))
+            table.add_row(*(escape(str(c)) for c in cells))
         console.print(table)
     else:
         console.print("covariates: none")
@@ -98,7 +102,7 @@ def print_summary(dataset: Dataset, console: Console) -> None:
         for col in ("row", "ID", "reason"):
             table.add_column(col)
         for rec in excluded.head(MAX_EXCLUDED_SHOWN).itertuples(index=False):
-            table.add_row(str(rec.ROW), str(rec.ID), str(rec.reason))
+            table.add_row(*(escape(str(c)) for c in (rec.ROW, rec.ID, rec.reason)))
         console.print(table)
         if len(excluded) > MAX_EXCLUDED_SHOWN:
             console.print(f"  ... and {len(excluded) - MAX_EXCLUDED_SHOWN} more")

@@ -125,4 +125,4 @@ def vpc(
         f"{pct(cov['percentiles'])} of {int(cov['n_percentiles'])}; "
         f"BLQ fraction inside: {pct(cov['blq'])} of {int(cov['n_blq'])} bins"
     )
-    console.print(f"written: {table_path}, {obs_path}, {fig_path}")
+    console.print(f"written: {table_path}, {obs_path}, {fig_path}", markup=False)
