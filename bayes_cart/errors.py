@@ -103,6 +103,24 @@ class FitFileError(BayesCartError, ValueError):
     """A saved fit cannot be loaded or does not match what it claims to be."""
 
 
+class StartError(BayesCartError, ValueError):
+    """The log density or its gradient is not finite at the sampler's starting point.
+
+    Raised before sampling (:func:`bayes_cart.start_check.check_start`).
+
+    Parameters
+    ----------
+    message : str
+        One line naming each term at fault with its patients and data rows.
+    terms : list of bayes_cart.start_check.StartTerm
+        The terms that are not finite.
+    """
+
+    def __init__(self, message: str, terms: list | tuple = ()):
+        self.terms = list(terms)
+        super().__init__(message)
+
+
 class DataWarning(UserWarning):
     """Valid data with something the user should know (missing covariates, all-BLQ patients...)."""
 

@@ -45,6 +45,7 @@ from bayes_cart.initial_values import patient_level_variables
 from bayes_cart.model import build_model
 from bayes_cart.model_data import ModelData, prepare_model_data
 from bayes_cart.spec import ModelSpec
+from bayes_cart.start_check import check_start
 
 SAMPLERS = ("auto", "nutpie", "nutpie-jax", "pymc", "numpyro")
 
@@ -278,6 +279,8 @@ def sample_posterior(
                     compute_convergence_checks=False,
                     **kwargs,
                 )
+
+    check_start(model, compiled if sampler.startswith("nutpie") else None)  # StartError
 
     def run_with_restarts(run_seed: int, offset: int) -> tuple[az.InferenceData, list]:
         idata = run(chains, run_seed)
