@@ -1,6 +1,29 @@
-"""bayes_cart: Bayesian population analysis of CAR-T cellular kinetics."""
+"""bayes_cart: Bayesian population analysis of CAR-T cellular kinetics.
 
+One import gives the main steps of an analysis script::
+
+    import bayes_cart as bc
+
+    data = bc.load_dataset("study.csv")                   # validate (DataError names the row)
+    spec = bc.load_spec("liu2021").with_overrides(covariates={"beta": "RESPONSE"})
+    result = bc.fit(data, spec, random_seed=1)            # NUTS, diagnostics, the gate
+    bc.save_fit(result, "out/fit.nc")
+    fitted = bc.load_fit("out/fit.nc")
+    bc.population_summary(fitted.idata)                   # typical values, IIV, effects
+    bc.contrast(fitted, by="RESPONSE")                    # posterior contrasts
+    bc.vpc.vpc(fitted)                                    # visual predictive check
+    bc.write_report(fitted, "out/report.html")
+
+The names are loaded on first use (PEP 562), so ``import bayes_cart`` stays light and
+``bc.load_fit`` does not import PyMC before it needs to; every submodule stays importable for
+advanced use (``bayes_cart.model.build_model``, ``bayes_cart.sampling.sample_posterior``...).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("bayes_cart")
@@ -9,6 +32,47 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 from bayes_cart.errors import ConvergenceWarning, DataError, DataWarning, SpecError
 from bayes_cart.kinetics import KineticModel, get_kinetics, list_kinetics, register_kinetics
+
+#: public name -> module that defines it (imported on first access)
+_LAZY = {
+    # data
+    "load_dataset": "bayes_cart.dataset",
+    "summarise_nca": "bayes_cart.nca",
+    # model specs
+    "load_spec": "bayes_cart.spec",
+    "list_specs": "bayes_cart.spec",
+    "spec_from_dict": "bayes_cart.spec",
+    # inference
+    "fit": "bayes_cart.sampling",
+    "Fit": "bayes_cart.sampling",
+    "build_model": "bayes_cart.model",
+    "sample_posterior": "bayes_cart.sampling",
+    "save_fit": "bayes_cart.io",
+    "load_fit": "bayes_cart.io",
+    "write_fit_outputs": "bayes_cart.io",
+    # analysis
+    "population_summary": "bayes_cart.summary",
+    "contrast": "bayes_cart.contrasts",
+    "summarise_contrast": "bayes_cart.contrasts",
+    "typical_metrics": "bayes_cart.ck_metrics",
+    "individual_metrics": "bayes_cart.ck_metrics",
+    "simulate_virtual_population": "bayes_cart.virtual_population",
+    "compare_fits": "bayes_cart.loo",
+    "patient_loo": "bayes_cart.loo",
+    # checks
+    "posterior_predictive_check": "bayes_cart.ppc",
+    "vpc_coverage": "bayes_cart.vpc",
+    "gof_table": "bayes_cart.gof",
+    "write_report": "bayes_cart.report",
+    # simulation
+    "make_design": "bayes_cart.simulate",
+    "simulate_patients": "bayes_cart.simulate",
+    "PopulationParameters": "bayes_cart.simulate",
+    "write_data_csv": "bayes_cart.simulate",
+    # the bundled example
+    "example_data_path": "bayes_cart.example",
+    "load_example": "bayes_cart.example",
+}
 
 __all__ = [
     "ConvergenceWarning",
@@ -20,4 +84,26 @@ __all__ = [
     "get_kinetics",
     "list_kinetics",
     "register_kinetics",
+    *sorted(_LAZY),
 ]
+
+
+#: functions named like their module: ``bc.nca.nca(...)``, ``bc.vpc.vpc(...)`` (a package
+#: attribute named like a submodule is replaced by the module once it is imported)
+_SUBMODULES = ("nca", "vpc", "gof", "ppc", "loo", "contrasts", "simulate", "report")
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first access (PEP 562)."""
+    if name in _SUBMODULES:
+        return import_module(f"bayes_cart.{name}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bayes_cart' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))

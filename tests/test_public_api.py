@@ -1,0 +1,36 @@
+"""`import bayes_cart as bc` gives the analysis steps, lazily, as the modules define them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import bayes_cart as bc
+
+
+@pytest.mark.parametrize("name", sorted(bc._LAZY))
+def test_each_public_name_is_the_modules_own(name):
+    import importlib
+
+    module = importlib.import_module(bc._LAZY[name])
+    assert getattr(bc, name) is getattr(module, name)
+    assert name in bc.__all__ and name in dir(bc)
+
+
+@pytest.mark.parametrize("name", ["nca", "vpc", "gof", "report"])
+def test_modules_named_like_their_function_are_reached_as_modules(name):
+    module = getattr(bc, name)
+    assert module.__name__ == f"bayes_cart.{name}"
+
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'not_a_function'"):
+        bc.not_a_function  # noqa: B018
+
+
+def test_importing_the_package_does_not_import_pymc():
+    code = "import sys, bayes_cart as bc; bc.load_dataset; print('pymc' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
