@@ -300,7 +300,8 @@ def run_one(
     data = load_dataset(csv)
     spec = _patched(_user_spec(spec_name, data, ds.population), patch or {})
     t0 = time.perf_counter()
-    f = fit(data, spec, random_seed=1, prior_draws=0, predictive=False, **fit_kw)
+    seed = fit_kw.pop("random_seed", 1)
+    f = fit(data, spec, random_seed=seed, prior_draws=0, predictive=False, **fit_kw)
     wall = time.perf_counter() - t0
     d = f.diagnostics
     summ = population_summary(f.idata).set_index("parameter")
@@ -316,6 +317,7 @@ def run_one(
         "spec": spec_name + (f" [{tag}]" if tag else ""),
         "patch": patch or {},
         "target_accept": fit_kw.get("target_accept"),
+        "fit_seed": seed,
         "note": ds.note,
         "n_patients": int(data.n_patients),
         "n_trials": len(ds.trials),
@@ -384,6 +386,12 @@ def main() -> None:
     )
     ap.add_argument("--tag", default="", help="name of the variant (in file names and table)")
     ap.add_argument("--target-accept", type=float, default=None, help="default: fit()'s")
+    ap.add_argument(
+        "--fit-seed",
+        type=int,
+        default=None,
+        help="the sampler's seed (default 1; the data keep their own seed); needs --tag",
+    )
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -391,8 +399,8 @@ def main() -> None:
         print(_table(out))
         return
     patch = json.loads(args.patch) if args.patch else {}
-    if (patch or args.target_accept) and not args.tag:
-        ap.error("--patch and --target-accept need --tag")
+    if (patch or args.target_accept or args.fit_seed is not None) and not args.tag:
+        ap.error("--patch, --target-accept and --fit-seed need --tag")
     suffix = f"__{args.tag}" if args.tag else ""
     only = set(filter(None, args.only.split(",")))
     specs = set(filter(None, args.specs.split(",")))
@@ -420,6 +428,7 @@ def main() -> None:
                 tune=args.tune,
                 draws=args.draws,
                 **({"target_accept": args.target_accept} if args.target_accept else {}),
+                **({"random_seed": args.fit_seed} if args.fit_seed is not None else {}),
             )
             path.write_text(json.dumps(r, indent=1))
             print(

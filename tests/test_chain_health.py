@@ -237,3 +237,37 @@ def test_initial_estimates_land_near_the_truth(kinetics):
     if kinetics == "stein2019":
         ok = np.isfinite(est["beta"]) & np.isfinite(est["alpha"])
         assert ok.sum() > 20 and np.all(est["beta"][ok] < est["alpha"][ok])
+
+
+def _patient_idata(shift_chain, shift, lp_gap, seed=0, draws=1000, patients=50):
+    """4 chains of a per-patient Tmax_i (log-normal posterior per patient); chain
+    ``shift_chain`` has patient 7's log Tmax moved by ``shift`` posterior SDs and a mean log
+    density ``lp_gap`` lower (within-chain SD 30, as with ~1,200 parameters)."""
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(2.5, 0.5, patients)
+    log_t = centre + 0.2 * rng.standard_normal((4, draws, patients))
+    lp = rng.normal(-3700.0, 30.0, (4, draws))
+    if shift_chain is not None:
+        log_t[shift_chain, :, 7] += shift * 0.2 * np.sqrt(2.0)
+        lp[shift_chain] -= lp_gap
+    ids = [f"P{i:03d}" for i in range(patients)]
+    return az.from_dict(
+        posterior={"Tmax_i": np.exp(log_t)},
+        sample_stats={"logp": lp, "step_size": np.full((4, draws), 0.05)},
+        coords={"patient": ids},
+        dims={"Tmax_i": ["patient"]},
+    )
+
+
+def test_a_chain_in_a_local_mode_of_one_patient_is_detected_and_named():
+    """A chain 20 log-density units below the others (invisible next to a within-chain SD of
+    30) whose patient P007 sits 5 SDs from the other chains is flagged, naming the patient;
+    healthy chains, a shift without a lower log density, or a small shift are not."""
+    stuck = stuck_chains(_patient_idata(2, shift=5.0, lp_gap=20.0))
+    assert [s["chain"] for s in stuck] == [2]
+    assert "patient P007" in stuck[0]["reason"] and "Tmax_i" in stuck[0]["reason"]
+    assert stuck_chains(_patient_idata(None, 0.0, 0.0)) == []
+    assert stuck_chains(_patient_idata(2, shift=5.0, lp_gap=0.0)) == []  # an equal mode
+    assert stuck_chains(_patient_idata(2, shift=1.0, lp_gap=20.0)) == []  # same mode
+    for seed in range(5):  # no false alarm on healthy chains with an unlucky log density
+        assert stuck_chains(_patient_idata(1, shift=0.0, lp_gap=15.0, seed=seed)) == []
