@@ -103,6 +103,10 @@ class FitFileError(BayesCartError, ValueError):
     """A saved fit cannot be loaded or does not match what it claims to be."""
 
 
+class OutputError(BayesCartError, ValueError):
+    """An output location cannot take the results (a file, a non-empty folder, no permission)."""
+
+
 class StartError(BayesCartError, ValueError):
     """The log density or its gradient is not finite at the sampler's starting point.
 

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,7 @@ from bayes_cart import __version__
 from bayes_cart.covariates import CovariateDesign
 from bayes_cart.dataset import load_dataset
 from bayes_cart.diagnostics import Diagnostics
-from bayes_cart.errors import FitFileError, SpecError
+from bayes_cart.errors import FitFileError, OutputError, SpecError
 from bayes_cart.model_data import ModelData, prepare_model_data
 from bayes_cart.sampling import Fit
 from bayes_cart.spec import spec_from_dict
@@ -41,6 +44,12 @@ from bayes_cart.spec import spec_from_dict
 #: Variables not written to disk: the standard-normal draws behind non-centred effects and the
 #: partially centred coordinates (``eta_<p>`` and ``<p>_i`` hold the same information).
 _DROP_PREFIXES = ("z_", "pc_")
+
+#: The files :func:`write_fit_outputs` writes: a folder holding only these may be replaced.
+FIT_OUTPUTS = ("fit.nc", "summary.csv", "diagnostics.json")
+
+#: Folders shown by name in an error message about a non-empty output folder.
+_MAX_NAMES = 5
 
 #: Groups stored in single precision (predictive draws and pointwise log-likelihood: float32
 #: keeps 7 significant digits, far below Monte Carlo error, and halves the file).
@@ -227,27 +236,132 @@ def load_fit(path: str | Path) -> Fit:
     )
 
 
-def write_fit_outputs(fit: Fit, out_dir: str | Path, settings: dict[str, Any] | None = None):
-    """Write ``fit.nc``, ``summary.csv`` and ``diagnostics.json`` into ``out_dir``.
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_NAMES])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > _MAX_NAMES else "")
+
+
+def check_output_dir(out_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Check that the results of a fit can be written to the folder ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The output folder: new, empty, or (with ``overwrite``) holding only the files of a
+        previous fit (:data:`FIT_OUTPUTS`).
+    overwrite : bool
+        Whether a previous fit's results may be replaced.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+
+    Raises
+    ------
+    OutputError
+        ``out_dir`` is a file or lies under one, is the current folder (or one above it), is a
+        non-empty folder (without ``overwrite``, or holding other files), or its parent folder
+        cannot be written.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder (the output is a folder)")
+    if Path.cwd().is_relative_to(os.path.abspath(out)):
+        raise OutputError(f"{out}: is the current folder or one above it; name a new subfolder")
+    if out.is_dir():
+        entries = sorted(p.name for p in out.iterdir())
+        if entries and not overwrite:
+            raise OutputError(
+                f"{out}: the folder exists and is not empty ({_names(entries)}); choose another "
+                "folder, or pass --overwrite (overwrite=True) to replace a previous fit's results"
+            )
+        others = [e for e in entries if e not in FIT_OUTPUTS]
+        if others:
+            raise OutputError(
+                f"{out}: holds files that a fit does not write ({_names(others)}); --overwrite "
+                f"replaces only a folder of fit results ({', '.join(FIT_OUTPUTS)})"
+            )
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{out}: cannot write in {parent} (permission denied)")
+    return out
+
+
+def _move_into_place(new: Path, out: Path) -> None:
+    """Rename the folder ``new`` to ``out``, replacing ``out`` (same file system)."""
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        os.replace(new, out)
+        return
+    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:12]}")
+    os.replace(out, old)
+    try:
+        os.replace(new, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_fit_outputs(
+    fit: Fit,
+    out_dir: str | Path,
+    settings: dict[str, Any] | None = None,
+    *,
+    overwrite: bool = True,
+):
+    """Write ``fit.nc``, ``summary.csv`` and ``diagnostics.json`` into ``out_dir``, whole.
+
+    The files are written to a new hidden folder next to ``out_dir``
+    (``.<name>.partial-<random>``) that is then renamed to ``out_dir``, so a crash leaves
+    either the previous folder or the new one, never a half-written or mixed folder (a
+    ``kill -9`` while writing may leave the hidden folder behind).
 
     Parameters
     ----------
     fit : Fit
         The fitted model.
     out_dir : str or Path
-        Output folder (created).
+        Output folder (created with its parents), see :func:`check_output_dir`.
     settings : dict, optional
         Sampler settings recorded in ``diagnostics.json`` (sampler, chains, tune, draws, seed).
+    overwrite : bool
+        Whether a folder holding a previous fit's results (only :data:`FIT_OUTPUTS`) is
+        replaced; ``False`` refuses any non-empty folder.
 
     Returns
     -------
     pandas.DataFrame
         The population summary that was written to ``summary.csv``.
+
+    Raises
+    ------
+    OutputError
+        When ``out_dir`` cannot take the results (:func:`check_output_dir`).
     """
+    out = check_output_dir(out_dir, overwrite=overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:12]}")
+    partial.mkdir()
+    try:
+        summary = _write_fit_files(fit, partial, settings)
+        _move_into_place(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return summary
+
+
+def _write_fit_files(fit: Fit, out: Path, settings: dict[str, Any] | None) -> pd.DataFrame:
+    """Write the three result files into the existing folder ``out``."""
     from bayes_cart.summary import population_summary
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     save_fit(fit, out / "fit.nc")
     summary = population_summary(fit.idata)
     summary.to_csv(out / "summary.csv", index=False)

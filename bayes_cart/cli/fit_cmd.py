@@ -1,4 +1,9 @@
-"""``bayes-cart fit``: fit a model spec; write fit.nc, summary.csv and diagnostics.json."""
+"""``bayes-cart fit``: fit a model spec; write fit.nc, summary.csv and diagnostics.json.
+
+Exit codes: 0 done, 1 invalid data, spec or start (or the results could not be written), 2 a
+missing file, a bad option or an output folder that cannot take the results. Options and the
+output folder are checked before the data are read and the model is compiled.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,72 @@ from rich.table import Table
 console = Console()
 
 
+def _option_problem(
+    chains: int, tune: int, draws: int, target_accept: float, seed: int, time_unit: str
+) -> str | None:
+    """Return what is wrong with the sampler options (None when they are fine)."""
+    from bayes_cart.units import to_days
+
+    if chains < 2:
+        return (
+            f"--chains must be at least 2 (R-hat compares chains), got {chains}; "
+            "use --chains 2 for a quick run"
+        )
+    if draws < 1:
+        return f"--draws must be at least 1, got {draws}"
+    if tune < 0:
+        return f"--tune must be >= 0, got {tune}"
+    if not 0 < target_accept < 1:
+        return f"--target-accept must be in (0, 1), got {target_accept:g}"
+    if seed < 0:
+        return f"--seed must be >= 0, got {seed}"
+    try:
+        to_days(time_unit)
+    except ValueError as exc:
+        return f"--time-unit: {exc}"
+    return None
+
+
+def check_before_fitting(
+    out: Path,
+    overwrite: bool,
+    chains: int,
+    tune: int,
+    draws: int,
+    target_accept: float,
+    seed: int,
+    time_unit: str,
+) -> None:
+    """Exit 2 with a one-line message when an option or the output folder is unusable."""
+    from bayes_cart.errors import OutputError
+    from bayes_cart.io import check_output_dir
+
+    problem = _option_problem(chains, tune, draws, target_accept, seed, time_unit)
+    if problem is None:
+        try:
+            check_output_dir(out, overwrite=overwrite)
+        except OutputError as exc:
+            problem = f"--out {exc}"
+    if problem is not None:
+        console.print(f"[red]{escape(problem)}[/red]")
+        raise typer.Exit(code=2)
+
+
 def fit(
     data: Annotated[
         str, typer.Argument(help="Dataset (CSV/Parquet), or 'example' for the bundled one.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("fit"),
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder (new or empty; see --overwrite).")
+    ] = Path("fit"),
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace the results of a previous fit in --out (a folder holding only "
+            "fit.nc, summary.csv, diagnostics.json), once the new fit has succeeded.",
+        ),
+    ] = False,
     model: Annotated[
         str, typer.Option("--model", help="Spec name (liu2021...) or TOML file.")
     ] = "liu2021",
@@ -93,12 +159,13 @@ def fit(
 ) -> None:
     """Fit a hierarchical model and write DIR/fit.nc, DIR/summary.csv and DIR/diagnostics.json."""
     from bayes_cart.cli.common import StepPrinter, load_data_or_exit, show_sampler_progress
-    from bayes_cart.errors import SpecError
+    from bayes_cart.errors import OutputError, SpecError
     from bayes_cart.io import write_fit_outputs
     from bayes_cart.sampling import fit as run_fit
     from bayes_cart.sampling import resolve_sampler
     from bayes_cart.spec import load_spec, parse_covariate_option
 
+    check_before_fitting(out, overwrite, chains, tune, draws, target_accept, seed, time_unit)
     dataset = load_data_or_exit(data, time_unit=time_unit)
     try:
         spec = load_spec(model)
@@ -159,7 +226,11 @@ def fit(
         "draws": draws,
         "seed": seed,
     }
-    summary = write_fit_outputs(result, out, settings)
+    try:
+        summary = write_fit_outputs(result, out, settings, overwrite=overwrite)
+    except (OutputError, OSError) as exc:
+        console.print(f"[red]the results could not be written: {escape(str(exc))}[/red]")
+        raise typer.Exit(code=1) from None
     md = result.model_data
 
     table = Table(title=escape(f"{spec.name}: population parameters"))
