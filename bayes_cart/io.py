@@ -211,8 +211,11 @@ def load_fit(path: str | Path) -> Fit:
             f"{path}: written by bayes_cart {attrs['bayes_cart_version']}, newer than this "
             f"{__version__}; upgrade bayes_cart"
         )
+    raw = _stored_json(attrs, "spec_json", path, what="spec")
+    if not isinstance(raw, dict):
+        raise FitFileError(f"{path}: the stored spec is not a JSON object; the file is corrupt")
     try:
-        spec = spec_from_dict(json.loads(attrs["spec_json"]), source=f"{path} (stored spec)")
+        spec = spec_from_dict(raw, source=f"{path} (stored spec)")
     except SpecError as exc:
         raise FitFileError(f"{path}: the stored spec no longer validates:\n{exc}") from None
     if spec.hash != attrs["spec_hash"]:
@@ -225,15 +228,40 @@ def load_fit(path: str | Path) -> Fit:
     model_data = _with_stored_design(
         prepare_model_data(dataset, spec), dataset.patients, attrs, idata.posterior, path
     )
-    diag = Diagnostics(**json.loads(attrs.get("diagnostics_json", "{}")))
+    stored = _stored_json(attrs, "diagnostics_json", path, default={})
+    try:
+        diag = Diagnostics(**stored)
+    except TypeError as exc:
+        raise FitFileError(f"{path}: the stored diagnostics_json does not fit ({exc})") from None
     return Fit(
         idata=idata,
         spec=spec,
         dataset=dataset,
         model_data=model_data,
         diagnostics=diag,
-        timings=json.loads(attrs.get("timings_json", "{}")),
+        timings=_stored_json(attrs, "timings_json", path, default={}),
     )
+
+
+def _stored_json(
+    attrs: dict[str, Any], key: str, path: Path, what: str | None = None, default: Any = None
+) -> Any:
+    """Parse the JSON attribute ``key`` of a fit file (``default`` when absent).
+
+    Raises
+    ------
+    FitFileError
+        One line naming the file and the attribute when it is not valid JSON.
+    """
+    if key not in attrs:
+        return default
+    try:
+        return json.loads(attrs[key])
+    except (TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise FitFileError(
+            f"{path}: the stored {what or key} is not valid JSON ({exc}); the file was edited "
+            "or is corrupt"
+        ) from None
 
 
 def _names(names: list[str]) -> str:

@@ -29,6 +29,52 @@ def load_data_or_exit(data: str, time_unit: str = "day"):
         raise typer.Exit(code=1) from None
 
 
+def read_spec(model: str):
+    """Load the spec ``model`` (a shipped name or a TOML file) for a command.
+
+    :func:`bayes_cart.spec.load_spec` with what it does not catch turned into a SpecError of
+    one problem: a path that is a folder, a file without the ``.toml`` suffix, a file that is
+    not UTF-8 text or cannot be read.
+
+    Raises
+    ------
+    SpecError
+        Print it with :func:`error_line`.
+    """
+    from pathlib import Path
+
+    from bayes_cart.errors import SpecError
+    from bayes_cart.spec import load_spec
+
+    path = Path(model)
+    if path.is_dir():
+        raise SpecError(model, "is a folder, not a TOML file")
+    if path.is_file() and path.suffix != ".toml":
+        raise SpecError(model, f"a spec file must end in .toml (got {path.suffix or 'none'!r})")
+    try:
+        return load_spec(model)
+    except UnicodeDecodeError as exc:
+        raw = path.read_bytes()[: exc.start] if path.is_file() else b""
+        line = raw.count(b"\n") + 1
+        raise SpecError(
+            model,
+            f"not UTF-8 text (line {line}, byte {exc.start + 1}: {exc.reason}); save the file "
+            "as UTF-8",
+        ) from None
+    except OSError as exc:
+        raise SpecError(model, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def error_line(exc: Exception) -> str:
+    """Return an error's text, on one line when it holds a single problem."""
+    from bayes_cart.errors import DataError, SpecError
+
+    if isinstance(exc, SpecError | DataError) and len(exc.problems) == 1:
+        kind = "model spec " if isinstance(exc, SpecError) else ""
+        return f"{kind}{exc.source}: {exc.problems[0]}"
+    return str(exc)
+
+
 def show_sampler_progress(progress: bool | None) -> bool:
     """Whether to show nutpie's per-chain progress bars (``None``: when stderr is a terminal).
 

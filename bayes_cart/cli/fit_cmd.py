@@ -158,17 +158,23 @@ def fit(
     ] = True,
 ) -> None:
     """Fit a hierarchical model and write DIR/fit.nc, DIR/summary.csv and DIR/diagnostics.json."""
-    from bayes_cart.cli.common import StepPrinter, load_data_or_exit, show_sampler_progress
+    from bayes_cart.cli.common import (
+        StepPrinter,
+        error_line,
+        load_data_or_exit,
+        read_spec,
+        show_sampler_progress,
+    )
     from bayes_cart.errors import OutputError, SpecError
     from bayes_cart.io import write_fit_outputs
     from bayes_cart.sampling import fit as run_fit
     from bayes_cart.sampling import resolve_sampler
-    from bayes_cart.spec import load_spec, parse_covariate_option
+    from bayes_cart.spec import parse_covariate_option
 
     check_before_fitting(out, overwrite, chains, tune, draws, target_accept, seed, time_unit)
     dataset = load_data_or_exit(data, time_unit=time_unit)
     try:
-        spec = load_spec(model)
+        spec = read_spec(model)
         formulas = dict(parse_covariate_option(c) for c in covariates or [])
         refs = {}
         for r in reference or []:
@@ -194,7 +200,7 @@ def fit(
             raw["distribution_phase"] = {"enabled_if": distribution}
             spec = spec_from_dict(raw, source=spec.source)
     except SpecError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
+        console.print(f"[red]{escape(error_line(exc))}[/red]")
         raise typer.Exit(code=1) from None
 
     try:
@@ -216,7 +222,7 @@ def fit(
                 retry=retry,
             )
     except (SpecError, ValueError) as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
+        console.print(f"[red]{escape(error_line(exc))}[/red]")
         raise typer.Exit(code=1) from None
     settings = {
         "sampler": resolve_sampler(sampler, solver),
