@@ -282,3 +282,48 @@ def test_max_treedepth_caps_the_trajectories(sampler):
 
     assert depth(10) >= 4
     assert depth(2) <= 2
+
+
+def test_fit_outcome_lines_report_every_second_try():
+    """fit and run-example print the same outcome: verdict, restarts (with the reason),
+    the divergence retry and extra chains; nothing when there were none."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from bayes_cart.cli.common import print_fit_outcome
+
+    def outcome(**d_kw):
+        d = SimpleNamespace(
+            passed=True,
+            max_rhat=1.004,
+            min_ess_bulk=757.0,
+            min_ess_tail=801.0,
+            divergences=0,
+            gradients_per_ess=1347.4,
+            restarted_chains=[],
+            retried={},
+            extended_chains=0,
+            advice=[],
+        )
+        for k, v in d_kw.items():
+            setattr(d, k, v)
+        console = Console(record=True, width=200)
+        result = SimpleNamespace(
+            diagnostics=d, timings={"compile_seconds": 16.6, "sampling_seconds": 836.6}
+        )
+        print_fit_outcome(console, result, chains=4, indent="  ")
+        return console.export_text()
+
+    plain = outcome()
+    assert "compile 16.6 s, sampling 836.6 s; diagnostics PASSED: max R-hat 1.004" in plain
+    assert "1347 gradients per effective sample" in plain
+    assert "sampled again" not in plain and "more chains" not in plain
+    text = outcome(
+        restarted_chains=[{"chain": 2, "reason": "a local mode of patient [P1]"}],
+        retried={"divergences": 2, "target_accept": 0.95, "divergences_after": 0},
+        extended_chains=4,
+    )
+    assert "chain 2 was stuck (a local mode of patient [P1])" in text  # markup escaped
+    assert "the first run had 2 divergences" in text and "target_accept 0.95" in text
+    assert "4 more chains were sampled and kept" in text

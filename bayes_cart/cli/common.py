@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -115,3 +117,47 @@ class StepPrinter:
             self._status.update(escape(message))
         else:
             self.console.print(f"[cyan]{escape(message)}[/cyan]")
+
+
+def print_fit_outcome(console: Console, result: Any, chains: int, indent: str = "") -> None:
+    """Print a fit's gate verdict, its second tries (restarts, retry, extra chains) and advice.
+
+    Parameters
+    ----------
+    console : rich.console.Console
+        Where to print.
+    result : bayes_cart.sampling.Fit
+        The fit.
+    chains : int
+        The number of chains asked for (the extra ones are reported beyond it).
+    indent : str
+        Prefix of every line (the step layout of ``run-example``).
+    """
+    d = result.diagnostics
+    verdict = "[green]PASSED[/green]" if d.passed else "[red]FAILED[/red]"
+    timings = result.timings
+    console.print(
+        f"{indent}compile {timings.get('compile_seconds', float('nan')):.1f} s, sampling "
+        f"{timings.get('sampling_seconds', float('nan')):.1f} s; diagnostics {verdict}: max "
+        f"R-hat {d.max_rhat:.3f}, min ESS bulk {d.min_ess_bulk:.0f} / tail "
+        f"{d.min_ess_tail:.0f}, divergences {d.divergences}, {d.gradients_per_ess:.0f} "
+        "gradients per effective sample"
+    )
+    for r in d.restarted_chains:
+        console.print(
+            f"{indent}  [yellow]- chain {r['chain']} was stuck ({escape(str(r['reason']))}) and "
+            "was sampled again from a fresh start[/yellow]"
+        )
+    if d.retried:
+        console.print(
+            f"{indent}  [yellow]- the first run had {d.retried['divergences']} divergences; all "
+            f"chains were sampled again at target_accept {d.retried['target_accept']:g} "
+            f"({d.retried['divergences_after']} divergences)[/yellow]"
+        )
+    if d.extended_chains:
+        console.print(
+            f"{indent}  [yellow]- the first {chains} chains mixed too slowly for the gate; "
+            f"{d.extended_chains} more chains were sampled and kept[/yellow]"
+        )
+    for a in d.advice:
+        console.print(f"{indent}  [yellow]- {escape(a)}[/yellow]")

@@ -162,6 +162,7 @@ def fit(
         StepPrinter,
         error_line,
         load_data_or_exit,
+        print_fit_outcome,
         read_spec,
         show_sampler_progress,
     )
@@ -254,31 +255,7 @@ def fit(
     console.print(table)
     for note in md.notes:
         console.print(f"[cyan]note:[/cyan] {escape(note)}")
-    d = result.diagnostics
-    verdict = "[green]PASSED[/green]" if d.passed else "[red]FAILED[/red]"
-    console.print(
-        f"diagnostics {verdict}: max R-hat {d.max_rhat:.3f}, min ESS bulk {d.min_ess_bulk:.0f} / "
-        f"tail {d.min_ess_tail:.0f}, divergences {d.divergences}, "
-        f"{d.gradients_per_ess:.0f} gradients per effective sample"
-    )
-    for r in d.restarted_chains:
-        console.print(
-            f"  [yellow]- chain {r['chain']} was stuck ({escape(str(r['reason']))}) and was "
-            "sampled again from a fresh start[/yellow]"
-        )
-    if d.retried:
-        console.print(
-            f"  [yellow]- the first run had {d.retried['divergences']} divergences; all chains "
-            f"were sampled again at target_accept {d.retried['target_accept']:g} "
-            f"({d.retried['divergences_after']} divergences)[/yellow]"
-        )
-    if d.extended_chains:
-        console.print(
-            f"  [yellow]- the first {chains} chains mixed too slowly for the gate; "
-            f"{d.extended_chains} more chains were sampled and kept[/yellow]"
-        )
-    for a in d.advice:
-        console.print(f"  [yellow]- {escape(a)}[/yellow]")
+    print_fit_outcome(console, result, chains)
     console.print(
         f"wrote {out / 'fit.nc'}, {out / 'summary.csv'}, {out / 'diagnostics.json'}", markup=False
     )

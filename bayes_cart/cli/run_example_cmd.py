@@ -44,7 +44,7 @@ def run_example(
     """Validate, NCA, simulate, fit and report on the bundled 218-patient example."""
     import numpy as np
 
-    from bayes_cart.cli.common import StepPrinter, show_sampler_progress
+    from bayes_cart.cli.common import StepPrinter, print_fit_outcome, show_sampler_progress
     from bayes_cart.dataset import load_dataset
     from bayes_cart.errors import DataWarning
     from bayes_cart.example import example_truth, truth_by_summary_name, write_example
@@ -136,16 +136,7 @@ def run_example(
         "seed": seed,
     }
     summary = write_fit_outputs(result, out / "fit", settings)
-    d = result.diagnostics
-    verdict = "[green]PASSED[/green]" if d.passed else "[red]FAILED[/red]"
-    console.print(
-        f"  compile {result.timings['compile_seconds']:.1f} s, sampling "
-        f"{result.timings['sampling_seconds']:.1f} s; diagnostics {verdict}: max R-hat "
-        f"{d.max_rhat:.3f}, min ESS {min(d.min_ess_bulk, d.min_ess_tail):.0f}, "
-        f"divergences {d.divergences}"
-    )
-    for a in d.advice:
-        console.print(f"  [yellow]- {escape(a)}[/yellow]")
+    print_fit_outcome(console, result, chains, indent="  ")
     t = Table(title="population parameters (median [90% CrI]) vs truth")
     for col in ("parameter", "posterior", "truth"):
         t.add_column(col)
