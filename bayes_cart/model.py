@@ -167,6 +167,7 @@ def _random_effects(
     weights: dict[str, np.ndarray] | None = None,
     centered: set[str] | None = None,
     rows: dict[str, np.ndarray] | None = None,
+    weight_omegas: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Individual parameters ``mean + eta`` on their scales: independent etas and LKJ blocks.
 
@@ -185,9 +186,12 @@ def _random_effects(
     ``pc_<p>`` (:func:`_partially_centred`). ``centered`` replaces ``sampling.centered`` (the
     marginalised patients' additions, :func:`bayes_cart.marginal_model.centre_missing_patients`);
     ``rows`` receives the patient positions of each variable that holds a subset of patients.
+    ``weight_omegas`` (``centering = "partial_dynamic"``): the IIV SD each parameter's weights
+    were computed at; the weights then follow the sampled IIV SD (:func:`_partially_centred`).
     """
     masks = masks or {}
     weights = weights or {}
+    weight_omegas = weight_omegas or {}
     rows = {} if rows is None else rows
     doc = spec.doc
     centered = set(doc.sampling.centered) if centered is None else set(centered)
@@ -260,7 +264,9 @@ def _random_effects(
             continue
         omega = prior_dist(prior, f"omega_{labels[b]}")
         if b in weights:
-            values = _partially_centred(labels[b], means[b], omega, weights[b])
+            values = _partially_centred(
+                labels[b], means[b], omega, weights[b], weight_omegas.get(b)
+            )
             pm.Deterministic(f"eta_{labels[b]}", values - means[b], dims="patient")
             log_i[b] = values
             continue
@@ -285,15 +291,29 @@ def _random_effects(
     return log_i
 
 
-def _partially_centred(label: str, mean: Any, omega: Any, w: np.ndarray) -> Any:
+def _partially_centred(
+    label: str, mean: Any, omega: Any, w: np.ndarray, omega_start: float | None = None
+) -> Any:
     """Individual values ``mean + eta`` sampled in partially centred coordinates.
 
     The variable sampled is ``pc_<p>_i ~ Normal(w_i mean_i, omega^w_i)`` and
     ``log p_i = mean_i + omega^(1 - w_i) (pc_<p>_i - w_i mean_i)``, so that ``log p_i ~
-    Normal(mean_i, omega)`` exactly, for any fixed weights ``w_i`` in [0, 1] (1: centred,
-    0: non-centred); :func:`bayes_cart.centring.partial_centring_weights` sets them.
+    Normal(mean_i, omega)`` exactly, for any weights ``w_i`` in [0, 1] that do not depend on
+    the individual values (1: centred, 0: non-centred);
+    :func:`bayes_cart.centring.partial_centring_weights` sets them at the start.
+
+    With ``omega_start`` (``centering = "partial_dynamic"``) the weights follow the sampled
+    IIV SD: ``w_i = I_i omega^2 / (1 + I_i omega^2)`` with the information ``I_i`` implied by
+    the start, i.e. ``w_i(omega) = w_i r / (1 - w_i + w_i r)``, ``r = (omega / omega_start)^2``
+    (equal to ``w_i`` at the start; 0 and 1 stay 0 and 1). The map from ``pc`` to ``log p``
+    is still a bijection for each ``(mean, omega)``, so the model is unchanged; what changes is
+    that a patient moves towards the non-centred coordinates as ``omega`` shrinks, where a
+    fixed weight would recreate the funnel.
     """
     wt = pt.as_tensor_variable(np.asarray(w, dtype=float))
+    if omega_start is not None:
+        r = (omega / float(omega_start)) ** 2
+        wt = wt * r / (1.0 - wt + wt * r)
     tilde = pm.Normal(f"pc_{label}", wt * mean, omega**wt, dims="patient")
     return mean + omega ** (1.0 - wt) * (tilde - wt * mean)
 
@@ -305,7 +325,7 @@ def _partial_weights(spec: ModelSpec, md: ModelData, names: list[str]) -> dict[s
     pair) gets weights; blocks and C0 in the ``cmax`` coordinates follow ``centered``.
     """
     doc = spec.doc
-    if doc.sampling.centering != "partial":
+    if doc.sampling.centering not in ("partial", "partial_dynamic"):
         return {}
     from bayes_cart.centring import partial_centring_weights
     from bayes_cart.initial_values import SIGMA_START, starting_point
@@ -322,6 +342,16 @@ def _partial_weights(spec: ModelSpec, md: ModelData, names: list[str]) -> dict[s
     if not chosen or not start["logs"]:
         return {}
     return partial_centring_weights(spec, md, start["logs"], start["omegas"], SIGMA_START, chosen)
+
+
+def _partial_start_omegas(
+    spec: ModelSpec, md: ModelData, weights: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """Return the starting IIV SDs the partial-centring ``weights`` were computed at."""
+    from bayes_cart.initial_values import starting_point
+
+    omegas = starting_point(spec, md)["omegas"]
+    return {p: float(omegas[p]) for p in weights}
 
 
 def _block_scale(spec: ModelSpec, block: list[str]) -> str:
@@ -452,8 +482,22 @@ def build_model(
             centered, masks, weights = centre_missing_patients(
                 spec, marginal, first, n, centered, masks, weights
             )
+        weight_omegas = (
+            _partial_start_omegas(spec, md, weights)
+            if doc.sampling.centering == "partial_dynamic"
+            else None
+        )
         log_values = _random_effects(
-            spec, first, n, labels, means, masks, weights, centered=centered, rows=rows
+            spec,
+            first,
+            n,
+            labels,
+            means,
+            masks,
+            weights,
+            centered=centered,
+            rows=rows,
+            weight_omegas=weight_omegas,
         )
         values: dict[str, Any] = {
             name: from_scale(log_values[name], parameter_scale(doc.parameters[name]), xp=pt)
@@ -548,6 +592,7 @@ def build_model(
     model.bayes_cart_solver = solver  # type: ignore[attr-defined]  # for sampler="auto"
     model.bayes_cart_centring = masks  # type: ignore[attr-defined]
     model.bayes_cart_partial_weights = weights  # type: ignore[attr-defined]
+    model.bayes_cart_partial_omegas = weight_omegas or {}  # type: ignore[attr-defined]
     free = {rv.name for rv in model.free_RVs}
     subsets = set()
     for p, mask in masks.items():

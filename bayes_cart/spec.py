@@ -169,7 +169,7 @@ class SamplingSpec(_Frozen):
 
     parameterisation: Literal["c0", "cmax", "fold"] = "c0"
     centered: tuple[str, ...] = ()
-    centering: Literal["all", "informed", "partial"] = "all"
+    centering: Literal["all", "informed", "partial", "partial_dynamic"] = "all"
     center_covariates: bool = False
     centered_group: bool = False
 

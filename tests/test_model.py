@@ -565,17 +565,20 @@ def test_centred_distribution_phase_is_the_same_model(small):
     )
 
 
-def test_partially_centred_random_effects_are_the_same_model(small):
+@pytest.mark.parametrize("centering", ["partial", "partial_dynamic"])
+def test_partially_centred_random_effects_are_the_same_model(small, centering):
     """``centering = "partial"`` samples pc_i ~ Normal(w_i mu_i, omega^w_i) with
     log p_i = mu_i + omega^(1-w_i) (pc_i - w_i mu_i): at corresponding points its joint density
     equals the non-centred one minus sum_i w_i log(omega), for every parameter (Stein's six,
-    FB on the logit scale), and the weights come from the data (some near 0, some near 1)."""
+    FB on the logit scale), and the weights come from the data (some near 0, some near 1).
+    ``"partial_dynamic"``: the same with w_i(omega) = w_i r / (1 - w_i + w_i r),
+    r = (omega / omega_start)^2, evaluated at the point's omega."""
     from bayes_cart.scales import parameter_scale, to_scale
 
     raw = json.loads(load_spec("stein2019").text)
     raw["sampling"] = {"centered": [], "centering": "all"}
     mn = build_model(small, spec_from_dict(raw))
-    raw["sampling"] = {"centered": [], "centering": "partial"}
+    raw["sampling"] = {"centered": [], "centering": centering}
     spec_p = spec_from_dict(raw)
     mp = build_model(small, spec_p)
     weights = mp.bayes_cart_partial_weights
@@ -598,6 +601,10 @@ def test_partially_centred_random_effects_are_the_same_model(small):
         scale = parameter_scale(spec_p.doc.parameters[p])
         mu = to_scale(got[f"{p}_i"], scale) - got[f"eta_{p}"]
         omega = got[f"omega_{p}"]
+        if centering == "partial_dynamic":
+            r = (omega / mp.bayes_cart_partial_omegas[p]) ** 2
+            assert abs(r - 1.0) > 1e-3  # the point is not at the start: the weights move
+            w = w * r / (1.0 - w + w * r)
         pp[f"pc_{p}"] = w * mu + omega**w * pn[f"z_{p}"]
         jacobian += float(np.sum(w) * np.log(omega))
     assert set(pp) == set(mp.initial_point())
