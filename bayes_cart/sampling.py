@@ -294,14 +294,26 @@ def sample_posterior(
             restarted.extend({**s_, "attempt": attempt + 1} for s_ in stuck)
         return idata, restarted
 
-    def extend(idata: az.InferenceData, offset: int) -> tuple[az.InferenceData, int]:
-        # one batch at a time, re-checked after each: ESS only roughly doubles with the draws
+    def extend(
+        idata: az.InferenceData, offset: int, restarted: list
+    ) -> tuple[az.InferenceData, int]:
+        # one batch at a time, re-checked after each: ESS only roughly doubles with the draws;
+        # a stuck chain of a new batch (judged against all chains) is sampled again like one
+        # of the first batch
         added = 0
         for attempt in range(max_extensions):
             allowed = (1 + max_extensions) * chains / idata.posterior.sizes["chain"]
             if not needs_more_draws(idata, allowed):
                 break
+            old = idata.posterior.sizes["chain"]
             idata = add_chains(idata, run(chains, _seed(random_seed, offset + attempt)))
+            for retry in range(max_restarts):
+                stuck = [s_ for s_ in stuck_chains(idata) if s_["chain"] >= old]
+                if not stuck:
+                    break
+                fresh = run(len(stuck), _seed(random_seed, offset + 50 + 10 * attempt + retry))
+                idata = replace_chains(idata, [s_["chain"] for s_ in stuck], fresh)
+                restarted.extend({**s_, "attempt": retry + 1} for s_ in stuck)
             added += chains
         return idata, added
 
@@ -316,7 +328,7 @@ def sample_posterior(
         idata, restarted = run_with_restarts(
             seed if i == 0 else _seed(random_seed, 300), 100 + 300 * i
         )
-        idata, extended = extend(idata, 200 + 300 * i)
+        idata, extended = extend(idata, 200 + 300 * i, restarted)
         n_div = _divergences(idata)
         if not n_div or i == len(levels) - 1:
             break

@@ -271,3 +271,29 @@ def test_a_chain_in_a_local_mode_of_one_patient_is_detected_and_named():
     assert stuck_chains(_patient_idata(2, shift=1.0, lp_gap=20.0)) == []  # same mode
     for seed in range(5):  # no false alarm on healthy chains with an unlucky log density
         assert stuck_chains(_patient_idata(1, shift=0.0, lp_gap=15.0, seed=seed)) == []
+
+
+def test_a_stuck_chain_in_an_added_batch_is_sampled_again(monkeypatch):
+    """Chains added for a slow fit are checked like the first ones: a stuck chain among
+    them (flagged once) is resampled, reported, and the first chains are kept."""
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, 1.0, shape=2)
+    monkeypatch.setattr(
+        sampling,
+        "needs_more_draws",
+        lambda idata, max_factor: int(idata.posterior.sizes["chain"] < 4),
+    )
+    calls = []
+    real = sampling.stuck_chains
+
+    def flag_chain_three_once(idata):
+        if idata.posterior.sizes["chain"] == 4 and not calls:
+            calls.append(1)
+            return [{"chain": 3, "reason": "test", "mean_logp": -1e6}]
+        return real(idata)
+
+    monkeypatch.setattr(sampling, "stuck_chains", flag_chain_three_once)
+    idata, timings = sampling.sample_posterior(model, chains=2, tune=50, draws=30)
+    assert idata.posterior.sizes["chain"] == 4 and timings["extended_chains"] == 2
+    assert [r["chain"] for r in timings["restarted_chains"]] == [3]
+    assert calls == [1]
