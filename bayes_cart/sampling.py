@@ -282,16 +282,22 @@ def sample_posterior(
 
     check_start(model, compiled if sampler.startswith("nutpie") else None)  # StartError
 
-    def run_with_restarts(run_seed: int, offset: int) -> tuple[az.InferenceData, list]:
-        idata = run(chains, run_seed)
-        restarted: list[dict[str, Any]] = []
+    def restart_stuck(
+        idata: az.InferenceData, offset: int, restarted: list, first: int = 0
+    ) -> az.InferenceData:
+        # stuck chains with labels >= first (judged against all chains) are sampled again
         for attempt in range(max_restarts):
-            stuck = stuck_chains(idata)
+            stuck = [s_ for s_ in stuck_chains(idata) if s_["chain"] >= first]
             if not stuck:
                 break
             fresh = run(len(stuck), _seed(random_seed, offset + attempt))
             idata = replace_chains(idata, [s_["chain"] for s_ in stuck], fresh)
             restarted.extend({**s_, "attempt": attempt + 1} for s_ in stuck)
+        return idata
+
+    def run_with_restarts(run_seed: int, offset: int) -> tuple[az.InferenceData, list]:
+        restarted: list[dict[str, Any]] = []
+        idata = restart_stuck(run(chains, run_seed), offset, restarted)
         return idata, restarted
 
     def extend(
@@ -307,13 +313,7 @@ def sample_posterior(
                 break
             old = idata.posterior.sizes["chain"]
             idata = add_chains(idata, run(chains, _seed(random_seed, offset + attempt)))
-            for retry in range(max_restarts):
-                stuck = [s_ for s_ in stuck_chains(idata) if s_["chain"] >= old]
-                if not stuck:
-                    break
-                fresh = run(len(stuck), _seed(random_seed, offset + 50 + 10 * attempt + retry))
-                idata = replace_chains(idata, [s_["chain"] for s_ in stuck], fresh)
-                restarted.extend({**s_, "attempt": retry + 1} for s_ in stuck)
+            idata = restart_stuck(idata, offset + 50 + 10 * attempt, restarted, first=old)
             added += chains
         return idata, added
 
