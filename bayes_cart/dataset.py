@@ -3,7 +3,11 @@
 Format (column names are matched case-insensitively):
 
 * ``ID`` (any label, stored as text), ``TIME`` (time since infusion; days unless
-  ``time_unit=`` says otherwise), ``DV`` (observed level) are required.
+  ``time_unit=`` says otherwise), ``DV`` (observed level) are required. Monolix and NONMEM
+  headers (``y``/``obs`` for DV, ``BLQ``/``BQL``, ``LLOQ``, ``CMT``, ``OCC``, ...) are recognised
+  and any column can be given a role with ``columns={"DV": "CONC"}``
+  (:mod:`bayes_cart.column_roles`). A negative TIME is a pre-infusion baseline sample: kept in
+  ``Dataset.baseline``, not fitted.
 * ``CENS``: 0 quantified, 1 left-censored (true value below DV, DV holds the LLOQ), -1
   right-censored (true value above DV). No CENS column means every row is quantified.
   ``LIMIT`` (optional): the other end of a censoring interval (a left-censored value lies in
@@ -12,7 +16,8 @@ Format (column names are matched case-insensitively):
 * NONMEM dosing rows (``EVID=1`` with ``AMT``; or, without EVID, ``AMT > 0`` with ``MDV=1`` or no
   DV) are doses, not observations; the summed AMT of a patient becomes covariate ``DOSE``.
   ``EVID`` 2/3/4 rows and ``MDV=1`` observation rows are excluded and listed in the report.
-  NONMEM items ``CMT, RATE, ADDL, II, SS`` are ignored.
+  NONMEM items ``CMT, RATE, ADDL, II, SS`` are checked (one infusion at its TIME is accepted,
+  repeated or long infusions are refused; :mod:`bayes_cart.dataset_conventions`).
 * Every other column is a covariate: patient-level (constant within a patient) unless declared
   with ``time_varying=[...]``. An empty cell, ``.``, ``NA`` or ``NaN`` is a missing value. A column
   whose present values are all numbers is numeric, otherwise categorical.
@@ -38,14 +43,15 @@ import gzip
 import io
 import os
 import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bayes_cart.column_roles import normalise_columns
 from bayes_cart.dataset_checks import RawTable, check_table, normalise_cell
 from bayes_cart.errors import DataError, DataWarning, Problem
 from bayes_cart.units import to_days
@@ -114,6 +120,9 @@ class Dataset:
         Time-varying covariate names (columns of ``observations``).
     report : ValidationReport
         Warnings, excluded rows, missing covariates.
+    baseline : pandas.DataFrame
+        Pre-infusion samples (TIME < 0) of the patients, with the columns of ``observations``;
+        not fitted (the kinetics start at the infusion) and listed in ``report.excluded``.
     """
 
     observations: pd.DataFrame
@@ -124,6 +133,7 @@ class Dataset:
     covariates: tuple[str, ...]
     time_varying: tuple[str, ...]
     report: ValidationReport
+    baseline: pd.DataFrame = field(default_factory=lambda: _empty_baseline())
 
     @property
     def n_patients(self) -> int:
@@ -241,15 +251,18 @@ class Dataset:
             patients=self.patients.loc[keep],
             doses=self.doses[self.doses["ID"].isin(keep)].reset_index(drop=True),
             report=report,
+            baseline=self.baseline[self.baseline["ID"].isin(keep)].reset_index(drop=True),
         )
 
     def to_frame(self) -> pd.DataFrame:
         """Return the data as one row per sample (and dose), readable by :func:`load_dataset`.
 
         Columns: ``ID, TIME`` (days), ``DV, CENS, LIMIT``, then ``EVID, AMT`` when there are
-        doses, the time-varying and the patient-level covariates.
+        doses, the time-varying and the patient-level covariates. Baseline samples (TIME < 0)
+        are included.
         """
-        obs = self.observations.drop(columns="ROW")
+        obs = pd.concat([self.baseline, self.observations], ignore_index=True)
+        obs = obs.drop(columns="ROW")
         parts = [obs.assign(_KIND=1)]
         if not self.doses.empty:
             obs = obs.assign(EVID=0, AMT=np.nan)
@@ -265,6 +278,19 @@ class Dataset:
         first = [c for c in first if c in frame.columns]
         frame = frame[first + list(self.time_varying)]
         return frame.merge(self.patients.reset_index(), on="ID", how="left", sort=False)
+
+
+def _empty_baseline() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ID": pd.Series(dtype=object),
+            "TIME": pd.Series(dtype="float64"),
+            "DV": pd.Series(dtype="float64"),
+            "CENS": pd.Series(dtype="int64"),
+            "LIMIT": pd.Series(dtype="float64"),
+            "ROW": pd.Series(dtype="int64"),
+        }
+    )
 
 
 def _describe(values: pd.Series) -> dict:
@@ -294,6 +320,7 @@ def load_dataset(
     time_unit: str = "day",
     time_varying: Sequence[str] = (),
     delimiter: str | None = None,
+    columns: Mapping[str, str | Sequence[str]] | None = None,
 ) -> Dataset:
     r"""Read and validate a dataset (CSV, CSV.gz, Parquet file or DataFrame).
 
@@ -308,6 +335,13 @@ def load_dataset(
     delimiter : str, optional
         Field separator of a text file (``","``, ``";"``, ``"\\t"`` or ``"tab"``...). By default
         it is detected from the header line.
+    columns : mapping, optional
+        Column roles for headers that are not recognised by name, e.g.
+        ``{"ID": "SUBJECT", "DV": "CONC", "IGNORE": ["NOTE"], "CAT": ["SITE"]}``. Roles:
+        ``ID, TIME, DV, CENS, LIMIT, EVID, MDV, AMT, BLQ, LLOQ, CMT, RATE, ADDL, II, SS, YTYPE,
+        OCC, TIMEUNIT``, and ``IGNORE`` (not used), ``COVARIATE``, ``CAT`` (categorical),
+        ``CONT`` (numeric) taking a list. See :data:`bayes_cart.column_roles.ROLE_NAMES` for the
+        names recognised without a declaration.
 
     Returns
     -------
@@ -320,7 +354,8 @@ def load_dataset(
     FileNotFoundError
         If the file does not exist.
     ValueError
-        For an unknown ``time_unit`` or a ``delimiter`` that is not one character.
+        For an unknown ``time_unit``, a ``delimiter`` that is not one character, or a
+        ``columns`` declaration with an unknown role (or one column given two roles).
 
     Examples
     --------
@@ -332,8 +367,9 @@ def load_dataset(
     factor = to_days(time_unit)
     if isinstance(time_varying, str):
         time_varying = (time_varying,)
+    declared = normalise_columns(columns)
     raw = _read_raw(source, _normalise_delimiter(delimiter))
-    checked = check_table(raw, factor, time_varying)
+    checked = check_table(raw, factor, time_varying, time_unit=time_unit, columns=declared)
     report = ValidationReport(
         warnings=tuple(checked.warnings),
         excluded=checked.excluded,
@@ -350,6 +386,7 @@ def load_dataset(
         covariates=tuple(checked.covariates),
         time_varying=tuple(checked.time_varying),
         report=report,
+        baseline=checked.baseline if checked.baseline is not None else _empty_baseline(),
     )
 
 

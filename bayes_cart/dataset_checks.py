@@ -12,27 +12,28 @@ line 1), i.e. spreadsheet row ``n + 1``; for a DataFrame or Parquet file it is t
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from bayes_cart.column_roles import ROLE_MEANINGS, ColumnRoles, resolve_roles
 from bayes_cart.errors import DataError, Problem
 
 NA_STRINGS = frozenset({"", ".", "na", "nan", "n/a", "null", "none"})
 """Cell contents read as a missing value (compared lower-case): ``.`` is NONMEM's missing."""
 
 REQUIRED = ("ID", "TIME", "DV")
-RESERVED = (*REQUIRED, "CENS", "LIMIT", "EVID", "MDV", "AMT")
-NONMEM_ITEMS = ("CMT", "RATE", "ADDL", "II", "SS")
-"""NONMEM record items that describe dosing events, not patients: ignored (and reported)."""
+NOT_COVARIATES = ("CMT", "RATE", "ADDL", "II", "SS", "YTYPE", "OCC", "TIMEUNIT", "BLQ", "LLOQ")
+"""Monolix/NONMEM roles checked by :mod:`bayes_cart.dataset_conventions`, never covariates."""
+BASELINE = "pre-infusion baseline sample (TIME < 0): kept in Dataset.baseline, not fitted"
 
 EVID_NAMES = {2: "other-type event", 3: "reset", 4: "reset and dose"}
 SYNONYMS = {
     "ID": ("SUBJECT", "SUBJ", "USUBJID", "PATIENT", "PATID", "PID"),
     "TIME": ("TAD", "DAY", "DAYS", "HOUR", "HOURS", "TIME_D", "TIMED", "NOMTIME"),
-    "DV": ("CONC", "CONCENTRATION", "VALUE", "Y", "OBS", "LEVEL", "COPIES"),
+    "DV": ("CONC", "CONCENTRATION", "VALUE", "LEVEL", "COPIES"),
 }
 NO_OBS = "patient has no observation rows"
 MAX_ROW_PROBLEMS = 20
@@ -74,6 +75,7 @@ class CheckedTable:
     excluded: pd.DataFrame
     missing_covariates: dict[str, tuple[str, ...]]
     warnings: list[str]
+    baseline: pd.DataFrame | None = None
 
 
 def normalise_cell(value: object) -> object:
@@ -168,18 +170,21 @@ class _Problems:
 
 
 def map_columns(
-    columns: Sequence[str], time_varying: Sequence[str], problems: _Problems
-) -> tuple[dict[str, str], list[str], list[str], list[str]]:
-    """Match header names to roles, case-insensitively.
+    columns: Sequence[str],
+    time_varying: Sequence[str],
+    problems: _Problems,
+    declared_columns: Mapping[str, str | tuple[str, ...]] | None = None,
+) -> tuple[ColumnRoles, list[str], list[str]]:
+    """Match header names to roles (by declaration, then by name, case-insensitively).
 
     Returns
     -------
-    roles : dict
-        Canonical role (``ID``, ``TIME``, ``DV``, ``CENS``, ``LIMIT``, ``EVID``, ``MDV``, ``AMT``)
-        -> header name.
-    covariates, time_varying, ignored : list of str
-        Patient-level covariates, declared time-varying covariates and ignored NONMEM items, as
-        spelled in the header.
+    roles : ColumnRoles
+        Role (``ID``, ``TIME``, ``DV``, ``CENS``, ``LIMIT``, ``EVID``, ``MDV``, ``AMT``, and the
+        Monolix/NONMEM conventions of :mod:`bayes_cart.column_roles`) -> header name, and the
+        columns that are neither roles nor covariates.
+    covariates, time_varying : list of str
+        Patient-level covariates and declared time-varying covariates, as spelled in the header.
     """
     upper: dict[str, list[int]] = {}
     for pos, name in enumerate(columns):
@@ -192,28 +197,34 @@ def map_columns(
                 column=columns[positions[0]],
             )
     by_upper = {u: columns[p[0]] for u, p in upper.items()}
-    roles = {role: by_upper[role] for role in RESERVED if role in by_upper}
+    found: list[tuple[str, str | None]] = []
+    resolved = resolve_roles(list(by_upper.values()), declared_columns or {}, found)
+    for message, column in found:
+        problems.add(message, column=column)
+    roles = resolved.roles
     for role in REQUIRED:
         if role not in roles:
             problems.add(f"missing required column {role!r}{_suggest(role, columns)}", column=role)
+    role_columns = set(roles.values())
     declared: list[str] = []
     for name in time_varying:
         key = str(name).upper()
-        if key in RESERVED:
-            problems.add(f"{name!r} is a reserved column and cannot be time-varying", column=name)
-        elif key not in by_upper:
+        if key not in by_upper:
             problems.add(
                 f"time-varying covariate {name!r} is not a column of the file "
                 f"(columns: {', '.join(columns)})",
                 column=str(name),
             )
+        elif by_upper[key] in role_columns or by_upper[key] in resolved.unused:
+            problems.add(f"{name!r} is a reserved column and cannot be time-varying", column=name)
         elif by_upper[key] not in declared:
             declared.append(by_upper[key])
-    ignored = [by_upper[n] for n in NONMEM_ITEMS if n in by_upper]
     covariates = [
-        c for c in columns if c.upper() not in RESERVED and c not in declared and c not in ignored
+        c
+        for c in by_upper.values()
+        if c not in role_columns and c not in declared and c not in resolved.unused
     ]
-    return roles, list(dict.fromkeys(covariates)), declared, ignored
+    return resolved, covariates, declared
 
 
 def _suggest(role: str, columns: Sequence[str]) -> str:
@@ -222,11 +233,21 @@ def _suggest(role: str, columns: Sequence[str]) -> str:
     hits += [upper[m] for m in difflib.get_close_matches(role, list(upper), n=2, cutoff=0.75)]
     found = f" (columns found: {', '.join(columns)})"
     if hits:
-        return f"; rename column {hits[0]!r} to {role!r} if it holds the {role} values" + found
+        return (
+            f"; rename column {hits[0]!r} to {role!r} if it holds the {role} values, or declare "
+            f"it (--columns {role}={hits[0]}, columns={{{role!r}: {hits[0]!r}}})" + found
+        )
     return found
 
 
-def check_table(raw: RawTable, time_factor: float, time_varying: Sequence[str]) -> CheckedTable:
+def check_table(
+    raw: RawTable,
+    time_factor: float,
+    time_varying: Sequence[str],
+    *,
+    time_unit: str = "day",
+    columns: Mapping[str, str | tuple[str, ...]] | None = None,
+) -> CheckedTable:
     """Classify and check every row of ``raw``; raise one DataError listing all problems.
 
     Parameters
@@ -237,17 +258,24 @@ def check_table(raw: RawTable, time_factor: float, time_varying: Sequence[str]) 
         Multiplier converting the file's TIME unit to days.
     time_varying : sequence of str
         Covariates declared time-varying (exempt from the constant-within-patient check).
+    time_unit : str
+        Name of the file's TIME unit (compared with a ``TIMEUNIT`` column).
+    columns : mapping, optional
+        Declared column roles (:func:`bayes_cart.column_roles.normalise_columns`).
 
     Returns
     -------
     CheckedTable
         The pieces of a :class:`~bayes_cart.dataset.Dataset`.
     """
+    from bayes_cart import dataset_conventions as conv
+
     problems = _Problems(raw.problems)
     cells = raw.cells
-    roles, covariates, declared, ignored = map_columns(
-        [str(c) for c in cells.columns], time_varying, problems
+    resolved, covariates, declared = map_columns(
+        [str(c) for c in cells.columns], time_varying, problems, columns
     )
+    roles = resolved.roles
     if problems.items and any(p.row is None for p in problems.items):
         raise DataError(raw.source, problems.items)
     if cells.empty:
@@ -263,31 +291,62 @@ def check_table(raw: RawTable, time_factor: float, time_varying: Sequence[str]) 
     warnings: list[str] = []
     excluded: list[tuple[int, str | None, str]] = []
     is_dose, is_obs = _classify(cells, roles, frame, usable, problems, excluded)
-    times = _check_time(cells, roles, frame, is_dose | is_obs, time_factor, problems)
-    dv, cens, limit = _check_observations(cells, roles, frame, is_obs, problems)
+    times = _check_time(cells, roles, frame, is_dose, is_obs, time_factor, problems)
+    dv, cens, limit = _check_observations(cells, roles, frame, is_obs, problems, warnings)
     amt = _check_doses(cells, roles, frame, is_dose, problems)
+    conv.check_dose_items(
+        cells, roles, frame, is_dose, is_obs, amt, time_factor, problems, warnings
+    )
+    conv.check_single_quantity(cells, roles, frame, is_dose, is_obs, problems)
+    if "TIMEUNIT" in roles:
+        conv.check_time_unit_column(cells, roles, frame, is_dose | is_obs, time_unit, problems)
+    baseline = is_obs & np.isfinite(times) & (times < 0)
+    fitted = is_obs & ~baseline
     _check_duplicates(frame, is_obs, times, problems)
 
     used = (is_dose | is_obs) & frame["_ID"].notna().to_numpy()
     patient_values, tv_values, kinds = _check_covariates(
-        cells, frame, used, is_obs, covariates, declared, problems
+        cells, frame, used, is_obs, covariates, declared, problems, resolved
     )
+    order = pd.unique(frame.loc[usable & frame["_ID"].notna().to_numpy(), "_ID"])
+    obs_ids = set(frame.loc[fitted, "_ID"])
+    if not problems.items and not obs_ids:
+        if baseline.any():
+            problems.add(
+                "no observation rows at TIME >= 0: every sample is a pre-infusion baseline "
+                "sample (negative TIME), a dose or excluded; TIME is the time since infusion",
+                row=_rows(frame.index[baseline]),
+                column=roles["TIME"],
+                patient=_list(tuple(pd.unique(frame.loc[baseline, "_ID"]))),
+            )
+        else:
+            problems.add("no observation rows (every row is a dose or excluded)")
     if problems.items:
         raise DataError(raw.source, problems.items)
 
-    order = pd.unique(frame.loc[usable & frame["_ID"].notna().to_numpy(), "_ID"])
-    obs_ids = set(frame.loc[is_obs, "_ID"])
     no_obs = [pid for pid in order if pid not in obs_ids]
     for pid in no_obs:
         rows = frame.index[(frame["_ID"] == pid).to_numpy() & used]
         excluded += [(int(r), pid, NO_OBS) for r in rows]
     order = [pid for pid in order if pid in obs_ids]
-    if not order:
-        raise DataError(raw.source, "no observation rows (every row is a dose or excluded)")
-    if ignored:
-        warnings.append(f"NONMEM dosing items ignored (not covariates): {', '.join(ignored)}")
+    kept_baseline = baseline & frame["_ID"].isin(order).to_numpy()
+    for row, pid in zip(frame.index[kept_baseline], frame["_ID"][kept_baseline], strict=True):
+        excluded.append((int(row), pid, BASELINE))
+    warnings += conv.unused_column_note(
+        resolved.unused,
+        [(roles[r], ROLE_MEANINGS[r]) for r in NOT_COVARIATES if r in roles],
+    )
+    renamed = [f"{h!r} as {r}" for r, h in roles.items() if h.upper() != r]
+    if renamed:
+        warnings.append(f"columns read by their role: {', '.join(renamed)}")
+    note = conv.blq_rows_marked_missing(cells, roles, frame, usable)
+    if note:
+        warnings.append(note)
 
-    observations = _observation_table(frame, is_obs, times, dv, cens, limit, tv_values, order)
+    observations = _observation_table(frame, fitted, times, dv, cens, limit, tv_values, order)
+    baseline_table = _observation_table(
+        frame, kept_baseline, times, dv, cens, limit, tv_values, order
+    )
     doses = _dose_table(frame, is_dose, times, amt, order)
     patients = pd.DataFrame(index=pd.Index(order, name="ID"))
     for name in covariates:
@@ -310,6 +369,11 @@ def check_table(raw: RawTable, time_factor: float, time_varying: Sequence[str]) 
     if blq.any():
         ids = tuple(blq.index[blq.to_numpy()])
         warnings.append(f"{_n(len(ids), 'patient')} with only BLQ (CENS=1) samples: {_list(ids)}")
+    warnings += conv.baseline_warning(baseline_table)
+    warnings += conv.timing_warnings(observations, doses, roles["TIME"])
+    if "TIMEUNIT" not in roles:
+        warnings += conv.time_unit_warnings(observations, time_factor, roles["TIME"])
+    warnings += conv.similar_id_warnings(frame.loc[used, "_ID"])
     excluded_frame = pd.DataFrame(excluded, columns=["ROW", "ID", "reason"])
     excluded_frame = excluded_frame.sort_values("ROW", kind="stable").reset_index(drop=True)
     excluded_frame["ROW"] = excluded_frame["ROW"].astype("int64")
@@ -317,7 +381,8 @@ def check_table(raw: RawTable, time_factor: float, time_varying: Sequence[str]) 
         warnings.append(
             f"{_n(len(no_obs), 'patient')} without observation rows excluded: {_list(no_obs)}"
         )
-    reasons = excluded_frame.loc[excluded_frame["reason"] != NO_OBS, "reason"].value_counts()
+    listed = ~excluded_frame["reason"].isin([NO_OBS, BASELINE])
+    reasons = excluded_frame.loc[listed, "reason"].value_counts()
     if len(reasons):
         shown = "; ".join(f"{r} ({_n(n, 'row')})" for r, n in reasons.items())
         warnings.append(f"{_n(int(reasons.sum()), 'row')} excluded: {shown}")
@@ -330,6 +395,7 @@ def check_table(raw: RawTable, time_factor: float, time_varying: Sequence[str]) 
         excluded=excluded_frame,
         missing_covariates=missing,
         warnings=warnings,
+        baseline=baseline_table,
     )
 
 
@@ -398,8 +464,10 @@ def _classify(cells, roles, frame, usable, problems, excluded) -> tuple[np.ndarr
     return is_dose, is_obs
 
 
-def _check_time(cells, roles, frame, rows, factor, problems) -> np.ndarray:
+def _check_time(cells, roles, frame, is_dose, is_obs, factor, problems) -> np.ndarray:
+    """Check TIME on used rows; a negative TIME is a baseline sample, never a dose."""
     col = roles["TIME"]
+    rows = is_dose | is_obs
     raw = cells[col].to_numpy()
     time, bad = to_numbers(cells[col])
     problems.per_row(frame, rows & np.isnan(time) & ~bad, "TIME is missing", column=col)
@@ -407,21 +475,25 @@ def _check_time(cells, roles, frame, rows, factor, problems) -> np.ndarray:
     problems.per_row(frame, rows & np.isinf(time), "TIME is not finite: {v}", column=col, v=raw)
     problems.per_row(
         frame,
-        rows & np.isfinite(time) & (time < 0),
-        "negative TIME {t}: TIME is time since infusion; "
-        "drop pre-infusion samples or mark them MDV=1",
+        is_dose & np.isfinite(time) & (time < 0),
+        "dosing row at negative TIME {t}: TIME is the time since the CAR-T infusion, so the "
+        "infusion is at TIME 0 (negative TIME is for pre-infusion baseline samples)",
         column=col,
         t=time,
     )
     return time * factor
 
 
-def _check_observations(cells, roles, frame, is_obs, problems):
-    """Check DV, CENS and LIMIT of observation rows; return (dv, cens, limit) arrays."""
+def _check_observations(cells, roles, frame, is_obs, problems, notes):
+    """Check DV, CENS (or BLQ, LLOQ) and LIMIT of observation rows; return (dv, cens, limit)."""
+    from bayes_cart import dataset_conventions as conv
+
     dv_col = roles["DV"]
     raw_dv = cells[dv_col].to_numpy()
     dv, dv_bad = to_numbers(cells[dv_col])
     cens = np.zeros(len(cells), dtype=np.int64)
+    if "BLQ" in roles:
+        cens = conv.censoring_from_blq(cells, roles, frame, is_obs, problems)
     if "CENS" in roles:
         col = roles["CENS"]
         raw_cens, bad = to_numbers(cells[col])
@@ -435,6 +507,10 @@ def _check_observations(cells, roles, frame, is_obs, problems):
             v=cells[col].to_numpy(),
         )
         cens = np.where(invalid, 0, raw_cens).astype(np.int64)
+    if "BLQ" in roles or "LLOQ" in roles:
+        dv, dv_bad, cens = conv.limits_from_lloq(
+            cells, roles, frame, is_obs, dv, dv_bad, cens, problems, notes
+        )
     quant, left, right = is_obs & (cens == 0), is_obs & (cens == 1), is_obs & (cens == -1)
     dv_missing = np.isnan(dv) & ~dv_bad
     problems.per_row(
@@ -557,14 +633,29 @@ def _check_duplicates(frame, is_obs, times, problems) -> None:
         )
 
 
-def _check_covariates(cells, frame, used, is_obs, covariates, declared, problems):
-    """Type every covariate, check patient-level ones are constant within a patient."""
+def _check_covariates(cells, frame, used, is_obs, covariates, declared, problems, resolved):
+    """Type every covariate, check patient-level ones are constant within a patient.
+
+    A covariate declared ``CAT`` is categorical whatever its values; one declared ``CONT`` must
+    hold numbers only.
+    """
     patient_values: dict[str, pd.Series] = {}
     tv_values: dict[str, pd.Series] = {}
     kinds: dict[str, bool] = {}
     ids = frame["_ID"]
     for name in [*covariates, *declared]:
         values, numeric = type_column(cells[name])
+        if name in resolved.categorical:
+            values, numeric = labels(cells[name]), False
+        elif name in resolved.continuous and not numeric:
+            _, bad = to_numbers(cells[name])
+            problems.per_row(
+                frame,
+                used & bad,
+                "{v} is not a number in a covariate declared continuous (CONT)",
+                column=name,
+                v=cells[name].to_numpy(),
+            )
         kinds[name] = numeric
         if name in declared:
             tv_values[name] = values

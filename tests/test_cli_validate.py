@@ -45,12 +45,12 @@ def test_validate_time_varying_and_delimiter(write_csv):
 
 
 def test_validate_invalid_file_lists_every_problem(write_csv):
-    path = write_csv("ID,TIME,DV,WT\n1,0,5,70\n1,-2,5,70\n2,1,abc,60\n2,3,4,61\n")
+    path = write_csv("ID,TIME,DV,WT\n1,0,5,70\n1,x2,5,70\n2,1,abc,60\n2,3,4,61\n")
     result = runner.invoke(app, ["validate", str(path)], env=WIDE)
     assert result.exit_code == 1
     out = result.output
     assert f"invalid data: {path}: 3 problem(s)" in out
-    assert "[row 2; patient 1; column 'TIME'] negative TIME -2" in out
+    assert "[row 2; patient 1; column 'TIME'] TIME is not a number: 'x2'" in out
     assert "[row 3; patient 2; column 'DV'] DV is not a number: 'abc'" in out
     assert "[rows 3, 4; patient 2; column 'WT'] time-invariant covariate changes" in out
     assert "Traceback" not in out

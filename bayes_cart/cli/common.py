@@ -11,24 +11,42 @@ from rich.markup import escape
 console = Console(stderr=True)
 
 
-def load_data_or_exit(data: str, time_unit: str = "day"):
-    """Load ``data`` (a path, or ``example`` for the bundled dataset); exit 1 on a DataError."""
+COLUMNS_HELP = (
+    "Column role ROLE=NAME for a header not recognised by name, e.g. DV=CONC, ID=SUBJECT, "
+    "IGNORE=NOTE, CAT=SITE (repeatable)."
+)
+
+
+def load_data_or_exit(data: str, time_unit: str = "day", columns: list[str] | None = None):
+    """Load ``data`` (a path, or ``example`` for the bundled dataset); exit 1 on a DataError.
+
+    ``columns`` are ``--columns ROLE=NAME`` options; a malformed one exits 2.
+    """
+    from bayes_cart.column_roles import parse_column_options
     from bayes_cart.errors import DataError
 
     try:
-        if data == "example":
+        declared = parse_column_options(columns)
+        if data == "example" and not declared:
             from bayes_cart.example import load_example
 
             return load_example()
         from bayes_cart.dataset import load_dataset
 
-        return load_dataset(data, time_unit=time_unit)
+        if data == "example":
+            from bayes_cart.example import example_data_path
+
+            data = str(example_data_path())
+        return load_dataset(data, time_unit=time_unit, columns=declared)
     except FileNotFoundError:
         console.print(f"[red]{escape(data)}: no such file[/red]")
         raise typer.Exit(code=2) from None
     except DataError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(code=1) from None
+    except ValueError as exc:  # a malformed --columns option
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(code=2) from None
 
 
 def read_spec(model: str):

@@ -133,6 +133,10 @@ def fit(
     time_unit: Annotated[
         str, typer.Option("--time-unit", help="Unit of TIME in the data.")
     ] = "day",
+    columns: Annotated[
+        list[str] | None,
+        typer.Option("--columns", help="Column role ROLE=NAME, e.g. DV=CONC (repeatable)."),
+    ] = None,
     progress: Annotated[
         bool | None,
         typer.Option(
@@ -173,7 +177,7 @@ def fit(
     from bayes_cart.spec import parse_covariate_option
 
     check_before_fitting(out, overwrite, chains, tune, draws, target_accept, seed, time_unit)
-    dataset = load_data_or_exit(data, time_unit=time_unit)
+    dataset = load_data_or_exit(data, time_unit=time_unit, columns=columns)
     try:
         spec = read_spec(model)
         formulas = dict(parse_covariate_option(c) for c in covariates or [])

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bayes_cart.cli.common import COLUMNS_HELP
+from bayes_cart.column_roles import parse_column_options
 from bayes_cart.dataset import load_dataset
 from bayes_cart.errors import DataError, DataWarning
 from bayes_cart.nca import BLQ_RULES, INTERMEDIATE_BLQ, auc_column, summarise_nca
@@ -61,6 +63,7 @@ def nca(
     time_unit: Annotated[
         str, typer.Option("--time-unit", help="Unit of TIME in the file: day, hour, week, month.")
     ] = "day",
+    columns: Annotated[list[str] | None, typer.Option("--columns", help=COLUMNS_HELP)] = None,
 ) -> None:
     """Cmax, Tmax, AUC and Tlast per patient (linear-up/log-down), median (range) per group."""
     console = Console(highlight=False)
@@ -79,7 +82,7 @@ def nca(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)
-            dataset = load_dataset(data, time_unit=time_unit)
+            dataset = load_dataset(data, time_unit=time_unit, columns=parse_column_options(columns))
     except DataError as exc:
         console.print(
             f"[bold red]invalid data[/]: {escape(exc.source)}: {len(exc.problems)} problem(s)"

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bayes_cart.cli.common import COLUMNS_HELP
+from bayes_cart.column_roles import parse_column_options
 from bayes_cart.dataset import Dataset, load_dataset
 from bayes_cart.errors import DataError, DataWarning
 
@@ -35,6 +37,7 @@ def validate(
         str | None,
         typer.Option("--delimiter", help="Field separator (',', ';', 'tab'); detected by default."),
     ] = None,
+    columns: Annotated[list[str] | None, typer.Option("--columns", help=COLUMNS_HELP)] = None,
 ) -> None:
     """Validate a dataset and print a summary (patients, samples, BLQ, covariates, warnings)."""
     console = Console(highlight=False)
@@ -45,7 +48,11 @@ def validate(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)  # printed below from the report
             dataset = load_dataset(
-                data, time_unit=time_unit, time_varying=time_varying or (), delimiter=delimiter
+                data,
+                time_unit=time_unit,
+                time_varying=time_varying or (),
+                delimiter=delimiter,
+                columns=parse_column_options(columns),
             )
     except DataError as exc:
         console.print(
@@ -54,7 +61,7 @@ def validate(
         for problem in exc.problems:
             console.print(f"  • {problem}", markup=False, highlight=False)
         raise typer.Exit(code=1) from None
-    except ValueError as exc:  # unknown time unit or bad delimiter option
+    except ValueError as exc:  # unknown time unit, bad delimiter or --columns option
         console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(code=2) from None
     print_summary(dataset, console)
