@@ -56,7 +56,7 @@ from bayes_cart.dataset_checks import RawTable, check_table, normalise_cell
 from bayes_cart.errors import DataError, DataWarning, Problem
 from bayes_cart.units import to_days
 
-__all__ = ["Dataset", "ValidationReport", "load_dataset"]
+__all__ = ["Dataset", "ValidationReport", "load_dataset", "native_columns"]
 
 FRAME_SOURCE = "<DataFrame>"
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -278,6 +278,20 @@ class Dataset:
         first = [c for c in first if c in frame.columns]
         frame = frame[first + list(self.time_varying)]
         return frame.merge(self.patients.reset_index(), on="ID", how="left", sort=False)
+
+
+NATIVE_COLUMNS = ("ID", "TIME", "DV", "CENS", "LIMIT", "EVID", "AMT")
+"""The role columns of :meth:`Dataset.to_frame`; every other column of it is a covariate."""
+
+
+def native_columns(frame: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """Return the ``columns=`` declaration that reads a :meth:`Dataset.to_frame` table back.
+
+    Its covariates are declared ``COVARIATE``, so that one named like a Monolix/NONMEM role
+    (``OCC``, ``Y``, ``LLOQ``, ...) that was declared a covariate stays one.
+    """
+    covariates = tuple(str(c) for c in frame.columns if str(c) not in NATIVE_COLUMNS)
+    return {"COVARIATE": covariates} if covariates else {}
 
 
 def _empty_baseline() -> pd.DataFrame:

@@ -34,7 +34,7 @@ import xarray as xr
 
 from bayes_cart import __version__
 from bayes_cart.covariates import CovariateDesign
-from bayes_cart.dataset import load_dataset
+from bayes_cart.dataset import load_dataset, native_columns
 from bayes_cart.diagnostics import Diagnostics
 from bayes_cart.errors import FitFileError, OutputError, SpecError
 from bayes_cart.model_data import ModelData, prepare_model_data
@@ -224,7 +224,7 @@ def load_fit(path: str | Path) -> Fit:
             "the file was edited or is corrupt"
         )
     frame = _xarray_to_frame(idata.fitted_data)
-    dataset = load_dataset(frame)
+    dataset = load_dataset(frame, columns=native_columns(frame))
     model_data = _with_stored_design(
         prepare_model_data(dataset, spec), dataset.patients, attrs, idata.posterior, path
     )
