@@ -259,7 +259,7 @@ def resolve_roles(
             continue
         key = header.upper()
         if key in TIME_AFTER_DOSE_NAMES and "TIME" not in declared:
-            unused[header] = "another clock than TIME (time after dose / nominal time)"
+            unused[header] = "another clock than TIME: time after dose or nominal time"
         elif key in alias:
             candidates.setdefault(alias[key], []).append(header)
     for role, headers in candidates.items():

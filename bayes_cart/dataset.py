@@ -195,9 +195,10 @@ class Dataset:
         dict
             Keys ``source, time_unit, patients, observations, censored`` (``n``, ``fraction``,
             ``left``, ``right``), ``samples_per_patient`` (min/median/max), ``time_range``
-            (days), ``doses``, ``covariates`` and ``time_varying`` (per name: ``type``
-            categorical with ``levels`` {level: patients} or numeric with min/median/max; and
-            ``missing``), ``warnings``, ``excluded`` (number of rows).
+            (days), ``doses``, ``baseline`` (number of pre-infusion samples), ``covariates``
+            and ``time_varying`` (per name: ``type`` categorical with ``levels`` {level:
+            patients} or numeric with min/median/max; and ``missing``), ``warnings``,
+            ``excluded`` (number of rows).
         """
         obs = self.observations
         per_patient = obs.groupby("ID", sort=False).size()
@@ -219,6 +220,7 @@ class Dataset:
             },
             "time_range": (float(obs["TIME"].min()), float(obs["TIME"].max())),
             "doses": len(self.doses),
+            "baseline": len(self.baseline),
             "covariates": {c: _describe(self.patients[c]) for c in self.covariates},
             "time_varying": {c: _describe(obs[c]) for c in self.time_varying},
             "warnings": list(self.report.warnings),

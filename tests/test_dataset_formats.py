@@ -481,3 +481,12 @@ def _same_dataset_values(a: Dataset, b: Dataset) -> None:
     cols = ["ID", "TIME", "DV", "CENS", "LIMIT"]
     pdt.assert_frame_equal(a.observations[cols], b.observations[cols])
     pdt.assert_frame_equal(a.patients, b.patients)
+
+
+def test_validate_shows_baseline_samples(write_csv):
+    path = write_csv("ID,TIME,DV\nP1,-1,10\nP1,1,40\nP1,7,90\n")
+    result = runner.invoke(app, ["validate", str(path)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if "baseline samples" in x)
+    assert line.split() == ["baseline", "samples", "1", "(TIME", "<", "0,", "not", "fitted)"]
+    assert "pre-infusion baseline sample (TIME < 0): kept in Dataset.baseline" in result.output

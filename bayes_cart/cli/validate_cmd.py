@@ -86,6 +86,8 @@ def print_summary(dataset: Dataset, console: Console) -> None:
     )
     overview.add_row("time range", f"{lo:g} to {hi:g} days (file unit: {info['time_unit']})")
     overview.add_row("dosing rows", str(info["doses"]))
+    if info["baseline"]:
+        overview.add_row("baseline samples", f"{info['baseline']} (TIME < 0, not fitted)")
     console.print(overview)
     rows = [(n, "patient", d) for n, d in info["covariates"].items()]
     rows += [(n, "time-varying", d) for n, d in info["time_varying"].items()]
