@@ -184,6 +184,7 @@ def sample_posterior(
     retry_target_accept: float | None = 0.95,
     solver: str | None = None,
     flush_subnormals: bool = True,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> tuple[az.InferenceData, dict[str, Any]]:
     """Sample the posterior of a PyMC model with the chosen backend.
 
@@ -221,6 +222,13 @@ def sample_posterior(
     turn if it needs it: what a careful user does by hand. ``timings["retried"]`` records
     the divergences of the discarded run and of the new one; ``None`` turns the retry off.
 
+    ``on_progress`` (nutpie backends): called a few times a second, from a background thread,
+    with a :class:`bayes_cart.progress.SamplerProgress` (per chain: draws done, tuning or
+    sampling, divergences, step size, gradients per draw; the run's label: ``sampling``, a
+    restart, the second try, added chains) instead of nutpie's own bar;
+    :class:`bayes_cart.progress.ProgressDisplay` shows it. The other backends ignore it and
+    show their own bar when ``progress`` is true.
+
     Returns
     -------
     idata, timings
@@ -238,21 +246,28 @@ def sample_posterior(
         compiled = _compile_nutpie(model, sampler)
         t1 = time.perf_counter()
 
-        def run(n_chains: int, run_seed: int) -> az.InferenceData:
+        def run(
+            n_chains: int, run_seed: int, label: str = "sampling", first: int = 0
+        ) -> az.InferenceData:
+            settings = {
+                "chains": n_chains,
+                "tune": tune,
+                "draws": draws,
+                "seed": run_seed,
+                "target_accept": current["target_accept"],
+                "cores": min(cores, n_chains),
+                "save_warmup": False,
+                "low_rank_modified_mass_matrix": low_rank,
+                "maxdepth": max_treedepth,
+            }
             with _one_blas_thread(min(cores, n_chains)), _flush(flush_subnormals):
-                return nutpie.sample(
-                    compiled,
-                    chains=n_chains,
-                    tune=tune,
-                    draws=draws,
-                    seed=run_seed,
-                    target_accept=current["target_accept"],
-                    cores=min(cores, n_chains),
-                    progress_bar=progress,
-                    save_warmup=False,
-                    low_rank_modified_mass_matrix=low_rank,
-                    maxdepth=max_treedepth,
-                )
+                if on_progress is not None:
+                    from bayes_cart.progress import sample_nutpie
+
+                    return sample_nutpie(
+                        compiled, on_progress, label=label, chain_offset=first, **settings
+                    )
+                return nutpie.sample(compiled, progress_bar=progress, **settings)
 
     else:
         t0 = t1 = time.perf_counter()
@@ -266,7 +281,7 @@ def sample_posterior(
             kwargs["max_treedepth"] = max_treedepth
         kwargs["init"] = "adapt_diag"  # start from the data-informed point, no jitter
 
-        def run(n_chains: int, run_seed: int) -> az.InferenceData:
+        def run(n_chains: int, run_seed: int, *_: Any) -> az.InferenceData:
             with model, _one_blas_thread(min(cores, n_chains)), _flush(flush_subnormals):
                 return pm.sample(
                     draws=draws,
@@ -290,14 +305,25 @@ def sample_posterior(
             stuck = [s_ for s_ in stuck_chains(idata) if s_["chain"] >= first]
             if not stuck:
                 break
-            fresh = run(len(stuck), _seed(random_seed, offset + attempt))
+            names = ", ".join(str(s_["chain"]) for s_ in stuck)
+            fresh = run(
+                len(stuck),
+                _seed(random_seed, offset + attempt),
+                f"restart of chain {names}",
+                stuck[0]["chain"] if len(stuck) == 1 else 0,
+            )
             idata = replace_chains(idata, [s_["chain"] for s_ in stuck], fresh)
             restarted.extend({**s_, "attempt": attempt + 1} for s_ in stuck)
         return idata
 
     def run_with_restarts(run_seed: int, offset: int) -> tuple[az.InferenceData, list]:
         restarted: list[dict[str, Any]] = []
-        idata = restart_stuck(run(chains, run_seed), offset, restarted)
+        label = (
+            "sampling"
+            if offset == 100
+            else f"second run at target_accept {current['target_accept']:g}"
+        )
+        idata = restart_stuck(run(chains, run_seed, label), offset, restarted)
         return idata, restarted
 
     def extend(
@@ -312,7 +338,8 @@ def sample_posterior(
             if not needs_more_draws(idata, allowed):
                 break
             old = idata.posterior.sizes["chain"]
-            idata = add_chains(idata, run(chains, _seed(random_seed, offset + attempt)))
+            fresh = run(chains, _seed(random_seed, offset + attempt), "more chains", old)
+            idata = add_chains(idata, fresh)
             idata = restart_stuck(idata, offset + 50 + 10 * attempt, restarted, first=old)
             added += chains
         return idata, added
@@ -429,6 +456,7 @@ def fit(
     on_step: Callable[[str], None] | None = None,
     extend: bool = True,
     retry: bool = True,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> Fit:
     """Fit ``spec`` to ``dataset``: build, sample, add predictive groups, run the gate.
 
@@ -460,6 +488,9 @@ def fit(
         Show the sampler's progress bar.
     on_step : callable, optional
         Called with a short message at each step (the CLI's progress display).
+    on_progress : callable, optional
+        Called with the sampler's per-chain progress (nutpie backends; see
+        :func:`sample_posterior` and :class:`bayes_cart.progress.ProgressDisplay`).
     extend : bool
         When healthy chains mix too slowly for the gate (R-hat above 1.01 or bulk ESS below
         400, without divergences or stuck chains) and at most 4 times the draws would reach
@@ -508,6 +539,7 @@ def fit(
         max_extensions=MAX_EXTENSIONS if extend else 0,
         retry_target_accept=RETRY_TARGET_ACCEPT if retry else None,
         solver=solver,
+        on_progress=on_progress,
     )
     t0 = time.perf_counter()
     if prior_draws or predictive:

@@ -95,16 +95,25 @@ def error_line(exc: Exception) -> str:
     return str(exc)
 
 
-def show_sampler_progress(progress: bool | None) -> bool:
-    """Whether to show nutpie's per-chain progress bars (``None``: when stderr is a terminal).
+def sampler_progress(console: Console, progress: bool | None) -> Any:
+    """Return the per-chain sampler display of a fitting command (``--progress``).
 
-    The bars give, per chain, the draws done, divergences, step size, gradient evaluations
-    per draw and the time left, so a stuck chain (tiny step size, many gradients per draw)
-    is visible while it runs.
+    Per chain: draws done, tuning or sampling, divergences, step size and gradients per draw,
+    so a stuck chain (tiny step size, many gradients per draw) is visible while it runs.
+    ``False`` shows nothing; otherwise a live table when ``console`` is a terminal, and
+    elsewhere (CI logs, a file) one line per run when it starts, every minute and when it
+    ends.
+
+    Returns
+    -------
+    bayes_cart.progress.ProgressDisplay
+        A context manager, passed to :func:`bayes_cart.sampling.fit` as ``on_progress``.
     """
-    import sys
+    from bayes_cart.progress import ProgressDisplay
 
-    return sys.stderr.isatty() if progress is None else progress
+    if progress is False:
+        return ProgressDisplay(console, mode="off")
+    return ProgressDisplay(console, mode="live" if console.is_terminal else "lines")
 
 
 class StepPrinter:

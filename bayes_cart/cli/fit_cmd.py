@@ -141,8 +141,9 @@ def fit(
         bool | None,
         typer.Option(
             "--progress/--no-progress",
-            help="Per-chain sampler progress (draws, divergences, step size, gradients per "
-            "draw); default: on in a terminal.",
+            help="Per-chain sampler progress (draws, tuning or sampling, divergences, step "
+            "size, gradients per draw): a live table in a terminal, a line a minute otherwise; "
+            "--no-progress: none.",
         ),
     ] = None,
     retry: Annotated[
@@ -168,7 +169,7 @@ def fit(
         load_data_or_exit,
         print_fit_outcome,
         read_spec,
-        show_sampler_progress,
+        sampler_progress,
     )
     from bayes_cart.errors import OutputError, SpecError
     from bayes_cart.io import write_fit_outputs
@@ -209,8 +210,8 @@ def fit(
         raise typer.Exit(code=1) from None
 
     try:
-        bars = show_sampler_progress(progress)
-        with StepPrinter(console, bars) as on_step:
+        display = sampler_progress(console, progress)
+        with StepPrinter(console, display.active) as on_step, display:
             result = run_fit(
                 dataset,
                 spec,
@@ -221,8 +222,9 @@ def fit(
                 random_seed=seed,
                 target_accept=target_accept,
                 solver=solver,
-                progress=bars,
+                progress=display.mode == "live",
                 on_step=on_step,
+                on_progress=display if display.active else None,
                 extend=extend,
                 retry=retry,
             )

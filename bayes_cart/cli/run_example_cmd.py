@@ -40,11 +40,19 @@ def run_example(
     ] = "auto",
     model: Annotated[str, typer.Option(help="Model spec.")] = "liu2021_meta",
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Per-chain sampler progress: a live table in a terminal, a line a minute "
+            "otherwise; --no-progress: none.",
+        ),
+    ] = None,
 ) -> None:
     """Validate, NCA, simulate, fit and report on the bundled 218-patient example."""
     import numpy as np
 
-    from bayes_cart.cli.common import StepPrinter, print_fit_outcome, show_sampler_progress
+    from bayes_cart.cli.common import StepPrinter, print_fit_outcome, sampler_progress
     from bayes_cart.dataset import load_dataset
     from bayes_cart.errors import DataWarning
     from bayes_cart.example import example_truth, truth_by_summary_name, write_example
@@ -115,8 +123,8 @@ def run_example(
 
     _step(f"5. fit {model} ({sampler}: {chains} chains x {tune} tune + {draws} draws)")
     spec = load_spec(model)
-    bars = show_sampler_progress(None)
-    with StepPrinter(console, bars) as on_step:
+    display = sampler_progress(console, progress)
+    with StepPrinter(console, display.active) as on_step, display:
         result = fit(
             dataset,
             spec,
@@ -125,8 +133,9 @@ def run_example(
             tune=tune,
             draws=draws,
             random_seed=seed,
-            progress=bars,
+            progress=display.mode == "live",
             on_step=on_step,
+            on_progress=display if display.active else None,
         )
     settings = {
         "sampler": resolve_sampler(sampler),
