@@ -200,7 +200,7 @@ def check_dose_items(cells, roles, frame, is_dose, is_obs, amt, factor, problems
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             days = np.where(is_dose & (values > 0), amt / values * factor, np.nan)
-        long = is_dose & (values > 0) & ~(days <= MAX_INFUSION_DAYS)
+        long = is_dose & (values > 0) & np.isfinite(amt) & ~(days <= MAX_INFUSION_DAYS)
         problems.per_row(
             frame,
             long,
