@@ -46,9 +46,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_cart.kinetics import derived_metrics, stein_to_liu
+from bayes_cart.kinetics import derived_metrics, get_kinetics, list_kinetics
+from bayes_cart.kinetics.structures.liu2021 import LIU_PARAMETERS
 from bayes_cart.posterior import individual_parameters
-from bayes_cart.units import DELTA_E_PER_DAY
 from bayes_cart.virtual_population import typical_parameters
 
 __all__ = [
@@ -66,7 +66,6 @@ __all__ = [
     "typical_metrics",
 ]
 
-LIU_PARAMETERS = ("C0", "k", "T0", "beta", "T1", "alpha", "rM", "deltaM", "deltaE")
 RECONCILED = ("Cmax", "Tmax", "AUC")
 
 
@@ -85,12 +84,13 @@ def interval_columns(ci: float) -> tuple[str, str]:
 
 
 def as_liu(kinetics: str, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Liu parameters of any supported kinetic structure (NaN where no Liu equivalent exists).
+    """Liu parameters of any structure that has a Liu equivalent (NaN where a draw has none).
 
     Parameters
     ----------
     kinetics : str
-        ``"liu2021"`` or ``"stein2019"``.
+        Registered structure name, e.g. ``"liu2021"`` or ``"stein2019"``; its
+        ``liu_equivalent`` (:class:`~bayes_cart.kinetics.KineticModel`) does the mapping.
     params : mapping
         Parameter arrays of that structure (all of the same shape).
 
@@ -100,26 +100,13 @@ def as_liu(kinetics: str, params: Mapping[str, np.ndarray]) -> dict[str, np.ndar
         ``C0, k, T0, beta, T1, alpha, rM, deltaM, deltaE`` arrays. For liu2021, ``T0`` is cut
         at ``T1`` as in the closed form.
     """
-    if kinetics == "liu2021":
-        out = {p: np.asarray(params[p], dtype=float) for p in LIU_PARAMETERS if p in params}
-        if "T0" in out and "T1" in out:
-            # as in the closed form: a distribution phase ending after T1 is cut at T1
-            out["T0"] = np.minimum(out["T0"], out["T1"])
-        return out
-    if kinetics == "stein2019":
-        arrays = {k: np.asarray(v, dtype=float) for k, v in params.items()}
-        shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
-        flat = {k: np.broadcast_to(v, shape).ravel() for k, v in arrays.items()}
-        a_s, b_s, fb = flat["alpha"], flat["beta"], flat["FB"]
-        ok = (a_s > b_s) & (fb > 0) & (fb < 1) & (flat["foldx"] > 0) & (flat["Tmax"] > 0)
-        ok &= a_s - fb * (a_s - b_s) > DELTA_E_PER_DAY
-        out = {p: np.full(flat["alpha"].shape, np.nan) for p in LIU_PARAMETERS}
-        if ok.any():
-            mapped = stein_to_liu({k: v[ok] for k, v in flat.items()})
-            for p in LIU_PARAMETERS:
-                out[p][ok] = mapped[p]
-        return {p: v.reshape(shape) for p, v in out.items()}
-    raise ValueError(f"CK metrics need liu2021 or stein2019 kinetics, got {kinetics!r}")
+    kin = get_kinetics(kinetics) if kinetics in list_kinetics() else None
+    if kin is None or kin.liu_equivalent is None:
+        raise ValueError(
+            "CK metrics need liu2021 or stein2019 kinetics (a structure with a Liu "
+            f"equivalent), got {kinetics!r}"
+        )
+    return kin.liu_equivalent(params)
 
 
 def _metric_names(

@@ -432,9 +432,10 @@ def build_model(
         Precomputed arrays (from :func:`prepare_model_data`).
     solver : {"closed_form", "linear", "ode"}
         Kinetic solver inside the graph: the structure's closed form; the matrix exponential
-        of its ODE phases (:mod:`bayes_cart.kinetics.linear_ode`, linear phases only); or
-        adaptive diffrax solves (:mod:`bayes_cart.kinetics.ode`, any right-hand side). The
-        last two are JAX code wrapped as a PyTensor op.
+        of its ODE phases (:mod:`bayes_cart.kinetics.engines.linear`, linear phases only); or
+        adaptive diffrax solves (:mod:`bayes_cart.kinetics.engines.diffrax_ode`, any
+        right-hand side). The last two are JAX code wrapped as a PyTensor op
+        (:mod:`bayes_cart.kinetics.solvers`).
     store_individual : bool
         Keep the individual parameters ``<p>_i`` (dims ``patient``) as deterministics.
 
@@ -552,10 +553,9 @@ def build_model(
         if solver == "closed_form":
             mu = kin.solve(t, params_obs, xp=pt)["log_total"]
         elif solver in ("ode", "linear"):
-            from bayes_cart.kinetics.pytensor_ode import ode_log_total
+            from bayes_cart.kinetics.engines.pytensor_op import ode_log_total
 
-            integrator = "expm" if solver == "linear" else "diffrax"
-            mu = ode_log_total(kin, md, values, integrator=integrator)
+            mu = ode_log_total(kin, md, values, solver=solver)
         else:
             raise ValueError(f"unknown solver {solver!r}; use 'closed_form', 'linear' or 'ode'")
 

@@ -42,6 +42,7 @@ from bayes_cart.diagnostics import (
 )
 from bayes_cart.floating_point import flush_subnormals as _flush
 from bayes_cart.initial_values import patient_level_variables
+from bayes_cart.kinetics.solvers import JAX_SOLVERS, SOLVERS
 from bayes_cart.model import build_model
 from bayes_cart.model_data import ModelData, prepare_model_data
 from bayes_cart.spec import ModelSpec
@@ -49,11 +50,6 @@ from bayes_cart.start_check import check_start
 
 SAMPLERS = ("auto", "nutpie", "nutpie-jax", "pymc", "numpyro")
 
-#: Kinetic solvers inside the model (see :func:`bayes_cart.model.build_model`).
-SOLVERS = ("closed_form", "linear", "ode")
-
-#: Solvers that are JAX code wrapped as a PyTensor op.
-JAX_SOLVERS = ("linear", "ode")
 
 #: Samplers that run the JAX solvers (``solver="ode"`` or ``"linear"``) as native JAX code; the
 #: others call the JAX op from numba / C through Python for every gradient (about half the speed).

@@ -25,8 +25,8 @@ import pytensor
 import pytensor.tensor as pt
 
 from bayes_cart.kinetics import get_kinetics
-from bayes_cart.kinetics.linear_ode import make_linear_log_total
-from bayes_cart.kinetics.ode import make_batched_log_total
+from bayes_cart.kinetics.engines.diffrax_ode import make_batched_log_total
+from bayes_cart.kinetics.engines.linear import make_linear_log_total
 from bayes_cart.kinetics.reference import paper_range_grid, scipy_liu_states
 from bayes_cart.units import DAYS_PER_MONTH
 

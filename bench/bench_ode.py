@@ -1,16 +1,17 @@
 """The JAX solver routes against the closed form: cost per gradient, accuracy, full fits.
 
 Routes: the closed form; ``linear`` (matrix exponentials of the ODE phases,
-:mod:`bayes_cart.kinetics.linear_ode`); ``ode`` (adaptive diffrax, :mod:`bayes_cart.kinetics.ode`).
+:mod:`bayes_cart.kinetics.engines.linear`); ``ode`` (adaptive diffrax,
+:mod:`bayes_cart.kinetics.engines.diffrax_ode`).
 
 Prints markdown tables:
 
 1. one log-density + gradient over the bundled example (218 patients, 2240 observations),
    jitted JAX, for (a) the kinetic log-likelihood alone (true individual parameters) and (b)
    the whole hierarchical model ``liu2021_meta`` (what nutpie-jax evaluates); closed form,
-   linear, ODE with the sampling settings (:data:`bayes_cart.kinetics.pytensor_ode.MCMC_OPTIONS`)
-   and, for (a), the ODE with the accuracy settings of :class:`~bayes_cart.kinetics.ode.PhasedODE`
-   (rtol 1e-8, stepping to every observation, every phase in two stages);
+   linear, ODE with the sampling settings
+   (:data:`bayes_cart.kinetics.engines.pytensor_op.MCMC_OPTIONS`) and, for (a), the ODE with
+   the accuracy settings of :class:`~bayes_cart.kinetics.phases.PhasedODE` (rtol 1e-8, stepping to every observation, every phase in two stages);
 2. the largest |log(E+M)| difference route - closed form at the true parameters and at random
    perturbations of them (compare with the residual SD, ~0.5 on the log scale);
 3. a full fit of ``--fit-patients`` patients with each of ``--fit-solvers`` (``fit(...,
@@ -41,10 +42,10 @@ import numpy as np
 
 from bayes_cart.diagnostics import population_variables
 from bayes_cart.example import example_truth, load_example
-from bayes_cart.kinetics import get_kinetics
-from bayes_cart.kinetics.linear_ode import make_linear_log_total
-from bayes_cart.kinetics.ode import LIU_PHASES, make_batched_log_total
-from bayes_cart.kinetics.pytensor_ode import MCMC_OPTIONS
+from bayes_cart.kinetics import LIU_PHASES, get_kinetics
+from bayes_cart.kinetics.engines.diffrax_ode import make_batched_log_total
+from bayes_cart.kinetics.engines.linear import make_linear_log_total
+from bayes_cart.kinetics.engines.pytensor_op import MCMC_OPTIONS
 from bayes_cart.model import build_model
 from bayes_cart.model_data import prepare_model_data
 from bayes_cart.sampling import fit

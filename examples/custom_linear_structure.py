@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayes_cart.example import load_example
-from bayes_cart.kinetics.ode import LIU_PHASES, Phase, register_ode_kinetics
+from bayes_cart.kinetics import LIU_PHASES, Phase, register_ode_kinetics
 from bayes_cart.sampling import fit
 from bayes_cart.spec import load_spec, spec_from_dict
 from bayes_cart.summary import population_summary

@@ -12,7 +12,7 @@ from bayes_cart.gof import (
     predict_at_observations,
     subset_draws,
 )
-from bayes_cart.kinetics.closed_form import liu_log_states
+from bayes_cart.kinetics.structures.liu2021 import liu_log_states
 from bayes_cart.ppc import observation_table, pit_table
 
 

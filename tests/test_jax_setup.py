@@ -13,18 +13,28 @@ import pytest
 from bayes_cart.jax_setup import jax_cache_dir
 
 PROBE = """
-import json, jax
-import bayes_cart.kinetics.ode  # a JAX solver: configures JAX on import
+import json, jax, numpy as np
+from bayes_cart.kinetics import get_kinetics
+# a JAX route configures JAX when it is first used
+get_kinetics("liu2021").solve(np.array([1.0, 20.0]), dict(C0=1.0, beta=0.5, T1=10.0,
+    alpha=0.1, rM=0.01, deltaM=0.001), solver="linear")
 print(json.dumps({"x64": jax.config.jax_enable_x64,
                   "cache": jax.config.jax_compilation_cache_dir}))
 """
 
+IMPORT_ONLY = """
+import json, jax
+import bayes_cart, bayes_cart.kinetics
+import bayes_cart.kinetics.engines.diffrax_ode, bayes_cart.kinetics.engines.linear
+print(json.dumps({"x64": jax.config.jax_enable_x64}))
+"""
 
-def _probe(env_overrides: dict[str, str]) -> dict:
+
+def _probe(env_overrides: dict[str, str], code: str = PROBE) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BAYES_CART_JAX", "JAX_"))}
     env.update(env_overrides)
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -57,3 +67,10 @@ def test_importing_a_jax_solver_configures_jax(tmp_path, setting):
     assert result["cache"] == expected
     assert (tmp_path / "cache").is_dir() == (setting == "dir")
     assert Path(tmp_path).exists()
+
+
+def test_importing_leaves_jax_alone(tmp_path: Path) -> None:
+    """Importing bayes_cart or its JAX engines does not switch JAX to 64 bits; solving does."""
+    cache = tmp_path / "cache"
+    assert _probe({"BAYES_CART_JAX_CACHE": str(cache)}, IMPORT_ONLY)["x64"] is False
+    assert _probe({"BAYES_CART_JAX_CACHE": str(cache)})["x64"] is True

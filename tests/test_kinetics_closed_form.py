@@ -20,8 +20,9 @@ import pytensor.tensor as pt
 import pytest
 
 from bayes_cart.kinetics import get_kinetics
-from bayes_cart.kinetics.closed_form import liu_log_states, log_add_exp, log_biexp_kernel
+from bayes_cart.kinetics.closed_form import log_add_exp, log_biexp_kernel
 from bayes_cart.kinetics.reference import paper_range_grid, scipy_liu_states
+from bayes_cart.kinetics.structures.liu2021 import liu_log_states
 from bayes_cart.units import DELTA_E_PER_DAY
 
 jax.config.update("jax_enable_x64", True)

@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from bayes_cart.kinetics import get_kinetics
-from bayes_cart.kinetics.linear_ode import check_linear, linear_solve, make_linear_log_total
-from bayes_cart.kinetics.matrix_exp import expm_small
-from bayes_cart.kinetics.ode import LIU2021_ODE, LIU_PHASES, Phase, PhasedODE
+from bayes_cart.kinetics import LIU2021_ODE, LIU_PHASES, Phase, PhasedODE, get_kinetics
+from bayes_cart.kinetics.engines.linear import check_linear, linear_solve, make_linear_log_total
+from bayes_cart.kinetics.engines.matrix_exp import expm_small
 from bayes_cart.kinetics.reference import paper_range_grid
 
 LIU = get_kinetics("liu2021")

@@ -18,15 +18,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bayes_cart.kinetics import KineticModel, get_kinetics, register_kinetics
-from bayes_cart.kinetics.ode import (
+from bayes_cart.kinetics import (
     LIU2021_ODE,
     LIU_PHASES,
+    KineticModel,
     Phase,
     PhasedODE,
-    make_batched_log_total,
+    get_kinetics,
+    register_kinetics,
     register_ode_kinetics,
 )
+from bayes_cart.kinetics.engines import diffrax_ode
+from bayes_cart.kinetics.engines.diffrax_ode import make_batched_log_total
 from bayes_cart.kinetics.reference import paper_range_grid
 from bayes_cart.units import DELTA_E_PER_DAY
 
@@ -245,7 +248,7 @@ def test_phase_validation_and_failed_solve() -> None:
     # a solve that runs out of steps gives NaN (a sampler rejects it) instead of raising
     starved = LIU2021_ODE.with_options(max_steps=2, step_to_obs=False)
     p = LIU.with_defaults(dict(C0=5.0, beta=0.4, T1=11.0, alpha=0.15, rM=0.01, deltaM=0.005))
-    out = starved.solve(times_for(p), p)
+    out = diffrax_ode.solve(starved, times_for(p), p)
     assert np.all(np.isnan(np.asarray(out["log_total"])))
 
 

@@ -1,9 +1,9 @@
 """The JAX solver routes inside the PyMC model agree with the closed-form model.
 
 The model built with ``solver="ode"`` wraps the batched diffrax solve as a PyTensor op
-(:mod:`bayes_cart.kinetics.pytensor_ode`, sampling tolerances ``rtol=1e-6``); with
+(:mod:`bayes_cart.kinetics.engines.pytensor_op`, sampling tolerances ``rtol=1e-6``); with
 ``solver="linear"`` the op is the matrix-exponential integrator of
-:mod:`bayes_cart.kinetics.linear_ode`. Their log density and gradient, compiled with JAX as
+:mod:`bayes_cart.kinetics.engines.linear`. Their log density and gradient, compiled with JAX as
 nutpie-jax does, must match the closed-form model at random points of the unconstrained space --
 including a point where the distribution phase would end after the peak (T0 > T1), where every
 route cuts it at T1.
@@ -25,9 +25,9 @@ from pytensor.link.jax.ops import JAXOp
 import bayes_cart.sampling as sampling
 from bayes_cart.example import load_example
 from bayes_cart.kinetics import get_kinetics
-from bayes_cart.kinetics.linear_ode import make_linear_log_total
-from bayes_cart.kinetics.ode import make_batched_log_total
-from bayes_cart.kinetics.pytensor_ode import MCMC_OPTIONS, ode_log_total
+from bayes_cart.kinetics.engines.diffrax_ode import make_batched_log_total
+from bayes_cart.kinetics.engines.linear import make_linear_log_total
+from bayes_cart.kinetics.engines.pytensor_op import MCMC_OPTIONS, ode_log_total
 from bayes_cart.model import build_model
 from bayes_cart.spec import load_spec, spec_from_dict
 

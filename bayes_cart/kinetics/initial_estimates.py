@@ -8,7 +8,9 @@ purpose (graphical, NCA-like); NaN means "no information for this patient" and i
 with the median over patients, then with the prior median.
 
 :func:`read_profiles` is structure-free; each structure maps a :class:`ProfileSummary` to its
-own parameters (:func:`liu_initial_estimates`, :func:`stein_initial_estimates`).
+own parameters in its own module (``initial_estimates`` of
+:mod:`bayes_cart.kinetics.structures.liu2021` and
+:mod:`bayes_cart.kinetics.structures.stein2019`).
 
 Examples
 --------
@@ -18,8 +20,6 @@ Examples
 >>> prof = read_profiles(t, y, np.zeros(6, int), np.zeros(6, int), 1)
 >>> float(prof.t_peak[0]), round(float(prof.expansion_rate[0]), 3)
 (14.0, 0.478)
->>> round(float(stein_initial_estimates(prof)["Tmax"][0]), 1)
-14.0
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 #: Samples within this many days after the peak inform the early (fast) decline.
 EARLY_WINDOW = 45.0
 
-__all__ = ["ProfileSummary", "liu_initial_estimates", "read_profiles", "stein_initial_estimates"]
+__all__ = ["EARLY_WINDOW", "ProfileSummary", "read_profiles"]
 
 
 @dataclass(frozen=True)
@@ -118,46 +118,3 @@ def read_profiles(
             level = np.mean(y[late] + terminal * (t[late] - tp))
             out["late_fraction"][i] = np.exp(min(level - yp, 0.0))
     return ProfileSummary(**out)
-
-
-def liu_initial_estimates(prof: ProfileSummary, delta_e: float) -> dict[str, np.ndarray]:
-    """Liu et al. parameters from profile summaries (no distribution phase assumed).
-
-    ``T1`` is the peak time, ``beta`` the expansion slope, ``C0`` the peak extrapolated back to
-    t = 0, the early decline rate is ``alpha + deltaE + rM`` and the terminal rate ``deltaM``;
-    ``rM = FB (lambda - deltaM)`` with ``FB`` the late fraction.
-    """
-    beta = prof.expansion_rate
-    t1 = prof.t_peak
-    lam = prof.decline_rate
-    delta_m = np.where(prof.terminal_rate < lam / 3, prof.terminal_rate, np.nan)
-    r_m = prof.late_fraction * (lam - np.nan_to_num(delta_m, nan=0.0))
-    alpha = lam - delta_e - np.nan_to_num(r_m, nan=0.0)
-    alpha = np.where(alpha > 0.01, alpha, np.nan)
-    return {
-        "T1": t1,
-        "beta": beta,
-        "C0": np.exp(prof.log_peak - beta * t1),
-        "alpha": alpha,
-        "rM": np.where(r_m > 0, r_m, np.nan),
-        "deltaM": delta_m,
-    }
-
-
-def stein_initial_estimates(prof: ProfileSummary) -> dict[str, np.ndarray]:
-    """Stein et al. parameters from profile summaries, the slow phase slower than the fast one.
-
-    ``Cmax``/``Tmax`` are the observed peak, ``foldx = exp(rho Tmax)`` with ``rho`` the
-    expansion slope, ``alpha`` the early decline, ``beta`` the terminal slope (only where it is
-    at least 3x slower than alpha) and ``FB`` the late fraction.
-    """
-    alpha = prof.decline_rate
-    beta = np.where(prof.terminal_rate < alpha / 3, prof.terminal_rate, np.nan)
-    return {
-        "Cmax": np.exp(prof.log_peak),
-        "Tmax": prof.t_peak,
-        "foldx": np.exp(prof.expansion_rate * prof.t_peak),
-        "alpha": alpha,
-        "beta": beta,
-        "FB": np.where(np.isfinite(beta), prof.late_fraction, np.nan),
-    }

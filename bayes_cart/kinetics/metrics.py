@@ -32,7 +32,7 @@ import pandas as pd
 from scipy.optimize import elementwise
 from scipy.special import exprel
 
-from bayes_cart.kinetics.closed_form import liu_log_states
+from bayes_cart.kinetics.structures.liu2021 import liu_log_states
 from bayes_cart.units import DELTA_E_PER_DAY
 
 Array = Any
