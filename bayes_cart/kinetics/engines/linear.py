@@ -1,11 +1,11 @@
-"""Exponential integrator for phased ODE systems whose phases are linear.
+"""The matrix-exponential engine for phased ODE systems whose phases are linear.
 
 Most cellular-kinetic structures are linear within each phase: constant per-capita rates of
 expansion, death, conversion between compartments (effector -> memory), so each phase solves
 ``dy/dt = A y (+ b)`` exactly as ``y(t) = expm(A (t - t_start)) y(t_start)``. This is the
 matrix-exponential route of NONMEM's general linear models (ADVAN5/ADVAN7) for a user's own
 structure, next to the closed form (hand-derived, fastest) and the adaptive diffrax route
-(:mod:`bayes_cart.kinetics.ode`, any right-hand side, ADVAN13-like).
+(:mod:`bayes_cart.kinetics.engines.diffrax_ode`, any right-hand side, ADVAN13-like).
 
 How it works
 ------------
@@ -13,20 +13,20 @@ Nothing is derived by hand: for each patient and phase the matrix ``A`` is the J
 phase's own right-hand side (``Phase.rhs``) with respect to the states, taken by JAX at
 ``y = 0``, and ``b = rhs(t, 0)`` (an affine term, e.g. a constant influx, enters through the
 usual augmented matrix ``[[A, b], [0, 0]]``). The phase boundaries follow the
-:class:`~bayes_cart.kinetics.ode.PhasedODE` conventions (a later boundary takes precedence,
+:mod:`~bayes_cart.kinetics.phases` conventions (a later boundary takes precedence,
 a time on a boundary takes the later phase). The state at each phase start comes from the
 previous phase's exponential over its length, and every observation from the exponential of
 its own phase over its time since the phase start -- all observations at once, with one batched
-:func:`~bayes_cart.kinetics.matrix_exp.expm_small`. Gradients (JAX reverse mode) are exact,
+:func:`~bayes_cart.kinetics.engines.matrix_exp.expm_small`. Gradients (JAX reverse mode) are exact,
 including those with respect to the phase boundaries (T0, T1).
 
 A right-hand side that is not linear in the states, or that depends on time, cannot use this
 route: :func:`check_linear` tests it numerically and :func:`make_linear_log_total` refuses such
 a structure with the phase at fault (use the diffrax route, ``solver="ode"``).
 
-Measured with ``bench/bench_ode.py`` (the Liu model on the bundled example: 218 patients, 2240
-observations, log-likelihood + gradient): about 3x the closed form's cost (diffrax: 23x), and
-within ~1e-12 of the closed form in ``log(E + M)``.
+Its cost and accuracy against the closed form are measured in ``bench/bench_ode.py`` and
+recorded in ``docs/benchmarks.md``. JAX is configured by
+:func:`bayes_cart.jax_setup.configure_jax` when a route is built, not on import.
 
 Examples
 --------
@@ -55,8 +55,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayes_cart.kinetics.matrix_exp import expm_small
-from bayes_cart.kinetics.ode import PhasedODE, phased_ode
+from bayes_cart.jax_setup import configure_jax
+from bayes_cart.kinetics.engines.matrix_exp import expm_small
+from bayes_cart.kinetics.phases import PhasedODE, phase_boundaries, phased_ode
 
 Array = Any
 Params = Mapping[str, Array]
@@ -107,10 +108,11 @@ def check_linear(model: Any, rtol: float = 1e-9) -> tuple[bool, ...]:
 
     Examples
     --------
-    >>> from bayes_cart.kinetics.ode import LIU2021_ODE
+    >>> from bayes_cart.kinetics.structures.liu2021 import LIU2021_ODE
     >>> check_linear(LIU2021_ODE)
     (False, False, False)
     """
+    configure_jax()
     ode = phased_ode(model)
     rng = np.random.default_rng(20261130)
     n = ode.n_states
@@ -150,7 +152,7 @@ def _system(ode: PhasedODE, affine: bool) -> Callable[[Params], tuple[Array, Arr
     n = ode.n_states
 
     def one(p: Params) -> tuple[Array, Array, Array]:
-        starts, lengths = ode._boundaries(jnp.zeros(1), p)
+        starts, lengths = phase_boundaries(ode, jnp.asarray(0.0), p, xp=jnp)
         zero = jnp.zeros(n, dtype=jnp.float64)
         mats = []
         for i, phase in enumerate(ode.phases):
@@ -214,13 +216,13 @@ def _jitted_core(ode: PhasedODE) -> Callable[[Array, Array, Params], dict[str, A
 def make_linear_log_total(model: Any) -> Callable[[Array, Array, Params], Array]:
     """Build a jitted ``log_total`` for many patients with the exponential integrator.
 
-    Same contract as :func:`bayes_cart.kinetics.ode.make_batched_log_total`.
+    Same contract as :func:`bayes_cart.kinetics.engines.diffrax_ode.make_batched_log_total`.
 
     Parameters
     ----------
     model : PhasedODE or KineticModel
         A structure whose phases are all linear (checked, see :func:`check_linear`); with a
-        :class:`~bayes_cart.kinetics.registry.KineticModel` its parameter defaults are filled
+        :class:`~bayes_cart.kinetics.structure.KineticModel` its parameter defaults are filled
         in.
 
     Returns
@@ -235,6 +237,7 @@ def make_linear_log_total(model: Any) -> Callable[[Array, Array, Params], Array]
     ValueError
         If a phase is not linear in the states or depends on time.
     """
+    configure_jax()
     with_defaults = getattr(model, "with_defaults", None)
     core = _jitted_core(phased_ode(model))
 
@@ -273,6 +276,7 @@ def linear_solve(model: Any, t: Array, params: Params) -> dict[str, Array]:
         The structure's outputs (``log_total``, ``log_E``, ``log_M``), shaped like the
         broadcast of ``t`` and the parameters.
     """
+    configure_jax()
     t = jnp.asarray(t, dtype=jnp.float64)
     p = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
     shape = jnp.broadcast_shapes(t.shape, *(v.shape for v in p.values()))

@@ -1,6 +1,6 @@
 """Matrix exponential of many small matrices at once, differentiable in JAX.
 
-:func:`expm_small` serves the exponential integrator of :mod:`bayes_cart.kinetics.linear_ode`:
+:func:`expm_small` serves the exponential integrator of :mod:`bayes_cart.kinetics.engines.linear`:
 one 2 x 2 (or 3 x 3, ...) exponential per observation and per phase boundary, thousands per
 log-density evaluation. ``jax.scipy.linalg.expm`` handles one matrix at a time and chooses its
 Pade order and number of squarings per matrix with ``lax.cond``; vectorised over a batch it
@@ -36,11 +36,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bayes_cart.jax_setup import configure_jax
-
-configure_jax()  # 64-bit floats and the persistent compile cache, see bayes_cart.jax_setup
-
-import jax.numpy as jnp  # noqa: E402
+import jax.numpy as jnp
 
 __all__ = ["expm_small"]
 

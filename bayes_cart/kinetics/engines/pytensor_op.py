@@ -1,8 +1,8 @@
 """The JAX ODE routes inside a PyMC model: a PyTensor op whose value and gradient come from JAX.
 
-:func:`ode_log_total` wraps :func:`bayes_cart.kinetics.ode.make_batched_log_total` (adaptive
-diffrax, ``integrator="diffrax"``) or :func:`bayes_cart.kinetics.linear_ode.make_linear_log_total`
-(matrix exponentials of linear phases, ``integrator="expm"``) with :func:`pytensor.wrap_jax`.
+:func:`ode_log_total` wraps the batched solve of a JAX route
+(:func:`bayes_cart.kinetics.solvers.batched_log_total`: adaptive diffrax for ``solver="ode"``,
+matrix exponentials of linear phases for ``solver="linear"``) with :func:`pytensor.wrap_jax`.
 The resulting op evaluates ``log(E + M)`` at every observation from per-patient parameter
 vectors, and its gradient is JAX's reverse mode. It is used by
 :func:`bayes_cart.model.build_model` with ``solver="ode"`` and ``solver="linear"``.
@@ -14,25 +14,21 @@ The op is JAX code. Sample it with a JAX backend: ``sampler="nutpie-jax"`` (nutp
 whole log density, solver included, is one jitted JAX function differentiated by JAX.
 nutpie's default numba backend and PyMC's C backend also run it, through the op's ``perform``
 (a Python call into the jitted function) and a second op for the vector-Jacobian product,
-which solves the ODEs again: measured about 2x slower per gradient than nutpie-jax (55
-patients: 16 vs 7 ms), with a longer compilation. :func:`bayes_cart.sampling.fit` warns when
-a JAX solver is combined with such a sampler.
+which solves the ODEs again (about 2x slower per gradient than nutpie-jax, see
+``docs/benchmarks.md``). :func:`bayes_cart.sampling.fit` warns when a JAX solver is combined
+with such a sampler.
 
 Solver settings for sampling
 ----------------------------
 :data:`MCMC_OPTIONS` loosens the accuracy-oriented defaults of
-:class:`~bayes_cart.kinetics.ode.PhasedODE` (``rtol=1e-8``, stepping to every observation):
+:class:`~bayes_cart.kinetics.phases.PhasedODE` (``rtol=1e-8``, stepping to every observation):
 relative tolerance 1e-6, dense interpolation to the observation times, at most 256 steps per
 solve stage with every step checkpointed for the reverse pass. A solve that fails (e.g. more
 than 256 steps for an extreme proposal) returns NaN and the sampler rejects the proposal.
 
-Measured with ``bench/bench_ode.py`` (bundled example, shared 2-core machine): ``log(E + M)``
-within 2e-6 of the closed form over 11 parameter sets, five orders of magnitude below the
-residual SD (~0.5 on the log scale); the whole model's log density + gradient (218 patients)
-~15 ms against ~1 ms for the closed form. A 50-patient ``liu2021_meta`` fit with nutpie-jax
-(2 chains x 300 + 300) took ~17 times longer per leapfrog step than the closed form (755 vs
-50 s in all), and all 46 population posterior means agreed within 4 Monte Carlo standard
-errors. Use the ODE route for structures without a closed form.
+Its accuracy (``log(E + M)`` within ~2e-6 of the closed form, far below a residual SD of
+~0.5) and cost are measured in ``bench/bench_ode.py`` and recorded in ``docs/benchmarks.md``.
+Use the ODE routes for structures without a closed form.
 
 Examples
 --------
@@ -64,7 +60,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from bayes_cart.kinetics.ode import make_batched_log_total
+from bayes_cart.kinetics.solvers import JAX_SOLVERS, batched_log_total
 
 __all__ = ["MCMC_OPTIONS", "ode_log_total"]
 
@@ -94,7 +90,7 @@ def ode_log_total(
     kin: Any,
     md: Any,
     values: Mapping[str, Any],
-    integrator: str = "diffrax",
+    solver: str = "ode",
     **options: Any,
 ) -> pt.TensorVariable:
     """``log(E + M)`` at every observation, solved with JAX inside the PyTensor graph.
@@ -111,10 +107,10 @@ def ode_log_total(
         Every kinetic parameter name -> per-patient PyTensor vector (length ``n_patients``) or
         scalar. Parameters with a default in ``kin.defaults`` (``k``, ``T0``, ``deltaE`` for
         liu2021) may be left out.
-    integrator : {"diffrax", "expm"}
-        ``"diffrax"``: adaptive diffrax solves (any right-hand side). ``"expm"``: the
-        exponential integrator of :mod:`bayes_cart.kinetics.linear_ode` (phases linear in the
-        states only; checked, a ``ValueError`` names the phase that is not).
+    solver : {"ode", "linear"}
+        ``"ode"``: adaptive diffrax solves (any right-hand side). ``"linear"``: the
+        exponential integrator of :mod:`bayes_cart.kinetics.engines.linear` (phases linear in
+        the states only; checked, a ``ValueError`` names the phase that is not).
     **options
         diffrax solver options overriding :data:`MCMC_OPTIONS` (``rtol``, ``atol``,
         ``solver``, ``max_steps``, ``step_to_obs``, ``adjoint``...).
@@ -151,20 +147,16 @@ def ode_log_total(
         raise ValueError("md.time and md.patient_index must be 1-D arrays of the same length")
     if patient_index.size and (patient_index.min() < 0 or patient_index.max() >= n):
         raise ValueError(f"md.patient_index must lie in 0..{n - 1}")
-    if integrator == "expm":
-        if options:
-            raise ValueError(f"integrator='expm' takes no solver options, got {sorted(options)}")
-        from bayes_cart.kinetics.linear_ode import make_linear_log_total
-
-        batched = make_linear_log_total(kin)
-    elif integrator == "diffrax":
-        batched = make_batched_log_total(kin, **{**MCMC_OPTIONS, **options})
-    else:
-        raise ValueError(f"unknown integrator {integrator!r}; use 'diffrax' or 'expm'")
+    if solver not in JAX_SOLVERS:
+        raise ValueError(f"ode_log_total needs a JAX solver {list(JAX_SOLVERS)}, got {solver!r}")
+    if solver == "linear" and options:
+        raise ValueError(f"solver='linear' takes no solver options, got {sorted(options)}")
+    opts = {**MCMC_OPTIONS, **options} if solver == "ode" else {}
+    batched = batched_log_total(kin, solver, **opts)
 
     def ode_log_total_op(params: dict[str, Any]) -> Any:
         # observation times and patient index are constants of the graph (numpy)
         return batched(time, patient_index, params)
 
-    ode_log_total_op.__name__ = f"{kin.name}_{integrator}_log_total"
+    ode_log_total_op.__name__ = f"{kin.name}_{solver}_log_total"
     return pytensor.wrap_jax(ode_log_total_op)(inputs)
