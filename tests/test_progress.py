@@ -220,3 +220,48 @@ def test_sample_posterior_reports_progress():
     assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 40
     same, _ = sample_posterior(model, chains=2, tune=60, draws=40, random_seed=3)
     np.testing.assert_array_equal(idata.posterior["mu"].values, same.posterior["mu"].values)
+
+
+def test_newer_nutpie_progress_callback(monkeypatch):
+    """nutpie >= 0.16.9: its public ``progress_callback`` with chain objects (exact step size)."""
+    import sys
+    import types
+
+    from bayes_cart.progress import from_nutpie_chains, sample_nutpie
+
+    calls = {}
+
+    def sample(compiled, *, progress_callback=None, progress_bar=True, **kwargs):
+        calls.update(kwargs, progress_bar=progress_bar)
+        chain = types.SimpleNamespace(
+            finished_draws=30,
+            total_draws=30,
+            divergences=2,
+            step_size=0.00123,
+            latest_num_steps=255,
+            total_num_steps=3000,
+            tuning=False,
+            started=True,
+        )
+        progress_callback([chain, chain])
+        return "trace"
+
+    monkeypatch.setitem(sys.modules, "nutpie", types.SimpleNamespace(sample=sample))
+    reports = []
+    out = sample_nutpie(
+        object(),
+        reports.append,
+        chains=2,
+        tune=10,
+        draws=20,
+        seed=1,
+        cores=2,
+        label="x",
+        target_accept=None,
+    )
+    assert out == "trace" and calls["progress_bar"] is False and calls["target_accept"] is None
+    (p,) = reports
+    assert p.label == "x" and p.cores == 2 and p.finished and p.divergences == 4
+    assert format_step_size(p.chains[0]) == "0.00123"
+    assert p.chains[0].mean_steps == pytest.approx(100.0)
+    assert from_nutpie_chains([], 1, 1).chains == ()
