@@ -4,7 +4,7 @@ Every metric is a function of a patient's kinetic parameters
 (:mod:`bayes_cart.kinetics.metrics`), so its posterior is obtained draw by draw:
 
 * **per patient** (individual predictions): from the posterior draws of ``<p>_i``
-  (:func:`bayes_cart.posterior.individual_parameters`);
+  (:func:`bayes_cart.predict.individual_parameters`);
 * **per covariate group** (population predictions): from the posterior draws of the typical
   patient of each group (:func:`bayes_cart.virtual_population.typical_parameters`).
 
@@ -48,7 +48,7 @@ import xarray as xr
 
 from bayes_cart.kinetics import derived_metrics, get_kinetics, list_kinetics
 from bayes_cart.kinetics.structures.liu2021 import LIU_PARAMETERS
-from bayes_cart.posterior import individual_parameters
+from bayes_cart.predict import individual_parameters
 from bayes_cart.virtual_population import typical_parameters
 
 __all__ = [

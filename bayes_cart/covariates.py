@@ -132,7 +132,7 @@ class CovariateDesign:
         the fit did not see (``unknown`` included, when the fit had no missing value or
         marginalised its missing values) is coded as the reference level (no effect).
         Predictions that should average over a marginalised covariate's levels do so
-        themselves (:func:`bayes_cart.posterior.population_parameters`).
+        themselves (:func:`bayes_cart.predict.population_parameters`).
 
         Parameters
         ----------

@@ -4,16 +4,16 @@ Definitions (log scale, the scale of the residual error model):
 
 * ``PRED``: the **population** prediction of an observation, i.e. the curve of the *typical*
   patient with that patient's covariates (and fitted trial effect), median over posterior
-  draws (:func:`bayes_cart.posterior.population_parameters` with ``iiv=False``);
+  draws (:func:`bayes_cart.predict.population_parameters` with ``iiv=False``);
 * ``IPRED``: the **individual** prediction, the posterior median of the patient's own curve at
-  the sample time (:func:`bayes_cart.posterior.individual_parameters`);
+  the sample time (:func:`bayes_cart.predict.individual_parameters`);
 * ``IRES = log DV - log IPRED`` and ``IWRES = IRES / sd``, with ``sd`` the posterior median of
   the residual SD (``sigma``; for the combined model ``sqrt(sigma^2 + (sigma_add/IPRED)^2)``,
   for the Student-t model the scale ``sigma``). Censored samples have no residual (NaN) and are
   flagged in ``censored``;
 * ``NPD``: normalised prediction distribution errors, ``Phi^-1`` of the (randomised, for
   censored samples) PIT of the observation among simulations of *new* patients with the same
-  design (:func:`bayes_cart.vpc.simulate_observed_design`); not decorrelated within a patient
+  design (:func:`bayes_cart.predict.simulate_observed_design`); not decorrelated within a patient
   (so NPD rather than NPDE). Under the model they are standard normal.
 
 Parameters in the ``from_data`` mode (e.g. T0 set from the observed profile) keep each
@@ -22,254 +22,29 @@ patient's own value in population predictions.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from scipy import stats
 
-from bayes_cart.posterior import individual_parameters, population_parameters, predict_curves
 from bayes_cart.ppc import LloqInput, observation_table, pit_values
+from bayes_cart.predict import (
+    draw_index,
+    fit_solver,
+    individual_parameters,
+    individual_predictions,
+    population_predictions,
+    predict_curves,
+    residual_sd,
+    simulate_observed_design,
+)
 
-__all__ = [
-    "design_population_parameters",
-    "gof_table",
-    "individual_fits",
-    "individual_predictions",
-    "population_predictions",
-    "predict_at_observations",
-    "residual_sd",
-    "subset_draws",
-]
+__all__ = ["gof_table", "individual_fits"]
 
 _CHUNK_CELLS = 4_000_000  # draws x patients x times evaluated at once
 _LOG_TINY = -700.0  # log of a level treated as 0
-
-
-def _stacked(post: xr.Dataset, var: str) -> np.ndarray:
-    return np.asarray(post[var].stack(sample=("chain", "draw")).transpose("sample", ...))
-
-
-def subset_draws(
-    fit: Any, n_draws: int | None, random_seed: int | np.random.Generator | None = 0
-) -> tuple[Any, np.ndarray]:
-    """Return a shallow copy of ``fit`` whose posterior holds the chosen draws only.
-
-    Draws are chosen at random without replacement when ``n_draws`` is at most the number of
-    draws, with replacement when it is larger; ``None`` keeps every draw.
-
-    Parameters
-    ----------
-    fit : Fit
-        A fit.
-    n_draws : int or None
-        Number of draws.
-    random_seed : int or Generator
-        Seed.
-
-    Returns
-    -------
-    fit, index
-        The copy (posterior with one chain of ``n_draws`` draws) and the positions of the
-        chosen draws among the stacked (chain, draw) samples.
-    """
-    post = fit.idata.posterior
-    n_total = post.sizes["chain"] * post.sizes["draw"]
-    if n_draws is None:
-        return fit, np.arange(n_total)
-    rng = np.random.default_rng(random_seed)
-    replace = n_draws > n_total
-    sel = rng.choice(n_total, size=n_draws, replace=replace)
-    if not replace:
-        sel = np.sort(sel)
-    stacked = post.stack(sample=("chain", "draw")).isel(sample=sel)
-    stacked = stacked.drop_vars(["sample", "chain", "draw"]).rename({"sample": "draw"})
-    sub = stacked.assign_coords(draw=np.arange(len(sel))).expand_dims(chain=[0])
-    sub = sub.transpose("chain", "draw", ...)
-    out = copy.copy(fit)
-    out.idata = _Posterior(sub)
-    return out, sel
-
-
-class _Posterior:
-    """Minimal stand-in for an InferenceData holding a posterior only."""
-
-    def __init__(self, posterior: xr.Dataset) -> None:
-        self.posterior = posterior
-
-    def groups(self) -> list[str]:
-        return ["posterior"]
-
-
-def predict_at_observations(
-    kinetics: str,
-    params: dict[str, np.ndarray],
-    patient_index: np.ndarray,
-    time: np.ndarray,
-    state: str = "log_total",
-) -> np.ndarray:
-    """Evaluate the kinetic curves of parameter draws at each observation's time.
-
-    Parameters
-    ----------
-    kinetics : str
-        Registry name.
-    params : dict
-        ``{parameter: array (sample, patient)}``.
-    patient_index : ndarray (obs,)
-        Position of each observation's patient.
-    time : ndarray (obs,)
-        Sample times (days).
-    state : str
-        ``log_total``, ``log_E`` or ``log_M``.
-
-    Returns
-    -------
-    ndarray (sample, obs)
-        Log predictions.
-
-    Examples
-    --------
-    >>> p = {"C0": np.array([[10.0]]), "beta": np.array([[0.5]]), "T1": np.array([[10.0]]),
-    ...      "alpha": np.array([[0.1]]), "rM": np.array([[0.001]]), "deltaM": np.array([[0.01]])}
-    >>> out = predict_at_observations("liu2021", p, np.array([0, 0]), np.array([0.0, 4.0]))
-    >>> bool(np.allclose(out, np.log(10.0) + 0.5 * np.array([0.0, 4.0])))
-    True
-    """
-    pidx = np.asarray(patient_index, dtype=np.int64)
-    time = np.asarray(time, dtype=float)
-    first = next(iter(params.values()))
-    n_sample, n_patient = np.shape(first)
-    slot = pd.Series(pidx).groupby(pidx).cumcount().to_numpy()
-    width = int(slot.max()) + 1 if len(slot) else 1
-    grid = np.zeros((n_patient, width))
-    grid[pidx, slot] = time
-    out = np.empty((n_sample, len(pidx)))
-    step = max(1, _CHUNK_CELLS // max(1, n_patient * width))
-    for start in range(0, n_sample, step):
-        part = {k: np.asarray(v)[start : start + step] for k, v in params.items()}
-        curves = predict_curves(kinetics, part, grid)[state]
-        out[start : start + step] = curves[:, pidx, slot]
-    return out
-
-
-def design_population_parameters(
-    fit: Any,
-    *,
-    n_draws: int | None = 500,
-    iiv: bool = True,
-    group: str = "fitted",
-    random_seed: int | np.random.Generator | None = 0,
-) -> dict[str, np.ndarray]:
-    """Draw population parameters for patients with the fitted patients' covariates.
-
-    A thin layer over :func:`bayes_cart.posterior.population_parameters` for the fitted
-    design: parameters set from the data (``from_data``) keep each patient's own value.
-
-    Parameters
-    ----------
-    fit : Fit
-        A fit.
-    n_draws : int or None
-        Posterior draws (see :func:`subset_draws`).
-    iiv : bool
-        New random effects (True) or the typical patient (False).
-    group : {"fitted", "new", "none"}
-        Trial effect (see :func:`bayes_cart.posterior.population_parameters`).
-    random_seed : int or Generator
-        Seed.
-
-    Returns
-    -------
-    dict
-        ``{parameter: array (sample, patient)}`` in the fit's patient order.
-    """
-    rng = np.random.default_rng(random_seed)
-    sub, _ = subset_draws(fit, n_draws, rng)
-    params = population_parameters(
-        sub, fit.dataset.patients, n_draws=None, iiv=iiv, group=group, random_seed=rng
-    )
-    for name, values in (fit.model_data.from_data or {}).items():
-        if name in params:
-            params[name] = np.broadcast_to(values, params[name].shape).copy()
-    return params
-
-
-def population_predictions(
-    fit: Any,
-    *,
-    n_draws: int | None = 500,
-    group: str = "fitted",
-    random_seed: int | np.random.Generator | None = 0,
-) -> np.ndarray:
-    """Typical-patient log predictions of every observation, per posterior draw.
-
-    Returns
-    -------
-    ndarray (sample, obs)
-        ``log PRED`` draws; the PRED of :func:`gof_table` is their median.
-    """
-    md = fit.model_data
-    params = design_population_parameters(
-        fit, n_draws=n_draws, iiv=False, group=group, random_seed=random_seed
-    )
-    return predict_at_observations(fit.spec.kinetics, params, md.patient_index, md.time)
-
-
-def individual_predictions(
-    fit: Any,
-    *,
-    n_draws: int | None = None,
-    random_seed: int | np.random.Generator | None = 0,
-) -> np.ndarray:
-    """Individual log predictions of every observation, per posterior draw.
-
-    Returns
-    -------
-    ndarray (sample, obs)
-        ``log IPRED`` draws; the IPRED of :func:`gof_table` is their median.
-    """
-    md = fit.model_data
-    params = individual_parameters(fit)
-    if n_draws is not None:
-        rng = np.random.default_rng(random_seed)
-        n_total = next(iter(params.values())).shape[0]
-        sel = rng.choice(n_total, size=min(n_draws, n_total), replace=False)
-        params = {k: v[np.sort(sel)] for k, v in params.items()}
-    return predict_at_observations(fit.spec.kinetics, params, md.patient_index, md.time)
-
-
-def residual_sd(fit: Any, log_pred: np.ndarray, sigma: Any = None) -> np.ndarray:
-    """Residual SD on the log scale under the fit's error model.
-
-    Parameters
-    ----------
-    fit : Fit
-        A fit (its spec gives the error model).
-    log_pred : ndarray
-        Log predictions (for the combined model).
-    sigma : dict, optional
-        ``{"sigma": ..., "sigma_add": ...}`` values broadcastable with ``log_pred``; default
-        the posterior medians.
-
-    Returns
-    -------
-    ndarray
-        Same shape as ``log_pred``.
-    """
-    post = fit.idata.posterior
-    if sigma is None:
-        sigma = {
-            v: float(np.median(_stacked(post, v))) for v in ("sigma", "sigma_add") if v in post
-        }
-    sd = np.asarray(sigma["sigma"]) * np.ones_like(log_pred)
-    if fit.spec.doc.error.model == "combined":
-        add = np.asarray(sigma.get("sigma_add", 0.0))
-        sd = np.sqrt(sd**2 + (add / np.exp(log_pred)) ** 2)
-    return sd
 
 
 def gof_table(
@@ -328,8 +103,6 @@ def gof_table(
     table["IRES"] = ires
     table["IWRES"] = ires / residual_sd(fit, log_ipred)
     if npd:
-        from bayes_cart.vpc import simulate_observed_design
-
         sims = simulate_observed_design(
             fit, n_replicates=n_simulations, lloq=lloq, group=group, random_seed=rng
         )
@@ -400,10 +173,8 @@ def individual_fits(
         raise KeyError(f"unknown patient(s) {unknown[:8]}; the fit has {len(ids)} patients")
     pos = np.array([ids.index(p) for p in chosen], dtype=np.int64)
     params = individual_parameters(fit)
-    if n_draws is not None:
-        n_total = next(iter(params.values())).shape[0]
-        sel = np.sort(rng.choice(n_total, size=min(n_draws, n_total), replace=False))
-        params = {k: v[sel] for k, v in params.items()}
+    sel = draw_index(next(iter(params.values())).shape[0], n_draws, rng)
+    params = {k: v[sel] for k, v in params.items()}
     md = fit.model_data
     last = pd.Series(md.time).groupby(md.patient_index).max()
     tail = (1 - interval) / 2
@@ -416,7 +187,10 @@ def individual_fits(
         width = max(len(g) for g in grids)
         times = np.array([np.pad(g, (0, width - len(g)), mode="edge") for g in grids])
         curves = predict_curves(
-            fit.spec.kinetics, {k: v[:, block] for k, v in params.items()}, times
+            fit.spec.kinetics,
+            {k: v[:, block] for k, v in params.items()},
+            times,
+            solver=fit_solver(fit),
         )
         for state, key in (("total", "log_total"), ("E", "log_E"), ("M", "log_M")):
             if key not in curves:

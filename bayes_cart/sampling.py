@@ -147,6 +147,10 @@ class Fit:
         The gate's results.
     timings : dict
         ``compile_seconds``, ``sampling_seconds``, ``predictive_seconds``.
+    settings : dict
+        How it was sampled: ``solver`` (the kinetic route every prediction from the fit
+        uses), ``sampler``, ``chains``, ``tune``, ``draws``, ``target_accept``,
+        ``random_seed``, ``extend``, ``retry``. Stored in ``fit.nc``.
     """
 
     idata: az.InferenceData
@@ -155,6 +159,7 @@ class Fit:
     model_data: ModelData
     diagnostics: Diagnostics
     timings: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def _seed(random_seed: int | None, offset: int) -> int:
@@ -575,6 +580,17 @@ def fit(
     diag.restarted_chains = restarted
     diag.extended_chains = extended
     diag.retried = timings.pop("retried", {}) or {}
+    settings = {
+        "solver": solver,
+        "sampler": sampler,
+        "chains": chains,
+        "tune": tune,
+        "draws": draws,
+        "target_accept": target_accept,
+        "random_seed": random_seed,
+        "extend": extend,
+        "retry": retry,
+    }
     return Fit(
         idata=idata,
         spec=spec,
@@ -582,4 +598,5 @@ def fit(
         model_data=md,
         diagnostics=diag,
         timings=timings,
+        settings=settings,
     )

@@ -37,6 +37,7 @@ import pandas as pd
 
 from bayes_cart.errors import DataError, DataWarning, Problem, SpecError
 from bayes_cart.kinetics import get_kinetics, liu_log_cmax
+from bayes_cart.kinetics.solvers import available_solvers, batched_log_total, output_names
 from bayes_cart.scales import from_scale, to_scale
 
 __all__ = [
@@ -517,6 +518,7 @@ def simulate_patients(
     lloq: float | pd.Series | Mapping[str, float] | str | None = None,
     stop_after_consecutive_blq: int | None = None,
     random_seed: int | np.random.Generator | None = None,
+    solver: str | None = None,
 ) -> SimulationResult:
     """Simulate virtual patients on a sampling design.
 
@@ -546,6 +548,9 @@ def simulate_patients(
         from ``data`` and flagged ``sampled=False`` in ``states``. None: everything sampled.
     random_seed : int or numpy.random.Generator, optional
         Seed or generator.
+    solver : {"closed_form", "linear", "ode"}, optional
+        Route that solves the structure (:mod:`bayes_cart.kinetics.solvers`); default the
+        first the structure has (its closed form, else ``linear``).
 
     Returns
     -------
@@ -635,9 +640,14 @@ def simulate_patients(
             theta["T0"] = np.minimum(theta["T0"], theta["T1"])
 
     t = d["TIME"].to_numpy(float)
-    row_params = {p: v[d["_p"].to_numpy()] for p, v in theta.items()}
-    solved = model.solve(t, row_params)
-    log_ipred = np.asarray(solved["log_total"], dtype=float)
+    route = solver or available_solvers(model)[0]
+    solved = {
+        state: np.asarray(
+            batched_log_total(model, route, state=state)(t, d["_p"].to_numpy(), theta), dtype=float
+        )
+        for state in output_names(model)
+    }
+    log_ipred = solved["log_total"]
     log_dv = log_ipred + population.sigma * eps
     dv = np.exp(log_dv)
     row_lloq, _ = _row_lloq(d, lloq)

@@ -1,7 +1,7 @@
 """Virtual patients drawn from a fit: typical patients per group and virtual populations.
 
 Two kinds of "patients from the population" are built from a fit's posterior (through
-:func:`bayes_cart.posterior.population_parameters`, so the covariate, trial and IIV arithmetic is
+:func:`bayes_cart.predict.population_parameters`, so the covariate, trial and IIV arithmetic is
 exactly the model's):
 
 * the **typical patient of a group** (:func:`typical_parameters`): the covariate ``by`` at one
@@ -40,7 +40,7 @@ import xarray as xr
 
 from bayes_cart.covariates import formula_columns
 from bayes_cart.errors import DataError, Problem
-from bayes_cart.posterior import population_parameters, predict_curves
+from bayes_cart.predict import curve_states, fit_solver, population_parameters, predict_curves
 
 __all__ = [
     "DEFAULT_TIMES",
@@ -499,7 +499,7 @@ def simulate_virtual_population(
         n_rows = sl.stop - sl.start
         s_idx, r_idx = _pair_cells(n_patients, s, n_rows, rng)
         chosen = {p: v[:, sl][s_idx, r_idx][None, :] for p, v in params.items()}
-        curves = predict_curves(fit.spec.kinetics, chosen, t)
+        curves = predict_curves(fit.spec.kinetics, chosen, t, solver=fit_solver(fit))
         for key, name in states.items():
             out[name][g] = _quantiles(np.exp(curves[key][0]), q).T
     data_vars = {name: (("group", "time", "quantile"), values) for name, values in out.items()}
@@ -513,7 +513,7 @@ def simulate_virtual_population(
             n_draws=max(s, min(n_total, 1000)),
             random_seed=rng,
         )
-        curves = predict_curves(fit.spec.kinetics, tparams, t)
+        curves = predict_curves(fit.spec.kinetics, tparams, t, solver=fit_solver(fit))
         for key, name in states.items():
             vals = np.quantile(np.exp(curves[key]), q, axis=0)  # (q, group, time)
             data_vars[f"{name}_typical"] = (("group", "time", "quantile"), vals.transpose(1, 2, 0))
@@ -534,10 +534,7 @@ def simulate_virtual_population(
 
 
 def _state_names(kinetics: str) -> dict[str, str]:
-    from bayes_cart.kinetics import get_kinetics
-
-    kin = get_kinetics(kinetics)
-    probe = kin.solve(np.array([1.0]), {p: 1.0 for p in kin.parameters if p not in kin.defaults})
+    probe = curve_states(kinetics)
     names = {"log_total": "total"}
     if "log_E" in probe:
         names["log_E"] = "effector"

@@ -5,7 +5,7 @@ What is simulated
     covariates, trial and LLOQ. Each replicate uses one posterior draw (typical values,
     covariate effects, trial effects, IIV, residual SD) and **new patients** drawn from the
     population (new random effects with the fitted correlations; the fitted patients' etas are
-    not used), :func:`bayes_cart.posterior.population_parameters`. The residual error of that
+    not used), :func:`bayes_cart.predict.simulate_observed_design`. The residual error of that
     draw is added and values below the LLOQ are censored, as in the data.
 
 What is compared, per stratum and time bin
@@ -57,13 +57,8 @@ import pandas as pd
 from scipy.cluster.vq import kmeans2
 
 from bayes_cart.errors import DataError, Problem
-from bayes_cart.gof import (
-    design_population_parameters,
-    population_predictions,
-    predict_at_observations,
-    subset_draws,
-)
 from bayes_cart.ppc import LloqInput, observation_table
+from bayes_cart.predict import population_predictions, simulate_observed_design
 
 __all__ = [
     "QUANTILES",
@@ -71,7 +66,6 @@ __all__ = [
     "assign_bins",
     "bin_statistics",
     "prediction_correct",
-    "simulate_observed_design",
     "vpc",
     "vpc_bins",
     "vpc_coverage",
@@ -184,67 +178,6 @@ def prediction_correct(
         m = g == label
         shift[m] = np.median(pred[m]) - pred[m]
     return np.asarray(log_values, dtype=float) + shift
-
-
-def _draw_residuals(fit: Any, sub: Any, mu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Residual error (log scale) of each replicate, with that replicate's draw of sigma."""
-    post = sub.idata.posterior
-    model = fit.spec.doc.error.model
-
-    def per_draw(var: str) -> np.ndarray:
-        return np.asarray(post[var].stack(sample=("chain", "draw")).transpose("sample", ...))
-
-    sd = per_draw("sigma")[:, None] * np.ones_like(mu)
-    if model == "combined" and "sigma_add" in post:
-        sd = np.sqrt(sd**2 + (per_draw("sigma_add")[:, None] / np.exp(mu)) ** 2)
-    if model == "student_t" and "nu" in post:
-        nu = per_draw("nu")[:, None] * np.ones_like(mu)
-        return sd * rng.standard_t(nu)
-    return sd * rng.standard_normal(mu.shape)
-
-
-def simulate_observed_design(
-    fit: Any,
-    *,
-    n_replicates: int = 200,
-    lloq: LloqInput = None,
-    group: str = "fitted",
-    random_seed: int | np.random.Generator | None = 0,
-) -> dict[str, np.ndarray]:
-    """Simulate replicate datasets of new patients on the fitted design.
-
-    Parameters
-    ----------
-    fit : Fit
-        A fit.
-    n_replicates : int
-        Number of replicate datasets; each uses a different posterior draw (drawn with
-        replacement only when there are fewer draws than replicates).
-    lloq : float, str, mapping or Series, optional
-        See :func:`bayes_cart.ppc.lloq_per_observation`.
-    group : {"fitted", "new", "none"}
-        Trial effect: the fitted one of each trial, a new trial per replicate, or none.
-    random_seed : int or Generator
-        Seed.
-
-    Returns
-    -------
-    dict
-        ``log_ipred`` (replicate, obs) noise-free log curves, ``log_dv`` (replicate, obs)
-        with residual error (uncensored), ``blq`` (replicate, obs) bool, ``draw`` (replicate,)
-        position of the posterior draw used.
-    """
-    if n_replicates < 1:
-        raise ValueError(f"n_replicates must be >= 1, got {n_replicates}")
-    rng = np.random.default_rng(random_seed)
-    md = fit.model_data
-    sub, sel = subset_draws(fit, n_replicates, rng)
-    params = design_population_parameters(sub, n_draws=None, iiv=True, group=group, random_seed=rng)
-    mu = predict_at_observations(fit.spec.kinetics, params, md.patient_index, md.time)
-    y = mu + _draw_residuals(fit, sub, mu, rng)
-    log_lloq = observation_table(fit, lloq)["log_lloq"].to_numpy()
-    blq = np.where(np.isfinite(log_lloq), y < log_lloq, False)
-    return {"log_ipred": mu, "log_dv": y, "blq": blq, "draw": sel}
 
 
 def bin_statistics(

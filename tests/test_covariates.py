@@ -226,7 +226,7 @@ def age_fit(age_data, age_spec, fake_fit_factory):
 
 
 def test_typical_patient_at_a_non_mean_age_has_the_age_effect(age_fit, patients):
-    from bayes_cart.posterior import population_parameters
+    from bayes_cart.predict import population_parameters
 
     st = _fit_stats(patients)
     new = _new(AGE=[60.0], RESPONSE=["CR/PR"])
@@ -286,7 +286,7 @@ def _rewrite_attrs(src, dst, change):
 @pytest.mark.filterwarnings("ignore::bayes_cart.errors.DataWarning")
 def test_a_saved_fit_predicts_identically(age_fit, tmp_path, patients):
     from bayes_cart.io import load_fit, save_fit
-    from bayes_cart.posterior import population_parameters
+    from bayes_cart.predict import population_parameters
 
     path = save_fit(age_fit, tmp_path / "fit.nc")
     loaded = load_fit(path)
@@ -309,7 +309,7 @@ def test_a_saved_fit_predicts_identically(age_fit, tmp_path, patients):
 @pytest.mark.filterwarnings("ignore::bayes_cart.errors.DataWarning")
 def test_an_old_fit_file_without_the_state_recomputes_it_from_the_fitted_data(age_fit, tmp_path):
     from bayes_cart.io import load_fit, save_fit
-    from bayes_cart.posterior import population_parameters
+    from bayes_cart.predict import population_parameters
 
     path = save_fit(age_fit, tmp_path / "fit.nc")
     old = tmp_path / "old.nc"

@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 from conftest import CHECKS_TYPICAL, checks_simulation, point_mass_fit
 
-from bayes_cart.gof import (
-    gof_table,
-    individual_fits,
-    predict_at_observations,
-    subset_draws,
-)
+from bayes_cart.gof import gof_table, individual_fits
 from bayes_cart.kinetics.structures.liu2021 import liu_log_states
 from bayes_cart.ppc import observation_table, pit_table
+from bayes_cart.predict import predict_at_observations, subset_draws
 
 
 def _closed_form(truth, ids, times):

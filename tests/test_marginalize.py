@@ -478,7 +478,7 @@ def test_saved_fit_keeps_prevalence_and_level_probabilities(fake_fit_factory, tm
 def test_new_patient_with_missing_response_mixes_over_the_prevalence(fake_fit_factory):
     """population_parameters: a new patient without RESPONSE gets the CR/PR effect in a
     fraction of the draws equal to the prevalence (0.7); with RESPONSE given, in all or none."""
-    from bayes_cart.posterior import population_parameters
+    from bayes_cart.predict import population_parameters
 
     fit = _fake_marginal_fit(fake_fit_factory, n_draws=2000)
     patients = pd.DataFrame(

@@ -1,4 +1,4 @@
-"""bayes_cart.posterior: individual, typical and new patients' parameters, and curves."""
+"""bayes_cart.predict: individual, typical and new patients' parameters, and curves."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bayes_cart.kinetics import get_kinetics
-from bayes_cart.posterior import individual_parameters, population_parameters, predict_curves
+from bayes_cart.predict import individual_parameters, population_parameters, predict_curves
 from bayes_cart.spec import spec_from_dict
 from bayes_cart.units import DELTA_E_PER_DAY
 

@@ -9,11 +9,11 @@ from conftest import checks_simulation, point_mass_fit
 from typer.testing import CliRunner
 
 from bayes_cart.errors import DataError
+from bayes_cart.predict import simulate_observed_design
 from bayes_cart.vpc import (
     assign_bins,
     bin_statistics,
     prediction_correct,
-    simulate_observed_design,
     vpc,
     vpc_bins,
     vpc_coverage,

@@ -2,7 +2,8 @@
 
 The closed form (:mod:`bayes_cart.kinetics.structures.liu2021`) and the diffrax route
 (:mod:`bayes_cart.kinetics.engines.diffrax_ode`) are checked against :func:`scipy_liu_states`,
-which integrates the ODEs phase by phase with SciPy's DOP853 at ``rtol=1e-12`` and shares no code with either.
+which integrates the ODEs phase by phase with SciPy's DOP853 at ``rtol=1e-12`` and shares no
+code with either.
 :func:`paper_range_grid` gives parameter sets spanning the ranges reported by Liu et al.
 (beta 3-30 /month, alpha 0.5-10 /month, rM and deltaM 0.001-1 /month, T1 5-30 days, with and
 without a distribution phase) plus the singular case ``lam == deltaM`` and its neighbours.

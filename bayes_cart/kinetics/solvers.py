@@ -40,6 +40,7 @@ __all__ = [
     "available_solvers",
     "batched_log_total",
     "check_solver",
+    "output_names",
     "solve",
 ]
 
@@ -59,6 +60,24 @@ def available_solvers(model: Any) -> tuple[str, ...]:
     if getattr(model, "ode", None) is not None:
         out += ["linear", "ode"]
     return tuple(out)
+
+
+def output_names(model: Any) -> tuple[str, ...]:
+    """Curves a structure gives: ``log_total``, and ``log_E``, ``log_M`` where it has them.
+
+    Read off the closed form at a probe point, or off the phases' output function (no solve).
+
+    Examples
+    --------
+    >>> from bayes_cart.kinetics import get_kinetics
+    >>> output_names(get_kinetics("liu2021")), output_names(get_kinetics("stein2019"))
+    (('log_E', 'log_M', 'log_total'), ('log_total',))
+    """
+    if getattr(model, "closed_form", None) is not None:
+        probe = {p: 1.0 for p in model.parameters if p not in model.defaults}
+        return tuple(solve(model, np.array([1.0]), probe))
+    ode = phased_ode(model)
+    return tuple(ode.output(np.ones((1, ode.n_states))))
 
 
 def check_solver(model: Any, solver: str) -> None:
@@ -124,9 +143,9 @@ def solve(
 
 
 def batched_log_total(
-    model: Any, solver: str = "closed_form", **options: Any
+    model: Any, solver: str = "closed_form", state: str = "log_total", **options: Any
 ) -> Callable[[Array, Array, Mapping[str, Array]], Array]:
-    """``f(t_obs, patient_idx, params) -> log_total`` for many patients at once.
+    """``f(t_obs, patient_idx, params) -> log_total`` (or another state) for many patients.
 
     Parameters
     ----------
@@ -134,6 +153,9 @@ def batched_log_total(
         The structure.
     solver : {"closed_form", "linear", "ode"}
         The route.
+    state : str
+        Output to return: ``"log_total"`` or, where the structure has them, ``"log_E"``,
+        ``"log_M"``.
     **options
         diffrax options (``rtol``, ``atol``, ``max_steps``, ...) for ``solver="ode"`` only.
 
@@ -158,11 +180,11 @@ def batched_log_total(
     if solver == "linear":
         from bayes_cart.kinetics.engines.linear import make_linear_log_total
 
-        return make_linear_log_total(model)
+        return make_linear_log_total(model, state=state)
     if solver == "ode":
         from bayes_cart.kinetics.engines.diffrax_ode import make_batched_log_total
 
-        return make_batched_log_total(model, **options)
+        return make_batched_log_total(model, state=state, **options)
 
     def closed_form_log_total(
         t_obs: Array, patient_idx: Array, params: Mapping[str, Array]
@@ -172,6 +194,6 @@ def batched_log_total(
             name: (np.asarray(v)[idx] if np.ndim(v) > 0 else np.asarray(v))
             for name, v in params.items()
         }
-        return np.asarray(solve(model, np.asarray(t_obs, dtype=float), per_obs)["log_total"])
+        return np.asarray(solve(model, np.asarray(t_obs, dtype=float), per_obs)[state])
 
     return closed_form_log_total

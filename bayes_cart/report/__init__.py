@@ -174,7 +174,7 @@ def build_report(
         computed.
     """
     from bayes_cart import __version__
-    from bayes_cart.gof import subset_draws
+    from bayes_cart.predict import subset_draws
 
     keys = list(SECTION_TITLES) if sections is None else list(sections)
     unknown = [k for k in keys if k not in SECTION_TITLES]

@@ -261,7 +261,7 @@ def solve(ode: PhasedODE, t: Array, params: Params) -> dict[str, Array]:
 
 
 def make_batched_log_total(
-    model: Any, max_obs: int | None = None, **options: Any
+    model: Any, max_obs: int | None = None, state: str = "log_total", **options: Any
 ) -> Callable[[Array, Array, Params], Array]:
     """Build a jitted ``log_total`` for many patients, each solved on its own time grid.
 
@@ -274,6 +274,9 @@ def make_batched_log_total(
         Largest number of observations of one patient. Needed when the returned function is
         called with traced ``patient_idx`` (inside ``jax.jit`` or ``jax.vmap``); otherwise it
         is computed from the data.
+    state : str
+        Output to return: ``"log_total"`` (default) or another key of the structure's
+        output function (``"log_E"``, ``"log_M"``).
     **options
         Solver options for :meth:`PhasedODE.with_options` (``rtol``, ``atol``, ``solver``,
         ``max_steps``, ``step_to_obs``, ``adjoint``...), e.g. the looser
@@ -311,7 +314,7 @@ def make_batched_log_total(
         """Solve every patient on its row of ``grid``; return the values in data order."""
         p = {key: jnp.asarray(val, dtype=jnp.float64) for key, val in params.items()}
         p = {key: jnp.broadcast_to(val, (grid.shape[0],)) for key, val in p.items()}
-        solved = jax.vmap(lambda ti, pi: solve_sorted(ode, ti, pi)["log_total"])(grid, p)
+        solved = jax.vmap(lambda ti, pi: solve_sorted(ode, ti, pi)[state])(grid, p)
         picked = solved[pid_sorted, rank]
         return jnp.zeros_like(picked).at[order].set(picked)
 

@@ -213,7 +213,9 @@ def _jitted_core(ode: PhasedODE) -> Callable[[Array, Array, Params], dict[str, A
     return _cached_core(ode)
 
 
-def make_linear_log_total(model: Any) -> Callable[[Array, Array, Params], Array]:
+def make_linear_log_total(
+    model: Any, state: str = "log_total"
+) -> Callable[[Array, Array, Params], Array]:
     """Build a jitted ``log_total`` for many patients with the exponential integrator.
 
     Same contract as :func:`bayes_cart.kinetics.engines.diffrax_ode.make_batched_log_total`.
@@ -224,6 +226,8 @@ def make_linear_log_total(model: Any) -> Callable[[Array, Array, Params], Array]
         A structure whose phases are all linear (checked, see :func:`check_linear`); with a
         :class:`~bayes_cart.kinetics.structure.KineticModel` its parameter defaults are filled
         in.
+    state : str
+        Output to return: ``"log_total"`` (default), ``"log_E"`` or ``"log_M"``.
 
     Returns
     -------
@@ -242,7 +246,7 @@ def make_linear_log_total(model: Any) -> Callable[[Array, Array, Params], Array]
     core = _jitted_core(phased_ode(model))
 
     def jitted(t_obs: Array, patient_idx: Array, params: Params) -> Array:
-        return core(t_obs, patient_idx, params)["log_total"]
+        return core(t_obs, patient_idx, params)[state]
 
     def linear_log_total(t_obs: Array, patient_idx: Array, params: Params) -> Array:
         full = dict(with_defaults(params)) if with_defaults is not None else dict(params)

@@ -1,9 +1,13 @@
-"""Parameters and predictions from a fit: individual, typical and new (virtual) patients.
+"""Kinetic parameters from a fit: fitted patients, typical patients, new patients, new trials.
 
-These functions mirror :mod:`bayes_cart.model` in numpy so that analyses (VPC, contrasts,
-virtual populations, CK metrics) can draw from a saved fit without rebuilding the PyMC model.
-The kinetic curves come from the same closed form as the model
-(:meth:`bayes_cart.kinetics.KineticModel.solve`).
+These mirror :mod:`bayes_cart.model` in numpy, so that every analysis draws from a saved fit
+without rebuilding the PyMC model:
+
+* :func:`individual_parameters`: the posterior of every fitted patient's parameters;
+* :func:`population_parameters`: patients with given covariates drawn from the population
+  (``iiv=True``: new patients; ``iiv=False``: the typical patient of each covariate
+  combination), in a fitted trial, a new trial or none (``group``);
+* :func:`design_population_parameters`: the same for the fitted patients' own covariates.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ import xarray as xr
 from bayes_cart.covariates import UNKNOWN_LEVEL
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.marginal import component_tables, enumerate_components
+from bayes_cart.predict.draws import draw_index, subset_draws
 from bayes_cart.scales import from_scale, parameter_scale, scaled_name
 from bayes_cart.spec import evaluate_subset
 
-Array = Any
+__all__ = ["design_population_parameters", "individual_parameters", "population_parameters"]
 
 
-def _stack(da: xr.DataArray) -> xr.DataArray:
+def _stacked_da(da: xr.DataArray) -> xr.DataArray:
     return da.stack(sample=("chain", "draw")).transpose("sample", ...)
 
 
@@ -49,7 +54,7 @@ def individual_parameters(fit: Any) -> dict[str, np.ndarray]:
     for name in kin.parameters:
         var = f"{name}_i"
         if var in post:
-            out[name] = np.asarray(_stack(post[var]))
+            out[name] = np.asarray(_stacked_da(post[var]))
         else:
             p = fit.spec.parameters.get(name)
             if p is not None and p.fixed is not None:
@@ -63,12 +68,6 @@ def individual_parameters(fit: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def _draw_index(n_total: int, n_draws: int | None, rng: np.random.Generator) -> np.ndarray:
-    if n_draws is None or n_draws >= n_total:
-        return np.arange(n_total)
-    return np.sort(rng.choice(n_total, size=n_draws, replace=False))
-
-
 def _omega_matrix(post: xr.Dataset, names: list[str], labels: dict[str, str]) -> np.ndarray:
     """Per-draw covariance of the random effects (sample, p, p), from omegas and correlations."""
     n_sample = post.sizes["chain"] * post.sizes["draw"]
@@ -77,7 +76,7 @@ def _omega_matrix(post: xr.Dataset, names: list[str], labels: dict[str, str]) ->
     for j, name in enumerate(names):
         var = f"omega_{labels[name]}"
         if var in post:
-            sd[:, j] = np.asarray(_stack(post[var]))
+            sd[:, j] = np.asarray(_stacked_da(post[var]))
     corr = np.broadcast_to(np.eye(k), (n_sample, k, k)).copy()
     for var in post.data_vars:
         if not str(var).startswith("corr_"):
@@ -87,7 +86,7 @@ def _omega_matrix(post: xr.Dataset, names: list[str], labels: dict[str, str]) ->
         idx = [names.index(inverse[m]) for m in members if m in inverse]
         if len(idx) != len(members):
             continue
-        values = np.asarray(_stack(post[var]))
+        values = np.asarray(_stacked_da(post[var]))
         if values.ndim == 1:  # a 2x2 block stores the single correlation
             corr[:, idx[0], idx[1]] = corr[:, idx[1], idx[0]] = values
         elif values.ndim == 2:  # larger blocks: upper-triangle correlations, row by row
@@ -145,7 +144,7 @@ def population_parameters(
     doc = fit.spec.doc
     kin = get_kinetics(doc.kinetics)
     n_total = post.sizes["chain"] * post.sizes["draw"]
-    sel = _draw_index(n_total, n_draws, rng)
+    sel = draw_index(n_total, n_draws, rng)
     s, n = len(sel), len(patients)
     estimated = list(fit.spec.estimated_parameters)
     labels = {p: p for p in estimated}
@@ -160,19 +159,19 @@ def population_parameters(
     for p in estimated:
         lab = labels[p]
         scale = parameter_scale(doc.parameters[p])
-        typical = np.asarray(_stack(post[scaled_name(scale, lab)]))[sel]
+        typical = np.asarray(_stacked_da(post[scaled_name(scale, lab)]))[sel]
         log_mu = np.repeat(typical[:, None], n, axis=1)
         cols = design.effect_names(p)
         if cols:
-            b = np.asarray(_stack(post[f"b_{lab}"]))[sel]  # (s, effects)
+            b = np.asarray(_stacked_da(post[f"b_{lab}"]))[sel]  # (s, effects)
             log_mu = log_mu + b @ new_design[p][cols].to_numpy().T
             if mixture is not None and p in mixture[1]:
                 rows, drawn = mixture[0], mixture[1][p]  # drawn: (s, rows, effects)
                 log_mu[:, rows] = typical[:, None] + np.einsum("se,sre->sr", b, drawn)
         if doc.group.mode == "random" and p in doc.group.parameters and group != "none":
             gdim = (fit.model_data.group_column or "group").lower()
-            u = np.asarray(_stack(post[f"u_{gdim}_{lab}"]))[sel]  # (s, levels)
-            omega_g = np.asarray(_stack(post[f"omega_{gdim}_{lab}"]))[sel]
+            u = np.asarray(_stacked_da(post[f"u_{gdim}_{lab}"]))[sel]  # (s, levels)
+            omega_g = np.asarray(_stacked_da(post[f"omega_{gdim}_{lab}"]))[sel]
             levels = list(fit.model_data.group_levels)
             col = fit.model_data.group_column
             gvals = patients[col].astype(str).tolist() if col in patients else [None] * n
@@ -202,9 +201,9 @@ def population_parameters(
         if spec_p is None:
             continue
         if spec_p.typical is not None and f"log_{p}" in post:
-            log_v = np.repeat(np.asarray(_stack(post[f"log_{p}"]))[sel][:, None], n, axis=1)
+            log_v = np.repeat(np.asarray(_stacked_da(post[f"log_{p}"]))[sel][:, None], n, axis=1)
             if iiv and f"omega_{p}" in post:
-                om = np.asarray(_stack(post[f"omega_{p}"]))[sel]
+                om = np.asarray(_stacked_da(post[f"omega_{p}"]))[sel]
                 log_v = log_v + om[:, None] * rng.standard_normal((s, n))
             values[p] = np.where(mask[None, :], np.exp(log_v), 0.0)
         elif spec_p.fixed is not None:
@@ -266,7 +265,7 @@ def _level_mixture(
     coded = [design.evaluate(t) for t in tables]
     weight = np.broadcast_to(valid.astype(float), (len(sel), *valid.shape)).copy()
     for c, col in enumerate(columns):
-        prevalence = np.asarray(_stack(post[f"prevalence_{col}"]))[sel]  # (s, levels)
+        prevalence = np.asarray(_stacked_da(post[f"prevalence_{col}"]))[sel]  # (s, levels)
         missing = codes[rows, c] < 0
         weight[:, missing] *= prevalence[:, components[missing, :, c]]
     cumulative = np.cumsum(weight / weight.sum(axis=2, keepdims=True), axis=2)
@@ -279,30 +278,43 @@ def _level_mixture(
     return rows, drawn
 
 
-def predict_curves(
-    kinetics: str, params: dict[str, np.ndarray], times: Array
+def design_population_parameters(
+    fit: Any,
+    *,
+    n_draws: int | None = 500,
+    iiv: bool = True,
+    group: str = "fitted",
+    random_seed: int | np.random.Generator | None = 0,
 ) -> dict[str, np.ndarray]:
-    """Evaluate the kinetic curves for parameter draws on a time grid.
+    """Draw population parameters for patients with the fitted patients' covariates.
+
+    A thin layer over :func:`population_parameters` for the fitted
+    design: parameters set from the data (``from_data``) keep each patient's own value.
 
     Parameters
     ----------
-    kinetics : str
-        Registry name.
-    params : dict
-        ``{parameter: array (sample, patient)}``.
-    times : array
-        Time grid (days), shape (time,) or (patient, time) per patient.
+    fit : Fit
+        A fit.
+    n_draws : int or None
+        Posterior draws (see :func:`bayes_cart.predict.draws.subset_draws`).
+    iiv : bool
+        New random effects (True) or the typical patient (False).
+    group : {"fitted", "new", "none"}
+        Trial effect (see :func:`population_parameters`).
+    random_seed : int or Generator
+        Seed.
 
     Returns
     -------
     dict
-        ``log_total`` (and ``log_E``, ``log_M`` where defined), shape (sample, patient, time).
+        ``{parameter: array (sample, patient)}`` in the fit's patient order.
     """
-    kin = get_kinetics(kinetics)
-    t = np.asarray(times, dtype=float)
-    if t.ndim == 1:
-        t = t[None, None, :]
-    else:
-        t = t[None, :, :]
-    p3 = {k: np.asarray(v)[:, :, None] for k, v in params.items() if k in kin.parameters}
-    return {k: np.asarray(v) for k, v in kin.solve(t, p3).items()}
+    rng = np.random.default_rng(random_seed)
+    sub, _ = subset_draws(fit, n_draws, rng)
+    params = population_parameters(
+        sub, fit.dataset.patients, n_draws=None, iiv=iiv, group=group, random_seed=rng
+    )
+    for name, values in (fit.model_data.from_data or {}).items():
+        if name in params:
+            params[name] = np.broadcast_to(values, params[name].shape).copy()
+    return params
