@@ -47,8 +47,9 @@ import pandas as pd
 import xarray as xr
 
 from bayes_cart.kinetics import derived_metrics, get_kinetics, list_kinetics
+from bayes_cart.kinetics.profile_metrics import profile_metrics
 from bayes_cart.kinetics.structures.liu2021 import LIU_PARAMETERS
-from bayes_cart.predict import individual_parameters
+from bayes_cart.predict import draw_index, fit_solver, individual_parameters
 from bayes_cart.virtual_population import typical_parameters
 
 __all__ = [
@@ -137,8 +138,13 @@ def metric_draws(
     memory_fraction_at: Sequence[float] = (90.0,),
     dims: tuple[str, str] = ("sample", "patient"),
     coords: Mapping[str, Any] | None = None,
+    solver: str | None = None,
 ) -> xr.Dataset:
     """CK metrics of parameter draws, element by element.
+
+    Structures with a Liu equivalent (liu2021, stein2019) get the analytic metrics of
+    :func:`bayes_cart.kinetics.derived_metrics`; any other structure gets the same table read
+    off its solved curves (:func:`bayes_cart.kinetics.profile_metrics.profile_metrics`).
 
     Parameters
     ----------
@@ -156,13 +162,20 @@ def metric_draws(
         Names of the two dimensions.
     coords : mapping, optional
         Coordinates of the dimensions.
+    solver : str, optional
+        Route that solves a structure without a Liu equivalent (normally the fit's,
+        :func:`bayes_cart.predict.fit_solver`); default its first.
 
     Returns
     -------
     xarray.Dataset
         One variable per metric, dims ``dims``.
     """
-    liu = as_liu(kinetics, params)
+    kin = get_kinetics(kinetics) if kinetics in list_kinetics() else None
+    if kin is not None and kin.liu_equivalent is None:
+        liu = {k: np.asarray(v, dtype=float) for k, v in params.items() if k in kin.parameters}
+    else:
+        liu = as_liu(kinetics, params)
     shape = np.broadcast_shapes(*(v.shape for v in liu.values()))
     flat = {p: np.broadcast_to(v, shape).ravel() for p, v in liu.items()}
     valid = np.all([np.isfinite(v) for v in flat.values()], axis=0)
@@ -181,9 +194,22 @@ def metric_draws(
         if lloq_flat is not None:
             sub_lloq = np.where(np.isfinite(lloq_flat[valid]), lloq_flat[valid], 1.0)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            table = derived_metrics(
-                sub, lloq=sub_lloq, auc_window=auc_window, memory_fraction_at=memory_fraction_at
-            )
+            if kin is not None and kin.liu_equivalent is None:
+                table = profile_metrics(
+                    kin,
+                    sub,
+                    solver=solver,
+                    lloq=sub_lloq,
+                    auc_window=auc_window,
+                    memory_fraction_at=memory_fraction_at,
+                )
+            else:
+                table = derived_metrics(
+                    sub,
+                    lloq=sub_lloq,
+                    auc_window=auc_window,
+                    memory_fraction_at=memory_fraction_at,
+                )
         for key, name in names.items():
             if key in table:
                 out[name][valid] = table[key].to_numpy()
@@ -246,13 +272,6 @@ def _resolve_lloq(fit: Any, lloq: float | str | Mapping[str, float] | None) -> n
     return np.full(len(ids), float(lloq))
 
 
-def _sample_index(n_total: int, n_draws: int | None, random_seed: Any) -> np.ndarray:
-    if n_draws is None or n_draws >= n_total:
-        return np.arange(n_total)
-    rng = np.random.default_rng(random_seed)
-    return np.sort(rng.choice(n_total, size=n_draws, replace=False))
-
-
 def individual_metric_draws(
     fit: Any,
     *,
@@ -287,7 +306,7 @@ def individual_metric_draws(
     """
     params = individual_parameters(fit)
     n_total = next(iter(params.values())).shape[0]
-    sel = _sample_index(n_total, n_draws, random_seed)
+    sel = draw_index(n_total, n_draws, np.random.default_rng(random_seed))
     params = {p: v[sel] for p, v in params.items()}
     ids = [str(i) for i in fit.model_data.patient_ids]
     return metric_draws(
@@ -298,6 +317,7 @@ def individual_metric_draws(
         memory_fraction_at=memory_fraction_at,
         dims=("sample", "patient"),
         coords={"patient": ids},
+        solver=fit_solver(fit),
     )
 
 
@@ -416,6 +436,7 @@ def typical_metric_draws(
         memory_fraction_at=memory_fraction_at,
         dims=("sample", "group"),
         coords={"group": groups.labels},
+        solver=fit_solver(fit),
     )
     ds.attrs.update(by=groups.column or "", reference=str(groups.reference))
     return ds

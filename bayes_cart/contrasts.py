@@ -47,6 +47,7 @@ import pandas as pd
 
 from bayes_cart.ck_metrics import interval_columns, metric_draws
 from bayes_cart.covariates import formula_columns
+from bayes_cart.predict import fit_solver
 from bayes_cart.spec import parse_subset_expression
 from bayes_cart.virtual_population import GroupSpec, typical_parameters
 
@@ -279,6 +280,7 @@ def contrast(
             auc_window=auc_window,
             memory_fraction_at=memory_fraction_at,
             dims=("sample", "group"),
+            solver=fit_solver(fit),
         )
         wanted = list(ds.data_vars) if metrics is True else list(metrics)
         missing = [m for m in wanted if m not in ds]

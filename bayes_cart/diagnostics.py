@@ -394,10 +394,10 @@ def check_fit(idata: az.InferenceData, warn: bool = True) -> Diagnostics:
                     weak.append(name)
 
     advice: list[str] = []
+    # a single chain has no R-hat (all NaN): name no variable rather than fail
     worst = {
-        "r_hat": str(summ["r_hat"].idxmax()),
-        "ess_bulk": str(summ["ess_bulk"].idxmin()),
-        "ess_tail": str(summ["ess_tail"].idxmin()),
+        key: (str(getattr(summ[key].dropna(), pick)()) if summ[key].notna().any() else "n/a")
+        for key, pick in (("r_hat", "idxmax"), ("ess_bulk", "idxmin"), ("ess_tail", "idxmin"))
     }
     for chain in stuck:
         advice.append(

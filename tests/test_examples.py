@@ -44,9 +44,23 @@ def test_responder_contrast_compares_parameters_and_metrics() -> None:
     assert np.isfinite(table.select_dtypes("number").to_numpy()).any()
 
 
-def test_custom_linear_structure_solvers_agree_and_fit_runs() -> None:
+def test_custom_linear_structure_goes_from_fit_to_report(tmp_path: Path) -> None:
+    """A structure without a closed form: fit, GOF, VPC, CK metrics and report, on its solver."""
     module = _load("custom_linear_structure")
     module.register()
     assert module.compare_solvers() < 1e-5  # diffrax at rtol 1e-8 against matrix exponentials
-    summary = module.main(["--patients", "5", *TINY])
+    report = tmp_path / "reversion.html"
+    summary, out = module.main(["--patients", "5", *TINY, "--report", str(report)])
     assert "rE" in set(summary["parameter"])
+    gof = out["gof"]
+    assert np.isfinite(gof["log_ipred"]).all() and np.isfinite(gof["log_pred"]).all()
+    # the individual curves follow the data: log residuals of a few SDs at most
+    assert gof["IWRES"].abs().median() < 3
+    cmax = out["metrics"].query("metric == 'Cmax'")
+    tmax = out["metrics"].query("metric == 'Tmax'")
+    assert len(cmax) == 5 and (cmax["q50"] > 0).all()
+    assert ((tmax["q50"] > 0) & (tmax["q50"] < 100)).all()  # the peak lies in the expansion
+    assert (out["vpc"].table["n_obs"] > 0).all() and out["vpc"].table["blq_observed"].notna().all()
+    html = report.read_text()
+    assert "could not compute" not in html
+    assert "<dt>kinetic solver</dt><dd>linear</dd>" in html

@@ -186,3 +186,30 @@ def test_derived_metrics_table() -> None:
     assert single["Cmax"].iloc[0] == pytest.approx(table["Cmax"].iloc[3])
     with pytest.raises(KeyError, match="Liu parameters missing: \\['deltaM'\\]"):
         derived_metrics({k: v for k, v in p.items() if k != "deltaM"})
+
+
+def test_metrics_read_off_solved_curves_match_the_analytic_ones() -> None:
+    """profile_metrics (for structures without a Liu equivalent) on the Liu structure."""
+    from bayes_cart.kinetics import get_kinetics
+    from bayes_cart.kinetics.profile_metrics import profile_metrics
+    from bayes_cart.kinetics.reference import paper_range_grid
+
+    sets = paper_range_grid()
+    params = {k: np.array([s[k] for s in sets]) for k in sets[0]}
+    lloq = 5.0
+    exact = derived_metrics(params, lloq=lloq, memory_fraction_at=(90.0,))
+    for solver in ("closed_form", "linear"):
+        num = profile_metrics(
+            get_kinetics("liu2021"), params, solver=solver, lloq=lloq, memory_fraction_at=(90.0,)
+        )
+        np.testing.assert_allclose(num["Cmax"], exact["Cmax"], rtol=2e-3)
+        np.testing.assert_allclose(num["Tmax"], exact["Tmax"], atol=2e-3)
+        np.testing.assert_allclose(num["AUC_0_28"], exact["AUC_0_28"], rtol=2e-3)
+        np.testing.assert_allclose(
+            num["memory_fraction_90"], exact["memory_fraction_90"], rtol=1e-8, atol=1e-12
+        )
+        finite = np.isfinite(exact["time_below_lloq"]) & (exact["time_below_lloq"] < 700)
+        np.testing.assert_allclose(
+            num["time_below_lloq"][finite], exact["time_below_lloq"][finite], rtol=2e-2
+        )
+        assert num["doubling_time"].isna().all()  # no structure-free definition

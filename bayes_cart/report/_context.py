@@ -179,7 +179,8 @@ def _trial_column(fit: Any) -> str | None:
 def default_by(fit: Any) -> list[str]:
     """Default grouping covariates of a report: RESPONSE, TUMOR_TYPE and the trial column.
 
-    Only those present among the fit's patient covariates, case-insensitive.
+    Only those present among the fit's patient covariates (case-insensitive) with at least
+    two observed levels: a column with one level has nothing to compare.
 
     Parameters
     ----------
@@ -195,7 +196,8 @@ def default_by(fit: Any) -> list[str]:
     trial = _trial_column(fit)
     if trial and trial not in out:
         out.append(trial)
-    return out
+    patients = fit.dataset.patients
+    return [c for c in out if c not in patients or patients[c].dropna().nunique() >= 2]
 
 
 def _n_draws(fit: Any) -> int:
@@ -325,7 +327,9 @@ def _true_quantities(
     params = _true_typical(fit, truth, column, levels)
     if params is None:
         return None
-    ds = metric_draws(params, fit.spec.kinetics, dims=("sample", "group"))
+    from bayes_cart.predict import fit_solver
+
+    ds = metric_draws(params, fit.spec.kinetics, dims=("sample", "group"), solver=fit_solver(fit))
     out = {p: v[0] for p, v in params.items()}
     out.update({str(name): np.asarray(ds[name].values)[0] for name in ds.data_vars})
     return out

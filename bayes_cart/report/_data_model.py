@@ -280,17 +280,23 @@ def _section_model(ctx: _Context, parts: _Parts) -> list[Markup]:
         attrs = _posterior_attrs(fit)
         chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
         timings = dict(getattr(fit, "timings", {}) or {})
-        tune = attrs.get("tuning_steps", attrs.get("tune"))
+        settings = dict(getattr(fit, "settings", {}) or {})
+        tune = settings.get("tune", attrs.get("tuning_steps", attrs.get("tune")))
+        sampler_name = settings.get("sampler", attrs.get("sampler"))
         items = [
-            ("sampler", attrs.get("sampler", "NUTS (backend not recorded in the fit file)")),
+            ("sampler", sampler_name or "NUTS (backend not recorded in the fit file)"),
+            ("kinetic solver", settings.get("solver", "closed_form")),
             ("chains x draws", f"{chains} x {draws} = {chains * draws} posterior draws"),
             (
                 "tuning draws per chain",
                 tune if tune is not None else "not recorded in the fit file",
             ),
         ]
-        if attrs.get("seed") is not None:
-            items.append(("random seed", attrs["seed"]))
+        seed = settings.get("random_seed", attrs.get("seed"))
+        if seed is not None:
+            items.append(("random seed", seed))
+        if settings.get("target_accept") is not None:
+            items.append(("target acceptance", settings["target_accept"]))
         if attrs.get("created_at"):
             items.append(("fitted on", str(attrs["created_at"])[:19].replace("T", " ")))
         for key, label in (
