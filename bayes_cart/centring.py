@@ -91,10 +91,9 @@ def patient_information(
             base[name] = np.asarray(md.from_data[name], dtype=float)
         elif name in log_values:
             base[name] = from_scale(np.asarray(log_values[name], dtype=float), parameter_scale(p))
-    if "k" in base or "T0" in base:  # distribution phase only where it applies
-        for name in ("k", "T0"):
-            if name in base:
-                base[name] = np.where(md.distribution_mask, base[name], 0.0)
+    for name in kin.distribution_parameters:  # that phase only where it applies
+        if name in base:
+            base[name] = np.where(md.distribution_mask, base[name], 0.0)
     index = CensoringIndex.from_arrays(md.cens, md.log_limit)
     lim = np.nan_to_num(md.log_limit, nan=0.0)
     idx = md.patient_index

@@ -47,6 +47,7 @@ import pandas as pd
 
 from bayes_cart.ck_metrics import interval_columns, metric_draws
 from bayes_cart.covariates import formula_columns
+from bayes_cart.kinetics import get_kinetics
 from bayes_cart.predict import fit_solver
 from bayes_cart.spec import parse_subset_expression
 from bayes_cart.virtual_population import GroupSpec, typical_parameters
@@ -118,7 +119,8 @@ def covariate_in_model(fit: Any, column: str | None, quantity: str) -> bool:
     if doc.group.mode != "none" and group_col == col and quantity in doc.group.parameters:
         return True
     expr = doc.distribution_phase.enabled_if
-    return bool(expr) and quantity in ("k", "T0") and col in _expression_columns(expr)
+    phase = get_kinetics(doc.kinetics).distribution_parameters
+    return bool(expr) and quantity in phase and col in _expression_columns(expr)
 
 
 def _p_direction(log_ratio: np.ndarray) -> float:

@@ -396,7 +396,8 @@ def _c0_from_peak(spec: ModelSpec, mean_log_c0: Any, values: dict[str, Any], n: 
     """Sample C0's random effect on the scale of the log peak level (exact reparameterisation).
 
     The model is unchanged: ``log C0_i ~ Normal(mu_i, omega_C0)``. With the shift
-    ``s_i = beta_i (T1_i - T0_i) - k_i T0_i`` (so that ``log Cmax_i = log C0_i + s_i``), the
+    ``s_i`` of the structure (``KineticModel.log_peak_shift``; Liu: ``beta_i (T1_i - T0_i) -
+    k_i T0_i``), so that ``log Cmax_i = log C0_i + s_i``, the
     variable sampled is ``log Cmax_i ~ Normal(mu_i + s_i, omega_C0)`` and ``log C0_i =
     log Cmax_i - s_i``: a translation by terms that do not involve ``Cmax_i``, whose Jacobian is
     1. Covariates and trial effects on beta and T1 therefore still act on the peak, exactly as
@@ -404,7 +405,13 @@ def _c0_from_peak(spec: ModelSpec, mean_log_c0: Any, values: dict[str, Any], n: 
     down, instead of along C0, which is strongly correlated with beta and T1.
     """
     p = spec.doc.parameters["C0"]
-    shift = values["beta"] * (values["T1"] - values["T0"]) - values["k"] * values["T0"]
+    kin = get_kinetics(spec.doc.kinetics)
+    if kin.log_peak_shift is None:
+        raise ValueError(
+            f"kinetic model {kin.name!r} has no peak identity (log_peak_shift): "
+            "sampling.parameterisation = 'cmax' needs one; use 'c0'"
+        )
+    shift = kin.log_peak_shift(values, pt)
     omega = prior_dist(p.iiv, "omega_C0")
     log_cmax = pm.Normal("log_Cmax_i", mean_log_c0 + shift, omega, dims="patient")
     log_c0 = log_cmax - shift
@@ -511,7 +518,7 @@ def build_model(
                 values[name] = pt.as_tensor_variable(md.from_data[name])
         # distribution phase for a subset of patients
         dp_idx = np.flatnonzero(md.distribution_mask)
-        for name in ("k", "T0"):
+        for name in kin.distribution_parameters:
             p = doc.parameters.get(name)
             if p is None or not p.distribution_phase_only or p.typical is None:
                 if name not in values:

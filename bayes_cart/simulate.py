@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_cart.errors import DataError, DataWarning, Problem, SpecError
-from bayes_cart.kinetics import get_kinetics, liu_log_cmax
+from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.solvers import available_solvers, batched_log_total, output_names
 from bayes_cart.scales import from_scale, to_scale
 
@@ -683,10 +683,8 @@ def simulate_patients(
     truth = first[["ID", *cov_cols]].reset_index(drop=True)
     for p in model.parameters:
         truth[p] = theta[p]
-    if population.kinetics == "liu2021":
-        truth["Cmax"] = np.exp(
-            liu_log_cmax(np.log(theta["C0"]), theta["beta"], theta["T1"], theta["k"], theta["T0"])
-        )
+    if model.log_peak_shift is not None and "C0" in theta:  # the peak level of each patient
+        truth["Cmax"] = theta["C0"] * np.exp(model.log_peak_shift(theta, np))
     for name, values in {**eta_cols, **group_eta_cols}.items():
         truth[name] = values
     group_table = pd.DataFrame(group_rows, columns=["group", "level", "parameter", "eta"])

@@ -51,6 +51,14 @@ class KineticModel:
         estimates read off the observed profiles, used to start the sampler
         (:mod:`bayes_cart.kinetics.initial_estimates`); NaN where not estimable. ``None``: the
         chains start at the prior medians.
+    distribution_parameters : tuple of str
+        Parameters of a phase that only some patients have (Liu's distribution phase:
+        ``k``, ``T0``): a spec flags them ``distribution_phase_only`` and they are 0 for the
+        other patients.
+    log_peak_shift : callable, optional
+        ``f(params, xp) -> log Cmax - log C0`` from the other parameters; lets the ``cmax``
+        parameterisation sample each patient's log peak level instead of log C0 (an exact
+        translation). ``None``: the structure has no such identity.
     liu_equivalent : callable, optional
         ``f(params) -> Liu parameters`` (``C0, k, T0, beta, T1, alpha, rM, deltaM, deltaE``
         arrays, NaN where a draw has no Liu equivalent): lets the analytic CK metrics of
@@ -66,6 +74,8 @@ class KineticModel:
     defaults: Mapping[str, float] = field(default_factory=dict)
     reference: str = ""
     initial_estimates: Callable[[ProfileSummary], dict[str, Array]] | None = None
+    distribution_parameters: tuple[str, ...] = ()
+    log_peak_shift: Callable[[Mapping[str, Array], ModuleType], Array] | None = None
     liu_equivalent: Callable[[Mapping[str, Array]], dict[str, Array]] | None = None
 
     def with_defaults(self, params: Mapping[str, Array]) -> dict[str, Array]:

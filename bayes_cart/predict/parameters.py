@@ -196,7 +196,7 @@ def population_parameters(
     mask = np.zeros(n, dtype=bool)
     if doc.distribution_phase.enabled_if:
         mask = evaluate_subset(doc.distribution_phase.enabled_if, patients).to_numpy()
-    for p in ("k", "T0"):
+    for p in kin.distribution_parameters:
         spec_p = doc.parameters.get(p)
         if spec_p is None:
             continue

@@ -51,6 +51,7 @@ __all__ = [
     "liu_initial_estimates",
     "liu_log_c0_from_cmax",
     "liu_log_cmax",
+    "liu_log_peak_shift",
     "liu_log_states",
 ]
 
@@ -217,6 +218,11 @@ def liu_initial_estimates(
     }
 
 
+def liu_log_peak_shift(p: Params, xp: ModuleType = np) -> Array:
+    """``log Cmax - log C0 = beta (T1 - T0) - k T0``, equations (5) and (6) of Liu et al."""
+    return p["beta"] * (p["T1"] - p["T0"]) - p["k"] * p["T0"]
+
+
 def liu_equivalent(params: Mapping[str, Array]) -> dict[str, np.ndarray]:
     """Return the parameters themselves, with ``T0`` cut at ``T1`` as in the closed form."""
     out = {p: np.asarray(params[p], dtype=float) for p in LIU_PARAMETERS if p in params}
@@ -237,6 +243,8 @@ LIU2021 = KineticModel(
     defaults={"k": 0.0, "T0": 0.0, "deltaE": DELTA_E_PER_DAY},
     reference="Liu C et al. Clin Pharmacol Ther 2021; medRxiv 2020.05.09.20096586",
     initial_estimates=liu_initial_estimates,
+    distribution_parameters=("k", "T0"),
+    log_peak_shift=liu_log_peak_shift,
     liu_equivalent=liu_equivalent,
 )
 """The registered ``liu2021`` structure."""
