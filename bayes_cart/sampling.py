@@ -22,7 +22,6 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import arviz as az
@@ -33,13 +32,13 @@ import xarray as xr
 
 from bayes_cart import floating_point
 from bayes_cart.diagnostics import (
-    Diagnostics,
     add_chains,
     check_fit,
     needs_more_draws,
     replace_chains,
     stuck_chains,
 )
+from bayes_cart.fit_result import Fit
 from bayes_cart.floating_point import flush_subnormals as _flush
 from bayes_cart.initial_values import patient_level_variables
 from bayes_cart.kinetics.solvers import JAX_SOLVERS, SOLVERS
@@ -126,40 +125,6 @@ RETRY_TARGET_ACCEPT = 0.95
 #: Most extra batches of chains for a slow but healthy fit (``fit(..., extend=True)``): a fit
 #: that 4x its draws would not bring to the gate has a geometry problem, not a length problem.
 MAX_EXTENSIONS = 3
-
-
-@dataclass
-class Fit:
-    """A fitted model: the InferenceData and everything needed to read it.
-
-    Attributes
-    ----------
-    idata : arviz.InferenceData
-        posterior, sample_stats, prior, prior_predictive, posterior_predictive,
-        log_likelihood, observed_data, constant_data and ``fitted_data`` groups.
-    spec : ModelSpec
-        The spec that was fitted.
-    dataset : bayes_cart.dataset.Dataset
-        The data that were fitted.
-    model_data : ModelData
-        What the model saw (covariate design, notes on imputation...).
-    diagnostics : Diagnostics
-        The gate's results.
-    timings : dict
-        ``compile_seconds``, ``sampling_seconds``, ``predictive_seconds``.
-    settings : dict
-        How it was sampled: ``solver`` (the kinetic route every prediction from the fit
-        uses), ``sampler``, ``chains``, ``tune``, ``draws``, ``target_accept``,
-        ``random_seed``, ``extend``, ``retry``. Stored in ``fit.nc``.
-    """
-
-    idata: az.InferenceData
-    spec: ModelSpec
-    dataset: Any
-    model_data: ModelData
-    diagnostics: Diagnostics
-    timings: dict[str, float] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def _seed(random_seed: int | None, offset: int) -> int:

@@ -34,3 +34,21 @@ def test_importing_the_package_does_not_import_pymc():
     code = "import sys, bayes_cart as bc; bc.load_dataset; print('pymc' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_reading_and_analysing_a_fit_needs_no_pymc(tmp_path):
+    """load_fit and every analysis module import without PyMC/PyTensor (Fit lives apart)."""
+    code = (
+        "import sys\n"
+        "from bayes_cart.io import load_fit\n"
+        "import bayes_cart.gof, bayes_cart.vpc, bayes_cart.ppc, bayes_cart.ck_metrics\n"
+        "import bayes_cart.contrasts, bayes_cart.virtual_population, bayes_cart.report\n"
+        "import bayes_cart.predict, bayes_cart.loo, bayes_cart.summary\n"
+        "print('pymc' in sys.modules, 'pytensor' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
+    from bayes_cart.fit_result import Fit
+    from bayes_cart.sampling import Fit as SamplingFit
+
+    assert SamplingFit is Fit  # the sampler returns the same record
