@@ -2,25 +2,22 @@
 
 The statistics come first (:func:`bayes_cart.contrasts.contrast`,
 :func:`bayes_cart.virtual_population.simulate_virtual_population`); these functions only draw
-them with matplotlib (Agg backend) and return the :class:`~matplotlib.figure.Figure`; nothing is
-shown. Save with ``fig.savefig("forest.png", dpi=150)``.
+them with matplotlib and return the :class:`~matplotlib.figure.Figure`; nothing is shown. Figures
+are built without :mod:`matplotlib.pyplot` (no global state, and the interactive backend of a
+notebook is left alone). Save with ``fig.savefig("forest.png", dpi=150)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from bayes_cart.ck_metrics import interval_columns  # noqa: E402
+from bayes_cart.ck_metrics import interval_columns
 
 __all__ = ["STATE_COLOURS", "plot_forest", "plot_virtual_population"]
 
@@ -65,10 +62,11 @@ def plot_forest(
     ci = float(table["ci"].iloc[0]) if "ci" in table and len(table) else 0.9
     lo_name, hi_name = interval_columns(ci)
     n = max(len(rows), 1)
-    fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.32 * n))
+    fig = Figure(figsize=(7.0, 0.9 + 0.32 * n))
+    ax = fig.subplots()
     y = np.arange(len(rows))[::-1]
     groups = list(dict.fromkeys(rows["group"])) if len(rows) else []
-    colours = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
+    colours = {g: colormaps["tab10"](i % 10) for i, g in enumerate(groups)}
     for yi, r in zip(y, rows.to_dict("records"), strict=True):
         c = colours[r["group"]]
         ax.plot([r[f"ratio_{lo_name}"], r[f"ratio_{hi_name}"]], [yi, yi], color=c, lw=2)
@@ -139,9 +137,8 @@ def plot_virtual_population(
     groups = [str(g) for g in ds["group"].values]
     ncols = max(1, min(ncols, len(groups)))
     nrows = -(-len(groups) // ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False, sharex=True, sharey=True
-    )
+    fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     q = ds["quantile"].values
     t = ds["time"].values / scale
     for ax, g in zip(axes.ravel(), groups, strict=False):

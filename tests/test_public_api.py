@@ -52,3 +52,17 @@ def test_reading_and_analysing_a_fit_needs_no_pymc(tmp_path):
     from bayes_cart.sampling import Fit as SamplingFit
 
     assert SamplingFit is Fit  # the sampler returns the same record
+
+
+def test_importing_the_plots_leaves_the_matplotlib_backend_alone():
+    """No matplotlib.use() on import: a notebook's backend stays what the user chose."""
+    code = (
+        "import matplotlib\n"
+        "import bayes_cart.plots_contrasts, bayes_cart.plots_checks, bayes_cart.report\n"
+        "print(matplotlib.get_backend())"
+    )
+    env = {**__import__("os").environ, "MPLBACKEND": "svg"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "svg"

@@ -160,13 +160,14 @@ def _ul(items: Sequence[str], cls: str = "") -> Markup:
 
 def _figure(fig: Any, alt: str, caption: str | None = None, dpi: int = 90) -> Markup:
     """Embed a matplotlib figure as a PNG data URI and release it."""
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
     finally:
-        plt.close(fig)
+        if fig.canvas.manager is not None:  # a pyplot figure (e.g. a user's): close it
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     cap = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
     return Markup(
