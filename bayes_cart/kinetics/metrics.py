@@ -32,7 +32,7 @@ import pandas as pd
 from scipy.optimize import elementwise
 from scipy.special import exprel
 
-from bayes_cart.kinetics.structures.liu2021 import liu_log_states
+from bayes_cart.kinetics.structures.liu2021 import liu_closed_form
 from bayes_cart.units import DELTA_E_PER_DAY
 
 Array = Any
@@ -85,18 +85,8 @@ def _lam(p: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def _log_states(t: Array, p: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
     with np.errstate(divide="ignore"):  # log(rM) = -inf when rM = 0 is fine
-        return liu_log_states(
-            t,
-            np.log(p["C0"]),
-            p["beta"],
-            p["T1"],
-            p["alpha"],
-            p["rM"],
-            p["deltaM"],
-            k=p["k"],
-            t0=p["T0"],
-            delta_e=p["deltaE"],
-        )
+        out = liu_closed_form(t, p, np)
+    return out["log_E"], out["log_M"], out["log_total"]
 
 
 def cmax(params: Mapping[str, Array]) -> np.ndarray:

@@ -100,25 +100,10 @@ class KineticModel:
         solver: str = "closed_form",
         xp: ModuleType = np,
     ) -> dict[str, Array]:
-        """Solve the structure at times ``t``.
+        """Solve the structure at times ``t``: see :func:`bayes_cart.kinetics.solvers.solve`.
 
-        Parameters
-        ----------
-        t : array
-            Times since infusion (days).
-        params : mapping
-            Parameter values (arrays broadcastable with ``t``).
-        solver : {"closed_form", "linear", "ode"}
-            Which route to use (:data:`bayes_cart.kinetics.solvers.SOLVERS`): the
-            hand-derived closed form, the matrix exponential of the ODE system's linear phases
-            or the adaptive diffrax solver.
-        xp : module
-            Array namespace for the closed form (numpy, pytensor.tensor, jax.numpy); the ODE
-            routes return JAX arrays.
-
-        Returns
-        -------
-        dict
-            At least ``log_total``; ``log_E`` and ``log_M`` where the structure has them.
+        ``solver`` is ``"closed_form"``, ``"linear"`` or ``"ode"``; ``xp`` the array namespace
+        of the closed form. Returns at least ``log_total`` (and ``log_E``, ``log_M`` where the
+        structure has them).
         """
         return solve(self, t, params, solver=solver, xp=xp)

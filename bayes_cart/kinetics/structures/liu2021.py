@@ -47,6 +47,7 @@ __all__ = [
     "LIU2021_ODE",
     "LIU_PARAMETERS",
     "LIU_PHASES",
+    "liu_closed_form",
     "liu_equivalent",
     "liu_initial_estimates",
     "liu_log_c0_from_cmax",
@@ -138,7 +139,8 @@ def liu_log_c0_from_cmax(
     return log_cmax + k * t0 - beta * (t1 - t0)
 
 
-def _closed_form(t: Array, p: Params, xp: ModuleType) -> dict[str, Array]:
+def liu_closed_form(t: Array, p: Params, xp: ModuleType = np) -> dict[str, Array]:
+    """``log_E``, ``log_M``, ``log_total`` of complete Liu parameters (the registered form)."""
     log_e, log_m, log_total = liu_log_states(
         t,
         xp.log(p["C0"]),
@@ -238,7 +240,7 @@ LIU2021 = KineticModel(
         "Multiphasic CAR-T kinetics: distribution (k, T0), expansion (beta, T1), "
         "contraction with memory (alpha, rM, deltaM; deltaE fixed)"
     ),
-    closed_form=_closed_form,
+    closed_form=liu_closed_form,
     ode=LIU2021_ODE,
     defaults={"k": 0.0, "T0": 0.0, "deltaE": DELTA_E_PER_DAY},
     reference="Liu C et al. Clin Pharmacol Ther 2021; medRxiv 2020.05.09.20096586",
