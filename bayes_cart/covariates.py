@@ -42,10 +42,14 @@ from formulaic.parser.types import Factor, Token
 from formulaic.transforms import TRANSFORMS
 from formulaic.utils.variables import Variable, get_required_variables
 
-from bayes_cart.errors import FormulaWarning, SpecError
+from bayes_cart.errors import DataWarning, FormulaWarning, SpecError
 from bayes_cart.spec import formula_variables
 
 UNKNOWN_LEVEL = "unknown"
+
+#: A categorical covariate with more levels than this gets a warning (usually an ID-like
+#: column such as a site or a patient number, see :func:`level_warnings`).
+MAX_LEVELS = 10
 
 #: Version of the JSON state written by :meth:`CovariateDesign.to_state`.
 STATE_VERSION = 1
@@ -539,6 +543,60 @@ def _fit_table(
     return table, medians, levels, problems
 
 
+def level_warnings(table: pd.DataFrame, levels: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """Warnings about categorical covariates with many levels or levels of a single patient.
+
+    A column with more than :data:`MAX_LEVELS` levels, or with at least 5 levels and more
+    levels than a third of the patients, is usually an ID-like column (site, batch, patient
+    number) that was not meant as a covariate; a level held by a single patient has its
+    effect estimated from that patient alone.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The fit's covariate table (one row per patient; categorical columns coded).
+    levels : mapping
+        ``{column: levels}`` of the categorical columns.
+
+    Returns
+    -------
+    list of str
+        One message per column at fault, naming it and the counts.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"SITE": pd.Categorical(["a", "a", "b"])})
+    >>> level_warnings(t, {"SITE": ("a", "b")})  # doctest: +NORMALIZE_WHITESPACE
+    ["covariate 'SITE': level 'b' has a single patient (3 patients, 2 levels); its effect is
+    estimated from that patient alone"]
+    """
+    out = []
+    n = len(table)
+    for col, lv in levels.items():
+        counts = table[col].value_counts()
+        used = [x for x in lv if counts.get(x, 0) > 0]
+        many = len(used) > MAX_LEVELS or (len(used) >= 5 and len(used) > n / 3)
+        if many:
+            out.append(
+                f"covariate {col!r} has {len(used)} levels for {n} patients: usually an ID-like "
+                "column (site, batch, patient number); each level gets its own effect. Leave it "
+                "out of the formulas, or group its levels"
+            )
+            continue
+        single = [x for x in used if counts.get(x, 0) == 1]
+        if single and len(used) > 1:
+            shown = ", ".join(repr(x) for x in single[:5])
+            shown += f", ... ({len(single)} levels)" if len(single) > 5 else ""
+            has = "has" if len(single) == 1 else "have"
+            out.append(
+                f"covariate {col!r}: level{'s' if len(single) > 1 else ''} {shown} {has} a "
+                f"single patient ({n} patients, {len(used)} levels); "
+                f"{'its effect is' if len(single) == 1 else 'their effects are'} estimated "
+                "from that patient alone"
+            )
+    return out
+
+
 def _mentions(rhs: str, column: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9_.]){re.escape(column)}(?![A-Za-z0-9_.])", rhs) is not None
 
@@ -628,6 +686,9 @@ def build_covariate_design(
     -----
     FormulaWarning
         A ``-`` that removes a term, e.g. ``log(DOSE) - log(WT)`` (see :func:`minus_warnings`).
+    DataWarning
+        A categorical covariate with many levels, or levels of a single patient (see
+        :func:`level_warnings`).
 
     Examples
     --------
@@ -662,6 +723,8 @@ def build_covariate_design(
     table, medians, levels, problems = _fit_table(patients, used, ref_by_col, missing)
     if problems:
         raise SpecError("covariates", problems)
+    for message in level_warnings(table, levels):
+        warnings.warn(message, DataWarning, stacklevel=2)
     refs_used = {col: lv[0] for col, lv in levels.items()}
 
     matrices: dict[str, pd.DataFrame] = {}

@@ -5,20 +5,23 @@ groups it holds:
 
 * ``fitted_data``: the dataset that was fitted, one row per sample (``Dataset.to_frame``);
 * attributes on the ``posterior`` group: ``bayes_cart_version``, ``spec_json`` (the spec's
-  canonical content), ``spec_hash`` (its SHA-256 prefix: the model id), ``spec_source``,
+  canonical content), ``spec_hash`` (its SHA-256 prefix: the model id), ``data_hash`` (the
+  SHA-256 of ``fitted_data``, :func:`data_hash`), ``spec_source``,
   ``sampler``, timings, diagnostics, the model notes (imputations...) and
   ``covariate_design_json``: the constants that code covariates for new patients as in the fit
   (the means and SDs of ``center``/``scale``, the medians of missing values, the categorical
   levels; :meth:`bayes_cart.covariates.CovariateDesign.to_state`).
 
 :func:`load_fit` checks the identity: the stored hash must match the stored spec, the spec must
-still validate, the data must load again, and a fit written by a newer major version is
+still validate, the data hash must match the stored data (when the file has one), the data
+must load again, and a fit written by a newer major version is
 refused. Keeping all of this here means a later move to ``xarray.DataTree`` (arviz 1.x) is local.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -86,6 +89,27 @@ def _xarray_to_frame(ds: xr.Dataset) -> pd.DataFrame:
     return frame
 
 
+def data_hash(stored: xr.Dataset) -> str:
+    """SHA-256 of a ``fitted_data`` group in canonical form (the ``data_hash`` attribute).
+
+    The canonical form is the table as :func:`load_fit` reads it back, written as CSV with
+    every float in round-trip precision (``%.17g``), so that the hash of what was saved equals
+    the hash of what is read while any edit of a value, a row or a column name changes it.
+
+    Parameters
+    ----------
+    stored : xarray.Dataset
+        The ``fitted_data`` group (:func:`_frame_to_xarray` of ``Dataset.to_frame()``).
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+    """
+    text = _xarray_to_frame(stored).to_csv(index=False, float_format="%.17g", lineterminator="\n")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def save_fit(fit: Fit, path: str | Path) -> Path:
     """Write a fit to one NetCDF file.
 
@@ -120,6 +144,7 @@ def save_fit(fit: Fit, path: str | Path) -> Path:
         if g in groups:
             groups[g] = _single_precision(groups[g])
     groups["fitted_data"] = _frame_to_xarray(fit.dataset.to_frame())
+    stored_data_hash = data_hash(groups["fitted_data"])
     attrs = {
         "bayes_cart_version": __version__,
         "spec_json": fit.spec.text,
@@ -127,6 +152,7 @@ def save_fit(fit: Fit, path: str | Path) -> Path:
         "spec_source": fit.spec.source,
         "data_source": str(fit.dataset.source),
         "data_time_unit": "day",
+        "data_hash": stored_data_hash,
         "timings_json": json.dumps(fit.timings),
         "diagnostics_json": json.dumps(fit.diagnostics.to_dict(), default=float),
         "notes_json": json.dumps(fit.model_data.notes),
@@ -189,12 +215,14 @@ def load_fit(path: str | Path) -> Fit:
     Raises
     ------
     FitFileError
-        Missing file, not a bayes_cart fit, spec hash mismatch, or written by a newer major
-        version.
+        Missing file, not a bayes_cart fit, spec or data hash mismatch, or written by a newer
+        major version.
     """
     path = Path(path)
     if not path.exists():
         raise FitFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise FitFileError(f"{path}: is a folder, not a fit file (fit.nc)")
     try:
         idata = az.from_netcdf(str(path), engine="h5netcdf")
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
@@ -222,6 +250,12 @@ def load_fit(path: str | Path) -> Fit:
         raise FitFileError(
             f"{path}: spec hash mismatch (stored {attrs['spec_hash']}, content {spec.hash}); "
             "the file was edited or is corrupt"
+        )
+    # files written before the data hash was stored load unchecked
+    if "data_hash" in attrs and data_hash(idata.fitted_data) != attrs["data_hash"]:
+        raise FitFileError(
+            f"{path}: data hash mismatch (the stored fitted_data do not match the data_hash "
+            "written with the fit); the file was edited or is corrupt"
         )
     frame = _xarray_to_frame(idata.fitted_data)
     dataset = load_dataset(frame, columns=native_columns(frame))

@@ -21,18 +21,28 @@ Examples
 from __future__ import annotations
 
 import ast
+import difflib
 import hashlib
 import json
-import math
 import re
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bayes_cart.errors import SpecError
 from bayes_cart.kinetics import get_kinetics
@@ -48,8 +58,18 @@ FORMULA_FUNCTIONS = ("log", "log10", "log2", "exp", "sqrt", "center", "scale", "
 FROM_DATA = ("first_sample", "peak_time", "nadir_time")
 
 
+#: Priors whose support is positive: the ones an SD (IIV omega, trial SD, residual sigma) or
+#: Student-t's nu may take (a ``Uniform`` needs ``lower >= 0`` besides).
+POSITIVE_PRIORS = ("HalfNormal", "HalfStudentT", "Exponential", "LogNormal", "Uniform")
+
+#: Priors an IIV SD may take (``initial_values`` reads their ``sigma`` as the start's scale).
+IIV_PRIORS = ("HalfNormal", "HalfStudentT", "Exponential")
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf and nan are refused everywhere (TOML has both literals): "Input should be a finite
+    # number" with the key
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class PriorSpec(_Frozen):
@@ -60,6 +80,19 @@ class PriorSpec(_Frozen):
     ``sigma`` (logit scale); ``Normal`` takes
     ``mu`` and ``sigma``; ``HalfNormal`` ``sigma``; ``HalfStudentT`` ``nu`` and ``sigma``;
     ``Exponential`` ``lam``; ``Uniform`` ``lower`` and ``upper``.
+
+    Checked on construction: exactly the arguments of ``dist``, every number finite,
+    ``sigma``, ``nu``, ``lam`` > 0, a ``LogNormal`` median > 0, a ``LogitNormal`` median in
+    (0, 1), ``Uniform`` ``lower < upper``. Where the prior sits decides its support:
+    :data:`IIVPrior` for an IIV SD, :data:`PositivePrior` for the other SDs and ``nu``.
+
+    Examples
+    --------
+    >>> PriorSpec(dist="Uniform", lower=1.0, upper=0.5)
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for PriorSpec
+    ...
     """
 
     dist: PriorName
@@ -88,6 +121,67 @@ class PriorSpec(_Frozen):
         args = ", ".join(f"{k}={getattr(self, k):g}" for k in self.required())
         return f"{self.dist}({args})"
 
+    @model_validator(mode="after")
+    def _check_arguments(self) -> PriorSpec:
+        """Refuse a prior that cannot be built: arguments missing, unused or impossible.
+
+        Runs inside pydantic, so these problems are listed together with every other
+        problem of the spec (a wrong key elsewhere does not hide them).
+        """
+        problems = []
+        needed = self.required()
+        missing = [a for a in needed if getattr(self, a) is None]
+        if missing:
+            problems.append(f"{self.dist} needs {missing}")
+        names = ("median", "mu", "sigma", "nu", "lam", "lower", "upper")
+        unused = [a for a in names if a not in needed and getattr(self, a) is not None]
+        if unused:
+            problems.append(f"{self.dist} takes {list(needed)}, not {unused}")
+        if self.dist == "LogNormal" and self.median is not None and not self.median > 0:
+            problems.append(f"a LogNormal median must be positive (got {self.median:g})")
+        if self.dist == "LogitNormal" and self.median is not None and not 0 < self.median < 1:
+            problems.append(f"a LogitNormal median is a fraction in (0, 1) (got {self.median:g})")
+        if self.dist == "Uniform" and None not in (self.lower, self.upper):
+            if not self.lower < self.upper:
+                problems.append(
+                    f"Uniform needs lower < upper (got lower={self.lower:g}, upper={self.upper:g})"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _positive_support(prior: PriorSpec | None) -> PriorSpec | None:
+    """Refuse a prior that can be negative where a standard deviation (or nu) is sampled."""
+    if prior is None:
+        return None
+    if prior.dist not in POSITIVE_PRIORS:
+        raise ValueError(
+            f"an SD needs a prior on (0, inf): one of {list(POSITIVE_PRIORS[:4])} or Uniform "
+            f"with lower >= 0, not {prior.dist}"
+            + (" (it can be negative)" if prior.dist == "Normal" else "")
+        )
+    if prior.dist == "Uniform" and prior.lower is not None and prior.lower < 0:
+        raise ValueError(
+            f"an SD is positive; a Uniform prior needs lower >= 0 (got {prior.lower:g})"
+        )
+    return prior
+
+
+def _iiv_support(prior: PriorSpec | None) -> PriorSpec | None:
+    """Refuse an IIV prior that is not one of :data:`IIV_PRIORS`."""
+    if prior is not None and prior.dist not in IIV_PRIORS:
+        raise ValueError(
+            f"an IIV SD (omega) needs a positive prior: one of {list(IIV_PRIORS)}, not {prior.dist}"
+        )
+    return prior
+
+
+#: A prior on a standard deviation (or Student-t's nu): support on the positive half-line.
+PositivePrior = Annotated[PriorSpec, AfterValidator(_positive_support)]
+#: The prior of an IIV SD (omega).
+IIVPrior = Annotated[PriorSpec, AfterValidator(_iiv_support)]
+
 
 class ParameterSpec(_Frozen):
     """One kinetic parameter.
@@ -99,7 +193,7 @@ class ParameterSpec(_Frozen):
     description: str = ""
     unit: str = ""
     typical: PriorSpec | None = None
-    iiv: PriorSpec | None = None
+    iiv: IIVPrior | None = None
     fixed: float | None = None
     from_data: str | None = None
     distribution_phase_only: bool = False
@@ -109,6 +203,16 @@ class ParameterSpec(_Frozen):
     def _check_from_data(cls, v: str | None) -> str | None:
         if v is not None and v not in FROM_DATA:
             raise ValueError(f"must be one of {list(FROM_DATA)}")
+        return v
+
+    @field_validator("fixed")
+    @classmethod
+    def _check_fixed(cls, v: float | None) -> float | None:
+        # every kinetic parameter is a level, a rate, a time or a fraction: never negative
+        if v is not None and v < 0:
+            raise ValueError(
+                f"a fixed value must be >= 0 (levels, rates and times are not negative; got {v:g})"
+            )
         return v
 
 
@@ -140,16 +244,16 @@ class GroupSpec(_Frozen):
     column: str | None = None
     mode: Literal["random", "fixed", "none"] = "none"
     parameters: tuple[str, ...] = ()
-    prior: PriorSpec = PriorSpec(dist="HalfNormal", sigma=0.3)
+    prior: PositivePrior = PriorSpec(dist="HalfNormal", sigma=0.3)
 
 
 class ErrorSpec(_Frozen):
     """Residual error model on the log scale."""
 
     model: Literal["proportional", "combined", "student_t"] = "proportional"
-    sigma: PriorSpec = PriorSpec(dist="HalfNormal", sigma=1.0)
-    additive: PriorSpec | None = None
-    nu: PriorSpec | None = None
+    sigma: PositivePrior = PriorSpec(dist="HalfNormal", sigma=1.0)
+    additive: PositivePrior | None = None
+    nu: PositivePrior | None = None
 
 
 class DistributionPhaseSpec(_Frozen):
@@ -455,31 +559,13 @@ def _semantic_problems(doc: _SpecDocument) -> list[str]:
             )
         if p.iiv is not None and p.typical is None:
             problems.append(f"{key}.iiv: IIV needs an estimated typical value")
-        for sub in ("typical", "iiv"):
-            prior = getattr(p, sub)
-            if prior is not None:
-                missing = [a for a in prior.required() if getattr(prior, a) is None]
-                if missing:
-                    problems.append(f"{key}.{sub}: {prior.dist} needs {missing}")
-                if sub == "typical" and prior.dist not in ("LogNormal", "LogitNormal"):
-                    problems.append(
-                        f"{key}.typical: typical values are positive; use LogNormal "
-                        "(or LogitNormal for a fraction in (0, 1))"
-                    )
-                if sub == "typical" and prior.median is not None:
-                    positive = prior.median > 0 and math.isfinite(prior.median)
-                    if prior.dist == "LogNormal" and not positive:
-                        problems.append(
-                            f"{key}.typical: a LogNormal median must be positive and finite "
-                            f"(got {prior.median:g})"
-                        )
-                    if prior.dist == "LogitNormal" and not 0 < prior.median < 1:
-                        problems.append(
-                            f"{key}.typical: a LogitNormal median is a fraction in (0, 1) "
-                            f"(got {prior.median:g})"
-                        )
-                if sub == "iiv" and prior.dist not in ("HalfNormal", "HalfStudentT", "Exponential"):
-                    problems.append(f"{key}.iiv: an IIV SD needs a positive prior (HalfNormal...)")
+        # the arguments of each prior and the support of an IIV prior are checked by pydantic
+        # (PriorSpec._check_arguments, IIVPrior), finite numbers everywhere too
+        if p.typical is not None and p.typical.dist not in ("LogNormal", "LogitNormal"):
+            problems.append(
+                f"{key}.typical: typical values are positive; use LogNormal "
+                "(or LogitNormal for a fraction in (0, 1))"
+            )
         if p.typical is not None and p.typical.dist == "LogitNormal":
             if p.distribution_phase_only:
                 problems.append(f"{key}.typical: k and T0 are rates; use LogNormal")
@@ -501,6 +587,12 @@ def _semantic_problems(doc: _SpecDocument) -> list[str]:
         for n in block:
             if n not in iiv_names:
                 problems.append(f"iiv.blocks[{i}]: {n!r} has no IIV (add parameters.{n}.iiv)")
+            elif doc.parameters[n].iiv.dist != "HalfNormal":
+                problems.append(
+                    f"parameters.{n}.iiv: a parameter in a correlation block (iiv.blocks[{i}]) "
+                    f"needs a HalfNormal IIV prior (the LKJ's SD prior), not "
+                    f"{doc.parameters[n].iiv.dist}"
+                )
             if n in seen:
                 problems.append(f"iiv.blocks[{i}]: {n!r} appears in more than one block")
             seen.add(n)
@@ -574,6 +666,42 @@ def _semantic_problems(doc: _SpecDocument) -> list[str]:
     return problems
 
 
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Return the pydantic model of the table that holds the key at ``loc`` (None if unknown)."""
+    model: Any = _SpecDocument
+    for part in loc[:-1]:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(str(part))
+            if field is None:
+                return None
+            model = field.annotation
+        elif typing.get_origin(model) is dict:
+            model = typing.get_args(model)[1]  # a dict's values (parameters.<name>)
+        else:
+            return None
+        while typing.get_origin(model) in (typing.Union, typing.Annotated, types.UnionType):
+            model = next(a for a in typing.get_args(model) if a is not type(None))
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _pydantic_problem(err: Mapping[str, Any]) -> str:
+    """Return one problem line from a pydantic error: the dotted key, then what is wrong."""
+    loc = tuple(err["loc"])
+    key = ".".join(str(x) for x in loc) or "<root>"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        model = _model_at(loc)
+        msg = "unknown key"
+        if model is not None:
+            allowed = list(model.model_fields)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            msg = f"unknown key{hint} (allowed here: {', '.join(allowed)})"
+    elif err["type"] == "finite_number":
+        msg = f"must be a finite number (got {err.get('input')!r})"
+    return f"{key}: {msg}"
+
+
 def spec_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> ModelSpec:
     """Validate a spec given as a mapping (the parsed TOML).
 
@@ -590,11 +718,7 @@ def spec_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> ModelSpec:
     try:
         doc = _SpecDocument.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(x) for x in err["loc"]) or "<root>"
-            problems.append(f"{key}: {err['msg']}")
-        raise SpecError(source, problems) from None
+        raise SpecError(source, [_pydantic_problem(err) for err in exc.errors()]) from None
     problems = _semantic_problems(doc)
     if problems:
         raise SpecError(source, problems)

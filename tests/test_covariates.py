@@ -350,3 +350,36 @@ def test_a_loaded_fit_codes_covariates_with_the_stored_constants(age_fit, tmp_pa
     _rewrite_attrs(path, bad, rename_effect)
     with pytest.raises(FitFileError, match="does not match the posterior's beta_effect"):
         load_fit(bad)
+
+
+# --- categorical covariates with many levels or single-patient levels (issue 12) -------------
+
+
+def _patients(n: int, column: dict[str, list]) -> pd.DataFrame:
+    return pd.DataFrame(column, index=[f"P{i}" for i in range(n)])
+
+
+def test_many_levels_warn_naming_the_column_and_the_count():
+    sites = [f"site {i % 12}" for i in range(36)]
+    with pytest.warns(DataWarning, match=r"covariate 'SITE' has 12 levels for 36 patients"):
+        build_covariate_design(_patients(36, {"SITE": sites}), {"beta": "SITE"})
+    # an ID-like column: more levels than a third of the patients
+    ids = [f"id{i}" for i in range(9)]
+    with pytest.warns(DataWarning, match=r"'PATNO' has 9 levels for 9 patients: usually an ID"):
+        build_covariate_design(_patients(9, {"PATNO": ids}), {"beta": "PATNO"})
+
+
+def test_single_patient_levels_warn_naming_them():
+    arms = ["a"] * 10 + ["b"] * 10 + ["c", "d"]
+    with pytest.warns(DataWarning, match=r"levels 'c', 'd' have a single patient") as record:
+        build_covariate_design(_patients(22, {"ARM": arms}), {"alpha": "ARM"})
+    assert "covariate 'ARM'" in str(record[0].message) and "22 patients, 4 levels" in str(
+        record[0].message
+    )
+
+
+def test_ordinary_categorical_covariates_do_not_warn():
+    table = _patients(40, {"RESPONSE": ["CR/PR", "PD/NR"] * 20, "TRIAL": list("ABCDEFGH") * 5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        build_covariate_design(table, {"beta": "RESPONSE + TRIAL"})

@@ -200,7 +200,7 @@ def test_cli_fit_reports_bad_spec_and_data(tmp_path):
     )
     assert r.exit_code == 1 and "NOPE" in r.output
     r = CliRunner().invoke(app, ["fit", "example", "--solver", "rk4", "--out", str(tmp_path / "o")])
-    assert r.exit_code == 1 and "unknown solver 'rk4'" in r.output
+    assert r.exit_code == 2 and "unknown solver 'rk4'" in r.output
 
 
 def test_auto_sampler_picks_numba_for_closed_form_and_jax_for_the_ode():

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -125,3 +126,146 @@ def test_subset_expression_is_evaluated_without_code_execution():
             evaluate_subset(bad, df)
     with pytest.raises(KeyError, match="no column 'ARM'"):
         evaluate_subset("ARM == 1", df)
+
+
+# --- impossible priors and values (issue 12, part 4) -----------------------------------------
+
+
+def _problems_of(raw) -> list[str]:
+    with pytest.raises(SpecError) as err:
+        spec_from_dict(raw, source="bad.toml")
+    return err.value.problems
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "fragment"),
+    [
+        (("parameters", "C0", "typical", "median"), "parameters.C0.typical", "positive"),
+        (("parameters", "beta", "typical", "sigma"), "parameters.beta.typical.sigma", "greater"),
+        (("parameters", "deltaE", "fixed"), "parameters.deltaE.fixed", "must be >= 0"),
+        (("iiv", "lkj_eta"), "iiv.lkj_eta", "greater"),
+    ],
+)
+def test_impossible_numbers_name_their_key(edit, key, fragment):
+    raw = _raw()
+    node = raw
+    for k in edit[:-1]:
+        node = node[k]
+    node[edit[-1]] = -1.0
+    (problem,) = _problems_of(raw)
+    assert problem.startswith(f"{key}: ") and fragment in problem, problem
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_numbers_are_refused_anywhere(value):
+    raw = _raw()
+    raw["parameters"]["C0"]["typical"]["median"] = value
+    raw["parameters"]["alpha"]["iiv"]["sigma"] = value
+    raw["covariates"]["prior"]["mu"] = value
+    raw["parameters"]["deltaE"]["fixed"] = value
+    problems = _problems_of(raw)
+    for key in (
+        "parameters.C0.typical.median",
+        "parameters.alpha.iiv.sigma",
+        "covariates.prior.mu",
+        "parameters.deltaE.fixed",
+    ):
+        assert f"{key}: must be a finite number" in "\n".join(problems), (key, problems)
+
+
+def test_non_finite_toml_literals_are_refused(tmp_path):
+    text = (Path(__file__).parents[1] / "models" / "liu2021.toml").read_text(encoding="utf-8")
+    path = tmp_path / "inf.toml"
+    path.write_text(text.replace("median = 30.0, sigma = 2.0", "median = 30.0, sigma = inf"))
+    with pytest.raises(SpecError, match=r"parameters\.C0\.typical\.sigma: must be a finite"):
+        load_spec(path)
+
+
+@pytest.mark.parametrize(
+    ("where", "prior", "fragment"),
+    [
+        (("parameters", "C0", "iiv"), {"dist": "Normal", "mu": 0.0, "sigma": 1.0}, "IIV SD"),
+        (("parameters", "C0", "iiv"), {"dist": "Uniform", "lower": 0.0, "upper": 1.0}, "IIV"),
+        (("group", "prior"), {"dist": "Normal", "mu": 0.0, "sigma": 0.3}, "it can be negative"),
+        (("error", "sigma"), {"dist": "Uniform", "lower": -1.0, "upper": 1.0}, "lower >= 0"),
+        (("error", "sigma"), {"dist": "LogitNormal", "median": 0.5, "sigma": 1}, "(0, inf)"),
+    ],
+)
+def test_priors_that_can_be_negative_are_refused_on_an_sd(where, prior, fragment):
+    raw = _raw()
+    node = raw
+    for k in where[:-1]:
+        node = node[k]
+    node[where[-1]] = prior
+    (problem,) = _problems_of(raw)
+    assert problem.startswith(".".join(where) + ": ") and fragment in problem, problem
+
+
+def test_positive_sd_priors_are_accepted():
+    raw = _raw()
+    raw["error"]["sigma"] = {"dist": "Uniform", "lower": 0.0, "upper": 3.0}
+    raw["group"]["prior"] = {"dist": "LogNormal", "median": 0.2, "sigma": 0.5}
+    raw["parameters"]["rM"]["iiv"] = {"dist": "Exponential", "lam": 2.0}
+    spec = spec_from_dict(raw)
+    assert spec.doc.error.sigma.dist == "Uniform"
+
+
+@pytest.mark.parametrize(
+    ("prior", "fragment"),
+    [
+        ({"dist": "Uniform", "lower": 1.0, "upper": 0.5}, "lower < upper"),
+        ({"dist": "Uniform", "lower": 0.5, "upper": 0.5}, "lower < upper"),
+        ({"dist": "HalfNormal"}, "HalfNormal needs ['sigma']"),
+        ({"dist": "HalfNormal", "sigma": 1.0, "mu": 0.0}, "not ['mu']"),
+        ({"dist": "LogNormal", "mu": -1.0, "sigma": 1.0}, "needs ['median']"),
+    ],
+)
+def test_every_prior_is_checked_where_it_stands(prior, fragment):
+    raw = _raw()
+    raw["error"]["sigma"] = prior
+    (problem,) = _problems_of(raw)
+    assert problem.startswith("error.sigma: ") and fragment in problem, problem
+
+
+def test_block_parameters_need_halfnormal_iiv():
+    raw = _raw()
+    raw["parameters"]["beta"]["iiv"] = {"dist": "Exponential", "lam": 2.0}
+    (problem,) = _problems_of(raw)
+    assert problem.startswith("parameters.beta.iiv: a parameter in a correlation block")
+
+
+def test_unknown_keys_suggest_the_key_meant():
+    raw = _raw()
+    raw["censorin"] = {"method": "M3"}
+    raw["parameters"]["beta"]["typical"]["sigmaa"] = 1.0
+    raw["sampling"]["centred"] = []
+    problems = "\n".join(_problems_of(raw))
+    assert "censorin: unknown key; did you mean 'censoring'?" in problems
+    assert "parameters.beta.typical.sigmaa: unknown key; did you mean 'sigma'?" in problems
+    assert "sampling.centred: unknown key; did you mean 'centered'?" in problems
+    assert "allowed here: parameterisation, centered" in problems
+
+
+def test_form_problems_are_all_listed_at_once():
+    raw = _raw()
+    raw["parameters"]["C0"]["typical"]["median"] = -30.0
+    raw["parameters"]["beta"]["iiv"] = {"dist": "Normal", "mu": 0.0, "sigma": 1.0}
+    raw["parameters"]["deltaE"]["fixed"] = -0.1
+    raw["group"]["prior"] = {"dist": "Normal", "mu": 0.0, "sigma": 0.3}
+    raw["error"]["sigma"] = {"dist": "Uniform", "lower": 2.0, "upper": 1.0}
+    raw["parameters"]["alpha"]["typical"]["sigma"] = float("inf")
+    raw["typo"] = 1
+    problems = _problems_of(raw)
+    keys = sorted(p.split(": ", 1)[0] for p in problems)
+    assert keys == sorted(
+        [
+            "parameters.C0.typical",
+            "parameters.beta.iiv",
+            "parameters.deltaE.fixed",
+            "group.prior",
+            "error.sigma",
+            "parameters.alpha.typical.sigma",
+            "typo",
+        ]
+    ), problems
+    assert all("Value error" not in p for p in problems)

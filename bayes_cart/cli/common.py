@@ -69,6 +69,8 @@ def read_spec(model: str):
     path = Path(model)
     if path.is_dir():
         raise SpecError(model, "is a folder, not a TOML file")
+    if not path.exists() and (path.suffix == ".toml" or len(path.parts) > 1):
+        raise SpecError(model, "no such file")
     if path.is_file() and path.suffix != ".toml":
         raise SpecError(model, f"a spec file must end in .toml (got {path.suffix or 'none'!r})")
     try:

@@ -1,14 +1,15 @@
 """``bayes-cart fit``: fit a model spec; write fit.nc, summary.csv and diagnostics.json.
 
 Exit codes: 0 done, 1 invalid data, spec or start (or the results could not be written), 2 a
-missing file, a bad option or an output folder that cannot take the results. Options and the
-output folder are checked before the data are read and the model is compiled.
+missing file, a bad option or an output folder that cannot take the results. The options, the
+spec, the data and the output folder are checked, in that order, before the sampling modules
+are imported and the model is compiled, so a bad input is reported within a second or two.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,12 +18,29 @@ from rich.table import Table
 
 console = Console()
 
+#: ``bayes_cart.sampling.SAMPLERS``, repeated here so that a bad ``--sampler`` is refused
+#: before PyMC is imported (a test checks that the two agree).
+SAMPLER_NAMES = ("auto", "nutpie", "nutpie-jax", "pymc", "numpyro")
+
 
 def _option_problem(
-    chains: int, tune: int, draws: int, target_accept: float, seed: int, time_unit: str
+    chains: int,
+    tune: int,
+    draws: int,
+    target_accept: float,
+    seed: int,
+    time_unit: str,
+    sampler: str = "auto",
+    solver: str = "closed_form",
 ) -> str | None:
     """Return what is wrong with the sampler options (None when they are fine)."""
+    from bayes_cart.kinetics.solvers import SOLVERS
     from bayes_cart.units import to_days
+
+    if sampler not in SAMPLER_NAMES:
+        return f"--sampler: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLER_NAMES)}"
+    if solver not in SOLVERS:
+        return f"--solver: unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}"
 
     if chains < 2:
         return (
@@ -67,6 +85,29 @@ def check_before_fitting(
     if problem is not None:
         console.print(f"[red]{escape(problem)}[/red]")
         raise typer.Exit(code=2)
+
+
+def check_spec_against_data(dataset: Any, spec: Any) -> None:
+    """Exit 1 with the problem when the spec does not fit the data (covariates, groups...).
+
+    :func:`bayes_cart.model_data.prepare_model_data` run once before the sampling modules are
+    imported (it runs again inside the fit, which then prints its warnings): a formula naming
+    no column, an unknown reference level or trial column is reported in about a second
+    instead of after the PyMC import.
+    """
+    import warnings
+
+    from bayes_cart.cli.common import error_line
+    from bayes_cart.errors import BayesCartError
+    from bayes_cart.model_data import prepare_model_data
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prepare_model_data(dataset, spec)
+    except BayesCartError as exc:
+        console.print(f"[red]{escape(error_line(exc))}[/red]")
+        raise typer.Exit(code=1) from None
 
 
 def fit(
@@ -163,22 +204,17 @@ def fit(
     ] = True,
 ) -> None:
     """Fit a hierarchical model and write DIR/fit.nc, DIR/summary.csv and DIR/diagnostics.json."""
-    from bayes_cart.cli.common import (
-        StepPrinter,
-        error_line,
-        load_data_or_exit,
-        print_fit_outcome,
-        read_spec,
-        sampler_progress,
-    )
-    from bayes_cart.errors import OutputError, SpecError
-    from bayes_cart.io import write_fit_outputs
-    from bayes_cart.sampling import fit as run_fit
-    from bayes_cart.sampling import resolve_sampler
+    from bayes_cart.cli.common import error_line, load_data_or_exit, read_spec
+    from bayes_cart.errors import SpecError
     from bayes_cart.spec import parse_covariate_option
 
-    check_before_fitting(out, overwrite, chains, tune, draws, target_accept, seed, time_unit)
-    dataset = load_data_or_exit(data, time_unit=time_unit, columns=columns)
+    # cheap checks first (no PyMC, no ArviZ imported yet): options, then the spec
+    problem = _option_problem(
+        chains, tune, draws, target_accept, seed, time_unit, sampler=sampler, solver=solver
+    )
+    if problem is not None:
+        console.print(f"[red]{escape(problem)}[/red]")
+        raise typer.Exit(code=2)
     try:
         spec = read_spec(model)
         formulas = dict(parse_covariate_option(c) for c in covariates or [])
@@ -208,6 +244,15 @@ def fit(
     except SpecError as exc:
         console.print(f"[red]{escape(error_line(exc))}[/red]")
         raise typer.Exit(code=1) from None
+    dataset = load_data_or_exit(data, time_unit=time_unit, columns=columns)
+    check_spec_against_data(dataset, spec)
+    check_before_fitting(out, overwrite, chains, tune, draws, target_accept, seed, time_unit)
+
+    from bayes_cart.cli.common import StepPrinter, print_fit_outcome, sampler_progress
+    from bayes_cart.errors import OutputError
+    from bayes_cart.io import write_fit_outputs
+    from bayes_cart.sampling import fit as run_fit
+    from bayes_cart.sampling import resolve_sampler
 
     try:
         display = sampler_progress(console, progress)

@@ -3,6 +3,9 @@
 Writes the example data, validates it, computes the NCA table, simulates virtual patients from
 the example's true population, fits the hierarchical model (``models/liu2021_meta.toml``) and,
 when the analysis modules are available, writes the HTML report.
+
+The spec (``--model``) and the sampler options are checked before anything is written: a bad
+one exits 1 (spec) or 2 (option) with a one-line message.
 """
 
 from __future__ import annotations
@@ -52,15 +55,35 @@ def run_example(
     """Validate, NCA, simulate, fit and report on the bundled 218-patient example."""
     import numpy as np
 
-    from bayes_cart.cli.common import StepPrinter, print_fit_outcome, sampler_progress
+    from bayes_cart.cli.common import (
+        StepPrinter,
+        error_line,
+        print_fit_outcome,
+        read_spec,
+        sampler_progress,
+    )
+    from bayes_cart.cli.fit_cmd import _option_problem
     from bayes_cart.dataset import load_dataset
-    from bayes_cart.errors import DataWarning
+    from bayes_cart.errors import DataWarning, SpecError
     from bayes_cart.example import example_truth, truth_by_summary_name, write_example
     from bayes_cart.io import write_fit_outputs
     from bayes_cart.nca import nca, summarise_nca
     from bayes_cart.sampling import fit, resolve_sampler
     from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
-    from bayes_cart.spec import load_spec
+
+    # the spec and the options first: a bad one is reported before minutes of work
+    problem = _option_problem(chains, tune, draws, 0.9, seed, "day", sampler=sampler)
+    if problem is not None:
+        console.print(f"[red]{escape(problem)}[/red]")
+        raise typer.Exit(code=2)
+    try:
+        spec = read_spec(model)
+    except SpecError as exc:
+        console.print(f"[red]{escape(error_line(exc))}[/red]")
+        raise typer.Exit(code=1) from None
+    if out.exists() and not out.is_dir():
+        console.print(f"[red]--out {escape(str(out))}: exists and is not a folder[/red]")
+        raise typer.Exit(code=2)
 
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
@@ -122,7 +145,6 @@ def run_example(
     )
 
     _step(f"5. fit {model} ({sampler}: {chains} chains x {tune} tune + {draws} draws)")
-    spec = load_spec(model)
     display = sampler_progress(console, progress)
     with StepPrinter(console, display.active) as on_step, display:
         result = fit(
