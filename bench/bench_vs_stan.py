@@ -415,9 +415,38 @@ def check_log_density(
 # ---------------------------------------------------------------------------------- runs
 
 
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process (all threads) and its children (Linux).
+
+    nutpie's chains are threads of this process; pystan's run in httpstan's worker
+    processes, children of this one that live on between calls (read from /proc) or have
+    been reaped (``os.times``). CPU over wall time is the number of cores a run actually got
+    on a shared machine.
+    """
+    t = os.times()
+    total = t.user + t.system + t.children_user + t.children_system
+    tick = os.sysconf("SC_CLK_TCK")
+    me = os.getpid()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me:  # ppid; utime and stime are fields 14 and 15
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def run_bayes_cart(data: Any, spec: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Fit with :func:`bayes_cart.sampling.fit` at its defaults (no predictive groups)."""
     from bayes_cart.sampling import fit
+
+    load0 = os.getloadavg()[0]
+    mark: list[float] = []  # CPU seconds when the first draw is reported: compile excluded
+
+    def first_report(progress: Any) -> None:
+        if not mark:
+            mark.append(cpu_seconds())
 
     t0 = time.perf_counter()
     f = fit(
@@ -431,9 +460,12 @@ def run_bayes_cart(data: Any, spec: Any, args: argparse.Namespace) -> dict[str, 
         predictive=False,
         extend=not args.no_second_tries,
         retry=not args.no_second_tries,
+        on_progress=first_report,
     )
     d = f.diagnostics
     return {
+        "sampling_cpu_s": cpu_seconds() - mark[0],
+        "load_1min": [load0, os.getloadavg()[0]],
         "idata": f.idata,
         "compile_s": f.timings["compile_seconds"],
         "sampling_s": f.timings["sampling_seconds"],
@@ -471,6 +503,7 @@ def run_stan(
 ) -> dict[str, Any]:
     """Sample with pystan from ``starts``; return the InferenceData and the timings."""
     chains, draws = args.chains, args.draws
+    load0, c0 = os.getloadavg()[0], cpu_seconds()
     t0 = time.perf_counter()
     samples = posterior.sample(
         num_chains=chains,
@@ -481,6 +514,8 @@ def run_stan(
         init=starts,
     )
     sampling_s = time.perf_counter() - t0
+    cpu_s = cpu_seconds() - c0
+    load = [load0, os.getloadavg()[0]]
     posterior_vars = {}
     for name in (*POPULATION, "b_beta", "b_alpha"):
         arr = np.asarray(samples[name])  # (..., draws * chains), chains interleaved last
@@ -497,7 +532,7 @@ def run_stan(
         "step_size": np.asarray(samples["stepsize__"]).reshape(draws, chains).T,
     }
     idata = az.from_dict(posterior=posterior_vars, sample_stats=stats)
-    return {"idata": idata, "sampling_s": sampling_s}
+    return {"idata": idata, "sampling_s": sampling_s, "cpu_s": cpu_s, "load_1min": load}
 
 
 def figures(idata: Any, names: list[str], compile_s: float, sampling_s: float) -> dict[str, Any]:
@@ -553,9 +588,21 @@ def compare_means(a: Any, b: Any, names: list[str]) -> list[dict[str, Any]]:
 
 def versions() -> dict[str, str]:
     """Versions of what was compared."""
+    import subprocess
     from importlib.metadata import version
 
+    import bayes_cart
+
     out = {"python": platform.python_version()}
+    try:  # the commit of the bayes_cart that was imported (a worktree via PYTHONPATH or not)
+        out["bayes_cart_commit"] = subprocess.run(
+            ["git", "-C", str(Path(bayes_cart.__file__).parent), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        out["bayes_cart_commit"] = "?"
     for pkg in ("bayes_cart", "pymc", "nutpie", "pystan", "httpstan"):
         try:
             out[pkg] = version(pkg)
@@ -568,14 +615,16 @@ def print_table(bc: dict[str, Any], st: dict[str, Any]) -> None:
     """The side-by-side table (markdown)."""
     print(
         "\n| sampler | compile s | sampling s | wall s | min ESS bulk | ESS/s | steps/draw | "
-        "grad/ESS | ms/grad | div | max R-hat |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "grad/ESS | ms/grad | div | max R-hat | cores used | ESS/CPU-s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for label, r in (("bayes_cart (nutpie)", bc), ("Stan (pystan)", st)):
         print(
             f"| {label} | {r['compile_s']:.1f} | {r['sampling_s']:.0f} | {r['wall_s']:.0f} | "
             f"{r['min_ess_bulk']:.0f} ({r['min_ess_quantity']}) | {r['ess_per_s']:.2f} | "
             f"{r['steps_per_draw']:.0f} | {r['gradients_per_ess']:.0f} | "
-            f"{r['ms_per_gradient']:.3f} | {r['divergences']} | {r['max_rhat']:.3f} |"
+            f"{r['ms_per_gradient']:.3f} | {r['divergences']} | {r['max_rhat']:.3f} | "
+            f"{r['cores_used']:.2f} | {r['ess_per_cpu_s']:.2f} |"
         )
 
 
@@ -679,6 +728,14 @@ def main() -> None:
     st = figures(st_run["idata"], names, st_run["compile_s"], st_run["sampling_s"])
     bc["wall_s"] = bc_run["wall_s"]
     st["wall_s"] = compile_s + st_run["sampling_s"]
+    # CPU seconds of the sampling: Stan's around posterior.sample, bayes_cart's from its first
+    # progress report (after the compile) to the end of the fit
+    bc["sampling_cpu_s"] = bc_run["sampling_cpu_s"]
+    st["sampling_cpu_s"] = st_run["cpu_s"]
+    for r, run in ((bc, bc_run), (st, st_run)):
+        r["load_1min_start_end"] = run["load_1min"]
+        r["cores_used"] = r["sampling_cpu_s"] / r["sampling_s"]
+        r["ess_per_cpu_s"] = r["min_ess_bulk"] / r["sampling_cpu_s"]
     bc["second_tries"] = bc_run["second_tries"]
     bc["gate_passed"] = bc_run["gate_passed"]
     print_table(bc, st)
@@ -687,13 +744,17 @@ def main() -> None:
         "gradients_per_ess": bc["gradients_per_ess"] / st["gradients_per_ess"],
         "ms_per_gradient": bc["ms_per_gradient"] / st["ms_per_gradient"],
         "wall": bc["wall_s"] / st["wall_s"],
+        "ess_per_cpu_s": bc["ess_per_cpu_s"] / st["ess_per_cpu_s"],
         "ess_per_wall_s": (bc["min_ess_bulk"] / bc["wall_s"]) / (st["min_ess_bulk"] / st["wall_s"]),
     }
     print(
         f"\nratios bayes_cart / Stan: ESS/s {ratios['ess_per_s']:.2f} (goal >= 5), gradients "
         f"per ESS {ratios['gradients_per_ess']:.2f}, ms per gradient "
         f"{ratios['ms_per_gradient']:.2f}, wall {ratios['wall']:.2f}, ESS per wall second "
-        f"(compile included) {ratios['ess_per_wall_s']:.2f}"
+        f"(compile included) {ratios['ess_per_wall_s']:.2f}, ESS per CPU second "
+        f"{ratios['ess_per_cpu_s']:.2f} (cores used: bayes_cart {bc['cores_used']:.2f}, Stan "
+        f"{st['cores_used']:.2f}; 1-min load at start/end {bc['load_1min_start_end']} / "
+        f"{st['load_1min_start_end']})"
     )
     rows = compare_means(bc_run["idata"], st_run["idata"], names)
     worst = max(abs(r["z"]) for r in rows)
