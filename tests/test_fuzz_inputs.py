@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -52,9 +51,6 @@ def _fuzz(check: Callable[[Any], None], strategy: Callable[..., Any], kinds: lis
     for kind in kinds:
         settings(FUZZ, max_examples=PER_DEFECT)(given(case=strategy(forced=kind, extra=1))(check))()
     settings(FUZZ, max_examples=MIXED)(given(case=strategy(forced=None, extra=3))(check))()
-
-
-_TMP = Path(tempfile.mkdtemp(prefix="bayes_cart_fuzz_"))
 
 
 def _example() -> pd.DataFrame:
@@ -306,7 +302,7 @@ def _check_accounted(data: Any, n_rows: int) -> None:
     assert obs | doses | excluded == set(range(1, n_rows + 1))
 
 
-def test_loader_fuzz_every_outcome_is_a_load_or_a_data_error():
+def test_loader_fuzz_every_outcome_is_a_load_or_a_data_error(tmp_path: Path):
     """Random example patients with injected defects: loaded with every row accounted for,
     or refused with a DataError whose every problem names a row, column or patient."""
     stats: Counter[str] = Counter()
@@ -318,7 +314,7 @@ def test_loader_fuzz_every_outcome_is_a_load_or_a_data_error():
         stats["examples"] += 1
         injected.update(defects)
         stats["defects"] += len(defects)
-        path = _TMP / "fuzz.csv"
+        path = tmp_path / "fuzz.csv"
         table.to_csv(path, index=False)
         n_rows = len(table)
         try:
