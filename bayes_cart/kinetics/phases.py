@@ -276,7 +276,8 @@ def phase_boundaries(
         starts.append(lo)
         lengths.append(hi - lo)
         lo = hi
-    return xp.stack(starts), xp.stack(lengths)
+    # constants (the first start) broadcast against per-patient boundaries
+    return xp.stack(xp.broadcast_arrays(*starts)), xp.stack(xp.broadcast_arrays(*lengths))
 
 
 def phased_ode(model: Any) -> PhasedODE:

@@ -59,6 +59,10 @@ class KineticModel:
         ``f(params, xp) -> log Cmax - log C0`` from the other parameters; lets the ``cmax``
         parameterisation sample each patient's log peak level instead of log C0 (an exact
         translation). ``None``: the structure has no such identity.
+    derived : callable, optional
+        ``f(params) -> params`` run on the complete parameters before every solve, to add
+        values the phases need that are computed from the others (the cut points of a step
+        change, :func:`bayes_cart.kinetics.step_change.with_step_change`).
     liu_equivalent : callable, optional
         ``f(params) -> Liu parameters`` (``C0, k, T0, beta, T1, alpha, rM, deltaM, deltaE``
         arrays, NaN where a draw has no Liu equivalent): lets the analytic CK metrics of
@@ -76,6 +80,7 @@ class KineticModel:
     initial_estimates: Callable[[ProfileSummary], dict[str, Array]] | None = None
     distribution_parameters: tuple[str, ...] = ()
     log_peak_shift: Callable[[Mapping[str, Array], ModuleType], Array] | None = None
+    derived: Callable[[dict[str, Array]], dict[str, Array]] | None = None
     liu_equivalent: Callable[[Mapping[str, Array]], dict[str, Array]] | None = None
 
     def with_defaults(self, params: Mapping[str, Array]) -> dict[str, Array]:
@@ -91,7 +96,7 @@ class KineticModel:
         missing = [p for p in self.parameters if p not in full]
         if missing:
             raise KeyError(f"kinetic model {self.name!r}: missing parameter(s) {missing}")
-        return full
+        return self.derived(full) if self.derived is not None else full
 
     def solve(
         self,

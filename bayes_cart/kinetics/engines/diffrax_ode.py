@@ -154,9 +154,19 @@ def _integrate_phase(
 
 
 def _boundaries(ode: PhasedODE, t: Array, params: Params) -> tuple[Array, Array]:
-    """Start and length of every phase (a last phase to ``inf`` ends at the latest ``t``)."""
+    """Start and length of every phase, none integrated past the latest time ``t``.
+
+    A last phase to ``inf`` ends at the latest ``t``; so does any phase that would run past it
+    (e.g. a boundary that is ``inf`` for a patient: a step change that never happens), and a
+    phase that starts after it is empty. Observations are unaffected: none lies past it.
+    """
     t_last = jnp.max(t) if t.shape[0] > 0 else jnp.asarray(0.0, dtype=jnp.float64)
-    return phase_boundaries(ode, t_last, params, xp=jnp)
+    starts, lengths = phase_boundaries(ode, t_last, params, xp=jnp)
+    ends = starts + lengths
+    late_start = ~(starts <= t_last)  # also NaN / inf
+    starts = jnp.where(late_start, t_last, starts)
+    ends = jnp.where(late_start | ~(ends <= t_last), jnp.maximum(t_last, starts), ends)
+    return starts, ends - starts
 
 
 @functools.lru_cache(maxsize=64)
