@@ -40,8 +40,8 @@ from bayes_cart.covariates import CovariateDesign
 from bayes_cart.dataset import load_dataset, native_columns
 from bayes_cart.diagnostics import Diagnostics
 from bayes_cart.errors import FitFileError, OutputError, SpecError
+from bayes_cart.fit_result import Fit
 from bayes_cart.model_data import ModelData, prepare_model_data
-from bayes_cart.sampling import Fit
 from bayes_cart.spec import spec_from_dict
 
 #: Variables not written to disk: the standard-normal draws behind non-centred effects and the
@@ -154,6 +154,7 @@ def save_fit(fit: Fit, path: str | Path) -> Path:
         "data_time_unit": "day",
         "data_hash": stored_data_hash,
         "timings_json": json.dumps(fit.timings),
+        "settings_json": json.dumps(getattr(fit, "settings", {}) or {}, default=str),
         "diagnostics_json": json.dumps(fit.diagnostics.to_dict(), default=float),
         "notes_json": json.dumps(fit.model_data.notes),
         "covariate_design_json": json.dumps(fit.model_data.design.to_state()),
@@ -274,6 +275,8 @@ def load_fit(path: str | Path) -> Fit:
         model_data=model_data,
         diagnostics=diag,
         timings=_stored_json(attrs, "timings_json", path, default={}),
+        # files written before the settings were stored were all closed-form fits
+        settings=_stored_json(attrs, "settings_json", path, default={"solver": "closed_form"}),
     )
 
 

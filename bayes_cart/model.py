@@ -518,6 +518,16 @@ def build_model(
                 values[name] = pt.as_tensor_variable(md.from_data[name])
         # distribution phase for a subset of patients
         dp_idx = np.flatnonzero(md.distribution_mask)
+        outside = [
+            name
+            for name, p in doc.parameters.items()
+            if p.distribution_phase_only and name not in kin.distribution_parameters
+        ]
+        if outside:
+            raise ValueError(
+                f"parameters {outside} are distribution_phase_only, but kinetic model "
+                f"{kin.name!r} declares no such phase parameters (distribution_parameters)"
+            )
         for name in kin.distribution_parameters:
             p = doc.parameters.get(name)
             if p is None or not p.distribution_phase_only or p.typical is None:

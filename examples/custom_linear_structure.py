@@ -26,6 +26,7 @@ import numpy as np
 
 from bayes_cart.example import load_example
 from bayes_cart.kinetics import LIU_PHASES, Phase, register_ode_kinetics
+from bayes_cart.kinetics.structures.liu2021 import liu_log_peak_shift
 from bayes_cart.sampling import fit
 from bayes_cart.spec import load_spec, spec_from_dict
 from bayes_cart.summary import population_summary
@@ -52,6 +53,9 @@ def register() -> None:
         defaults={"k": 0.0, "T0": 0.0, "deltaE": DELTA_E_PER_DAY},
         description="Liu et al. with memory cells re-entering the effector pool (rE)",
         overwrite=True,
+        # Liu's distribution and expansion phases: same phase parameters, same peak identity
+        distribution_parameters=("k", "T0"),
+        log_peak_shift=liu_log_peak_shift,
     )
 
 

@@ -107,3 +107,20 @@ def test_draw_index_rules() -> None:
     picked = draw_index(50, 10, rng)
     assert len(np.unique(picked)) == 10 and np.all(np.diff(picked) > 0)
     assert len(draw_index(3, 8, rng, replace_if_more=True)) == 8
+
+
+def test_the_fit_file_keeps_the_solver_and_the_settings(tmp_path) -> None:
+    """settings round-trip through fit.nc; a file without them reads as a closed-form fit."""
+    import dataclasses
+
+    from conftest import point_mass_fit
+
+    from bayes_cart.io import load_fit, save_fit
+
+    fit = point_mass_fit(checks_simulation(n_patients=6, random_seed=4), n_draws=5)
+    settings = {"solver": "linear", "sampler": "nutpie-jax", "chains": 2, "random_seed": 7}
+    save_fit(dataclasses.replace(fit, settings=settings), tmp_path / "fit.nc")
+    loaded = load_fit(tmp_path / "fit.nc")
+    assert loaded.settings == settings and fit_solver(loaded) == "linear"
+    save_fit(fit, tmp_path / "old.nc")  # no settings recorded (as files from before)
+    assert fit_solver(load_fit(tmp_path / "old.nc")) == "closed_form"

@@ -77,6 +77,9 @@ def register_ode_kinetics(
     description: str = "",
     reference: str = "",
     overwrite: bool = False,
+    *,
+    distribution_parameters: Sequence[str] = (),
+    log_peak_shift: Callable[[Params, Any], Array] | None = None,
     **solver_options: Any,
 ) -> Any:
     """Register a kinetic structure defined by its phases' right-hand sides.
@@ -101,6 +104,14 @@ def register_ode_kinetics(
         Metadata.
     overwrite : bool
         Replace an existing registration of the same name.
+    distribution_parameters : sequence of str
+        Parameters of a phase only some patients have (a spec flags them
+        ``distribution_phase_only``), e.g. ``("k", "T0")`` when the structure reuses Liu's
+        distribution phase; see :class:`~bayes_cart.kinetics.structure.KineticModel`.
+    log_peak_shift : callable, optional
+        ``f(params, xp) -> log Cmax - log C0``, for the ``cmax`` parameterisation (e.g.
+        :func:`~bayes_cart.kinetics.structures.liu2021.liu_log_peak_shift` when the structure
+        keeps Liu's distribution and expansion phases).
     **solver_options
         ``solver``, ``rtol``, ``atol``, ``max_steps``, ``throw`` of
         :class:`~bayes_cart.kinetics.phases.PhasedODE` (the diffrax engine's options).
@@ -135,6 +146,8 @@ def register_ode_kinetics(
         ode=ode,
         defaults=dict(defaults or {}),
         reference=reference,
+        distribution_parameters=tuple(distribution_parameters),
+        log_peak_shift=log_peak_shift,
     )
     return register_kinetics(model, overwrite=overwrite)
 
