@@ -323,7 +323,7 @@ def _header(progress: SamplerProgress) -> str:
     if progress.finished:
         return text + ", done"
     left = progress.remaining
-    return text + (f", about {format_seconds(left)} left" if left is not None else "")
+    return text + (f", {format_seconds(left)} left" if left is not None else "")
 
 
 def progress_line(progress: SamplerProgress) -> str:
@@ -334,7 +334,7 @@ def progress_line(progress: SamplerProgress) -> str:
     >>> p = SamplerProgress((ChainProgress(1500, 2000, 1, 0.052, 127, tuning=False),),
     ...                     1000, 1000, elapsed=60.0)
     >>> print(progress_line(p).replace(" | ", "\n"))
-    sampling: 1 chain x (1000 tune + 1000 draws), 1 min 00 s, about 20 s left
+    sampling: 1 chain x (1000 tune + 1000 draws), 1 min 00 s, 20 s left
     chain 0 sampling 500/1000, 1 divergence, step 0.052, 127 grad/draw
     """
     parts = [_header(progress)]
@@ -365,22 +365,36 @@ def progress_table(progress: SamplerProgress) -> Any:
     -------
     rich.table.Table
     """
+    from rich import box
     from rich.progress_bar import ProgressBar
     from rich.table import Table
 
-    table = Table(title=_header(progress), title_justify="left", expand=False)
+    slow = _slow_chains(progress)
+    caption = (
+        "! step size below a tenth of the other chains' median: a stuck chain?" if slow else None
+    )
+    # fits 80 columns: a light box, short headers (div.: divergences so far; grad/draw: the
+    # latest draw's leapfrog steps; mean: their mean so far)
+    table = Table(
+        title=_header(progress),
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        expand=False,
+    )
     for col, just in (
         ("chain", "right"),
         ("phase", "left"),
         ("draws", "right"),
         ("", "left"),
-        ("divergences", "right"),
+        ("div.", "right"),
         ("step size", "right"),
         ("grad/draw", "right"),
-        ("mean grad/draw", "right"),
+        ("mean", "right"),
     ):
         table.add_column(col, justify=just)
-    slow = _slow_chains(progress)
     for i, c in enumerate(progress.chains):
         phase = {"tuning": "[cyan]tuning[/cyan]", "sampling": "[green]sampling[/green]"}.get(
             c.phase, c.phase
@@ -388,13 +402,13 @@ def progress_table(progress: SamplerProgress) -> Any:
         div = f"[red]{c.divergences}[/red]" if c.divergences else "0"
         step = format_step_size(c) if c.started else "-"
         if i in slow:
-            step = f"[yellow]{step} (stuck?)[/yellow]"
+            step = f"[yellow]{step} ![/yellow]"
         mean = c.mean_steps
         table.add_row(
             str(progress.chain_offset + i),
             phase,
             f"{c.finished_draws}/{c.total_draws}",
-            ProgressBar(total=max(c.total_draws, 1), completed=c.finished_draws, width=24),
+            ProgressBar(total=max(c.total_draws, 1), completed=c.finished_draws, width=12),
             div,
             step,
             str(c.latest_steps) if c.started else "-",

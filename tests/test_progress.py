@@ -55,7 +55,8 @@ def test_state_summary_and_phases():
 def test_line_names_every_chain_with_draws_divergences_and_step_size():
     line = progress_line(_state(label="sampling"))
     head, *chains = line.split(" | ")
-    assert head.startswith("sampling: 4 chains x (1000 tune + 1000 draws), 10 min 00 s, about")
+    assert head.startswith("sampling: 4 chains x (1000 tune + 1000 draws), 10 min 00 s, ")
+    assert head.endswith(" left")
     assert chains[0] == "chain 0 sampling 500/1000, 0 divergences, step 0.052, 127 grad/draw"
     assert chains[1] == (
         "chain 1 tuning tune 400/1000, 64 divergences, step 4.5e-06 (small step: stuck?), "
@@ -74,19 +75,31 @@ def test_line_numbers_chains_from_the_offset_and_says_done():
     assert "chain 2 done 50/50, 1 divergence, step 0.3, 7 grad/draw" in line
 
 
-def test_table_has_a_row_per_chain():
-    text = _text(progress_table(_state(label="more chains", chain_offset=4)))
+def test_table_has_a_row_per_chain_and_fits_80_columns():
+    text = _text(progress_table(_state(label="more chains", chain_offset=4)), width=80)
     assert "more chains: 4 chains x (1000 tune + 1000 draws)" in text
-    for col in ("chain", "phase", "draws", "divergences", "step size", "grad/draw"):
-        assert col in text
-    rows = [line for line in text.splitlines() if line.startswith("│")]
-    assert len(rows) == 4
-    assert rows[0].split("│")[1].strip() == "4"  # numbered from the offset
-    assert "sampling" in rows[0] and "1500/2000" in rows[0] and "0.052" in rows[0]
-    assert "tuning" in rows[1] and " 64 " in rows[1] and "4.5e-06 (stuck?)" in rows[1]
-    assert "1023" in rows[1] and "1000" in rows[1]  # latest and mean gradients per draw
-    assert "waiting" in rows[2] and "0/2000" in rows[2]
-    assert "done" in rows[3]
+    lines = text.splitlines()
+    header = next(line for line in lines if "phase" in line).split()
+    assert header == ["chain", "phase", "draws", "div.", "step", "size", "grad/draw", "mean"]
+    rows = [line.split() for line in lines if line.split() and line.split()[0].isdigit()]
+    assert [r[0] for r in rows] == ["4", "5", "6", "7"]  # numbered from the offset
+    assert rows[0][1:3] == ["sampling", "1500/2000"] and rows[0][-4:] == [
+        "0",
+        "0.052",
+        "127",
+        "120",
+    ]
+    assert rows[1][1:3] == ["tuning", "400/2000"] and rows[1][-5:] == [
+        "64",
+        "4.5e-06",
+        "!",
+        "1023",
+        "1000",
+    ]
+    assert rows[2] == ["6", "waiting", "0/2000", "0", "-", "-", "-"]
+    assert rows[3][1:3] == ["done", "2000/2000"]
+    assert "! step size below a tenth of the other chains' median" in text
+    assert all(len(line.rstrip()) <= 80 for line in lines) and "…" not in text
 
 
 def test_parse_nutpie_template_output():
