@@ -49,7 +49,7 @@ import xarray as xr
 from bayes_cart.kinetics import derived_metrics, get_kinetics, list_kinetics
 from bayes_cart.kinetics.profile_metrics import profile_metrics
 from bayes_cart.kinetics.structures.liu2021 import LIU_PARAMETERS
-from bayes_cart.predict import draw_index, fit_solver, individual_parameters
+from bayes_cart.predict import draw_index, fit_kinetics, fit_solver, individual_parameters
 from bayes_cart.virtual_population import typical_parameters
 
 __all__ = [
@@ -311,7 +311,7 @@ def individual_metric_draws(
     ids = [str(i) for i in fit.model_data.patient_ids]
     return metric_draws(
         params,
-        fit.spec.kinetics,
+        fit_kinetics(fit),
         lloq=_resolve_lloq(fit, lloq),
         auc_window=auc_window,
         memory_fraction_at=memory_fraction_at,
@@ -430,7 +430,7 @@ def typical_metric_draws(
         value = None if lloq is None else float(lloq)
     ds = metric_draws(
         params,
-        fit.spec.kinetics,
+        fit_kinetics(fit),
         lloq=None if value is None else np.full(len(groups.levels), value),
         auc_window=auc_window,
         memory_fraction_at=memory_fraction_at,

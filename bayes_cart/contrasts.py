@@ -48,7 +48,7 @@ import pandas as pd
 from bayes_cart.ck_metrics import interval_columns, metric_draws
 from bayes_cart.covariates import formula_columns
 from bayes_cart.kinetics import get_kinetics
-from bayes_cart.predict import fit_solver
+from bayes_cart.predict import fit_kinetics, fit_solver
 from bayes_cart.spec import parse_subset_expression
 from bayes_cart.virtual_population import GroupSpec, typical_parameters
 
@@ -277,7 +277,7 @@ def contrast(
     if metrics:
         ds = metric_draws(
             params,
-            fit.spec.kinetics,
+            fit_kinetics(fit),
             lloq=None if lloq is None else np.full(len(groups.levels), float(lloq)),
             auc_window=auc_window,
             memory_fraction_at=memory_fraction_at,

@@ -40,8 +40,9 @@ class Fit:
         ``compile_seconds``, ``sampling_seconds``, ``predictive_seconds``.
     settings : dict
         How it was sampled: ``solver`` (the kinetic route every prediction from the fit
-        uses), ``sampler``, ``chains``, ``tune``, ``draws``, ``target_accept``,
-        ``random_seed``, ``extend``, ``retry``. Stored in ``fit.nc``.
+        uses), ``kinetics`` (the structure solved: the spec's, or it with a step change for
+        a time-varying covariate), ``sampler``, ``chains``, ``tune``, ``draws``,
+        ``target_accept``, ``random_seed``, ``extend``, ``retry``. Stored in ``fit.nc``.
     """
 
     idata: az.InferenceData

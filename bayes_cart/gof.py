@@ -32,6 +32,7 @@ from scipy import stats
 from bayes_cart.ppc import LloqInput, observation_table, pit_values
 from bayes_cart.predict import (
     draw_index,
+    fit_kinetics,
     fit_solver,
     individual_parameters,
     individual_predictions,
@@ -187,7 +188,7 @@ def individual_fits(
         width = max(len(g) for g in grids)
         times = np.array([np.pad(g, (0, width - len(g)), mode="edge") for g in grids])
         curves = predict_curves(
-            fit.spec.kinetics,
+            fit_kinetics(fit),
             {k: v[:, block] for k, v in params.items()},
             times,
             solver=fit_solver(fit),

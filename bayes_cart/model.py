@@ -36,6 +36,7 @@ from bayes_cart.marginal_model import add_marginal_terms, centre_missing_patient
 from bayes_cart.model_data import ModelData, prepare_model_data
 from bayes_cart.scales import Scale, from_scale, parameter_scale, scaled_name, to_scale
 from bayes_cart.spec import ModelSpec, PriorSpec
+from bayes_cart.step_covariates import step_solver, step_structure
 
 
 def prior_dist(prior: PriorSpec, name: str | None = None, log_scale: bool = False, **kwargs: Any):
@@ -561,6 +562,24 @@ def build_model(
                 if name in values and name != "deltaE":
                     pm.Deterministic(f"{name}_i", values[name] * pt.ones(n), dims="patient")
 
+        if md.step is not None:  # a time-varying step covariate: the kinetics' step change
+            solver = step_solver(doc.kinetics, md.step, solver)
+            for name in md.step.parameters:
+                if parameter_scale(doc.parameters[name]) != "log":
+                    raise SpecError(
+                        spec.source,
+                        f"covariates.formulas.{name}: a step covariate needs a log-normal "
+                        f"parameter ({md.step.column} multiplies it by exp(b))",
+                    )
+                b = prior_dist(doc.covariates.prior, md.step.effect_name(name))
+                values[f"{name}_after"] = values[name] * pt.exp(b)
+                if store_individual:
+                    pm.Deterministic(f"{name}_after_i", values[f"{name}_after"], dims="patient")
+            values["TC"] = pt.as_tensor_variable(md.step.change_time)
+            kin = step_structure(doc.kinetics, md.step)
+            if solver == "closed_form":
+                raise ValueError("a step covariate needs solver='linear' or 'ode'")
+
         idx = md.patient_index
         params_obs = {
             name: (values[name][idx] if name in values else None) for name in kin.parameters
@@ -607,6 +626,7 @@ def build_model(
             )
     model.bayes_cart_data = md  # type: ignore[attr-defined]
     model.bayes_cart_solver = solver  # type: ignore[attr-defined]  # for sampler="auto"
+    model.bayes_cart_kinetics = kin.name  # type: ignore[attr-defined]  # with a step change
     model.bayes_cart_centring = masks  # type: ignore[attr-defined]
     model.bayes_cart_partial_weights = weights  # type: ignore[attr-defined]
     model.bayes_cart_partial_omegas = weight_omegas or {}  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from bayes_cart.covariates import CovariateDesign, build_covariate_design
 from bayes_cart.errors import SpecError
 from bayes_cart.marginal import MarginalDesign, marginal_design
 from bayes_cart.spec import ModelSpec, evaluate_subset
+from bayes_cart.step_covariates import StepCovariate, find_step_covariate, split_step_terms
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class ModelData:
         ``{parameter: per-patient values}`` set from the observed profiles.
     notes : list of str
         What was imputed, set from data or excluded (shown in the fit output).
+    step : StepCovariate or None
+        A time-varying 0/1 column in the formulas (:mod:`bayes_cart.step_covariates`): which
+        parameters it acts on and each patient's change time.
     marginal : MarginalDesign or None
         Patients whose missing categorical covariates the model sums over
         (``covariates.missing = "marginalize"``, :mod:`bayes_cart.marginal`); None otherwise.
@@ -67,6 +71,7 @@ class ModelData:
     from_data: dict[str, np.ndarray]
     notes: list[str] = field(default_factory=list)
     marginal: MarginalDesign | None = None
+    step: StepCovariate | None = None
 
     @property
     def n_patients(self) -> int:
@@ -157,8 +162,17 @@ def prepare_model_data(dataset: Any, spec: ModelSpec) -> ModelData:
         obs = obs[keep]
         cens, dv, log_limit, pid = cens[keep], dv[keep], log_limit[keep], pid[keep]
 
-    # covariates and the group level
-    formulas = dict(doc.covariates.formulas)
+    # covariates and the group level; a time-varying step covariate acts through the kinetics
+    formulas, step_terms = split_step_terms(
+        dict(doc.covariates.formulas), tuple(dataset.time_varying), spec.source
+    )
+    step = find_step_covariate(dataset, step_terms)
+    if step is not None:
+        n_on = int(np.isfinite(step.change_time).sum())
+        notes.append(
+            f"step covariate {step.column} on {', '.join(step.parameters)}: {n_on} patient(s) "
+            "switch (from their first record with the value 1)"
+        )
     extra_fixed = {}
     group_col = None
     if doc.group.mode != "none":
@@ -229,4 +243,5 @@ def prepare_model_data(dataset: Any, spec: ModelSpec) -> ModelData:
         from_data=from_data,
         notes=notes,
         marginal=marginal,
+        step=step,
     )

@@ -479,6 +479,13 @@ def fit(
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
+    resolve_sampler(sampler, solver)  # an unknown sampler fails before the model is built
+    step = on_step or (lambda msg: None)
+    step("building the model")
+    md = prepare_model_data(dataset, spec)
+    model = build_model(dataset, spec, model_data=md, solver=solver)
+    # a step covariate moves a closed-form fit to an ODE route (build_model records it)
+    solver = getattr(model, "bayes_cart_solver", solver)
     sampler = resolve_sampler(sampler, solver)
     if solver in JAX_SOLVERS and sampler not in ODE_SAMPLERS:
         warnings.warn(
@@ -488,10 +495,6 @@ def fit(
             UserWarning,
             stacklevel=2,
         )
-    step = on_step or (lambda msg: None)
-    step("building the model")
-    md = prepare_model_data(dataset, spec)
-    model = build_model(dataset, spec, model_data=md, solver=solver)
     step(f"sampling with {sampler}: {chains} chains x ({tune} tune + {draws} draws)")
     idata, timings = sample_posterior(
         model,
@@ -547,6 +550,7 @@ def fit(
     diag.retried = timings.pop("retried", {}) or {}
     settings = {
         "solver": solver,
+        "kinetics": getattr(model, "bayes_cart_kinetics", spec.kinetics),
         "sampler": sampler,
         "chains": chains,
         "tune": tune,

@@ -40,7 +40,13 @@ import xarray as xr
 
 from bayes_cart.covariates import formula_columns
 from bayes_cart.errors import DataError, Problem
-from bayes_cart.predict import curve_states, fit_solver, population_parameters, predict_curves
+from bayes_cart.predict import (
+    curve_states,
+    fit_kinetics,
+    fit_solver,
+    population_parameters,
+    predict_curves,
+)
 
 __all__ = [
     "DEFAULT_TIMES",
@@ -493,13 +499,13 @@ def simulate_virtual_population(
     params = population_parameters(
         fit, table, n_draws=s, iiv=True, group=_trial_mode(groups, covariates), random_seed=rng
     )
-    states = _state_names(fit.spec.kinetics)
+    states = _state_names(fit_kinetics(fit))
     out = {name: np.empty((len(groups.levels), len(t), len(q))) for name in states.values()}
     for g, sl in enumerate(slices):
         n_rows = sl.stop - sl.start
         s_idx, r_idx = _pair_cells(n_patients, s, n_rows, rng)
         chosen = {p: v[:, sl][s_idx, r_idx][None, :] for p, v in params.items()}
-        curves = predict_curves(fit.spec.kinetics, chosen, t, solver=fit_solver(fit))
+        curves = predict_curves(fit_kinetics(fit), chosen, t, solver=fit_solver(fit))
         for key, name in states.items():
             out[name][g] = _quantiles(np.exp(curves[key][0]), q).T
     data_vars = {name: (("group", "time", "quantile"), values) for name, values in out.items()}
@@ -513,7 +519,7 @@ def simulate_virtual_population(
             n_draws=max(s, min(n_total, 1000)),
             random_seed=rng,
         )
-        curves = predict_curves(fit.spec.kinetics, tparams, t, solver=fit_solver(fit))
+        curves = predict_curves(fit_kinetics(fit), tparams, t, solver=fit_solver(fit))
         for key, name in states.items():
             vals = np.quantile(np.exp(curves[key]), q, axis=0)  # (q, group, time)
             data_vars[f"{name}_typical"] = (("group", "time", "quantile"), vals.transpose(1, 2, 0))

@@ -111,3 +111,24 @@ def test_step_change_refuses_unknown_parameters() -> None:
         with_step_change(LIU, ["gamma"])
     with pytest.raises(ValueError, match="no ODE system"):
         with_step_change(get_kinetics("stein2019"), ["alpha"])
+
+
+@pytest.mark.parametrize("solver", ["linear", "ode"])
+def test_gradients_stay_finite_for_patients_without_a_change(solver: str) -> None:
+    """TC = inf must not leak NaN into the gradients (it once did through expm(A * inf))."""
+    import jax
+    import jax.numpy as jnp
+
+    f = batched_log_total(STEP, solver)
+    params = {k: jnp.full(2, v) for k, v in BASE.items()}
+    params.update(
+        TC=jnp.array([np.inf, 20.0]), alpha_after=jnp.full(2, 0.3), rM_after=jnp.full(2, 0.002)
+    )
+    pidx = np.repeat(np.arange(2), TIMES.size)
+    t = np.tile(TIMES, 2)
+
+    def total(alpha):
+        return jnp.sum(f(t, pidx, {**params, "alpha": alpha}))
+
+    grad = np.asarray(jax.grad(total)(jnp.full(2, BASE["alpha"])))
+    assert np.all(np.isfinite(grad)) and np.all(grad < 0)  # a faster decline lowers the level

@@ -17,17 +17,23 @@ COLUMNS_HELP = (
 )
 
 
-def load_data_or_exit(data: str, time_unit: str = "day", columns: list[str] | None = None):
+def load_data_or_exit(
+    data: str,
+    time_unit: str = "day",
+    columns: list[str] | None = None,
+    time_varying: list[str] | None = None,
+):
     """Load ``data`` (a path, or ``example`` for the bundled dataset); exit 1 on a DataError.
 
     ``columns`` are ``--columns ROLE=NAME`` options; a malformed one exits 2.
+    ``time_varying`` are the ``--time-varying`` covariates.
     """
     from bayes_cart.column_roles import parse_column_options
     from bayes_cart.errors import DataError
 
     try:
         declared = parse_column_options(columns)
-        if data == "example" and not declared:
+        if data == "example" and not declared and not time_varying:
             from bayes_cart.example import load_example
 
             return load_example()
@@ -37,7 +43,9 @@ def load_data_or_exit(data: str, time_unit: str = "day", columns: list[str] | No
             from bayes_cart.example import example_data_path
 
             data = str(example_data_path())
-        return load_dataset(data, time_unit=time_unit, columns=declared)
+        return load_dataset(
+            data, time_unit=time_unit, columns=declared, time_varying=tuple(time_varying or ())
+        )
     except FileNotFoundError:
         console.print(f"[red]{escape(data)}: no such file[/red]")
         raise typer.Exit(code=2) from None

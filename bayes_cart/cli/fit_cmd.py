@@ -178,6 +178,14 @@ def fit(
         list[str] | None,
         typer.Option("--columns", help="Column role ROLE=NAME, e.g. DV=CONC (repeatable)."),
     ] = None,
+    time_varying: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--time-varying",
+            help="A covariate that changes over time (repeatable); a 0/1 column that switches "
+            "on once can enter a formula as a step covariate, e.g. --covariates 'alpha ~ TOCI'.",
+        ),
+    ] = None,
     progress: Annotated[
         bool | None,
         typer.Option(
@@ -244,7 +252,9 @@ def fit(
     except SpecError as exc:
         console.print(f"[red]{escape(error_line(exc))}[/red]")
         raise typer.Exit(code=1) from None
-    dataset = load_data_or_exit(data, time_unit=time_unit, columns=columns)
+    dataset = load_data_or_exit(
+        data, time_unit=time_unit, columns=columns, time_varying=time_varying
+    )
     check_spec_against_data(dataset, spec)
     check_before_fitting(out, overwrite, chains, tune, draws, target_accept, seed, time_unit)
 

@@ -51,6 +51,10 @@ Params = Mapping[str, Array]
 CHANGE_TIME = "TC"
 #: Suffix of a changed parameter's value after the change time.
 AFTER = "_after"
+#: Length (days) of the last phase's first part for a patient without a change: any finite
+#: value gives the same curve (the rates after equal those before); finite lengths keep every
+#: matrix exponential and gradient finite.
+NO_CHANGE_SPAN = 1000.0
 
 __all__ = ["AFTER", "CHANGE_TIME", "with_step_change"]
 
@@ -135,16 +139,19 @@ def with_step_change(model: KineticModel, parameters: Sequence[str]) -> KineticM
         """Cut points of each phase, and unchanged values where ``_after`` is NaN."""
         xp = array_namespace(p[CHANGE_TIME])
         out = dict(p)
-        for name in changed:
-            after = out[name + AFTER]
-            out[name + AFTER] = xp.where(xp.isnan(after), out[name], after)
-        starts, lengths = phase_boundaries(base, out[CHANGE_TIME], out, xp=xp)
         tc = out[CHANGE_TIME]
+        never = xp.isinf(tc)
+        for name in changed:  # no change (TC = inf) or no value: the value before
+            after = out[name + AFTER]
+            out[name + AFTER] = xp.where(xp.isnan(after) | never, out[name], after)
+        starts, lengths = phase_boundaries(base, xp.where(never, 0.0, tc), out, xp=xp)
         for i in range(n_phases):
             lo = starts[i]
-            cut = xp.maximum(tc, lo)
-            if i < n_phases - 1:  # the last phase runs on: its cut is not bounded above
-                cut = xp.minimum(cut, lo + lengths[i])
+            if i < n_phases - 1:
+                cut = xp.minimum(xp.maximum(tc, lo), lo + lengths[i])
+            else:  # the last phase runs on; without a change its cut only has to be finite
+                # (the values after equal those before), so no solve meets an infinite length
+                cut = xp.where(never, lo + NO_CHANGE_SPAN, xp.maximum(tc, lo))
             out[_boundary(i)] = cut
         return out
 

@@ -10,6 +10,7 @@ contrasts, virtual populations and the report use these functions and nothing el
 
 from bayes_cart.predict.curves import (
     curve_states,
+    fit_kinetics,
     fit_solver,
     individual_predictions,
     population_predictions,
@@ -30,6 +31,7 @@ __all__ = [
     "design_population_parameters",
     "draw_index",
     "draw_residuals",
+    "fit_kinetics",
     "fit_solver",
     "individual_parameters",
     "individual_predictions",

@@ -18,11 +18,13 @@ from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.solvers import batched_log_total, output_names
 from bayes_cart.predict.draws import draw_index
 from bayes_cart.predict.parameters import design_population_parameters, individual_parameters
+from bayes_cart.predict.route import fit_kinetics, fit_solver
 
 Array = Any
 
 __all__ = [
     "curve_states",
+    "fit_kinetics",
     "fit_solver",
     "individual_predictions",
     "population_predictions",
@@ -31,12 +33,6 @@ __all__ = [
 ]
 
 _CHUNK_CELLS = 4_000_000  # draws x patients x times evaluated at once (closed form)
-
-
-def fit_solver(fit: Any) -> str:
-    """Return the kinetic solver a fit was sampled with (``"closed_form"`` for older files)."""
-    settings = getattr(fit, "settings", None) or {}
-    return str(settings.get("solver", "closed_form"))
 
 
 def curve_states(kinetics: str) -> tuple[str, ...]:
@@ -196,7 +192,7 @@ def population_predictions(
         fit, n_draws=n_draws, iiv=False, group=group, random_seed=random_seed
     )
     return predict_at_observations(
-        fit.spec.kinetics, params, md.patient_index, md.time, solver=fit_solver(fit)
+        fit_kinetics(fit), params, md.patient_index, md.time, solver=fit_solver(fit)
     )
 
 
@@ -219,5 +215,5 @@ def individual_predictions(
     sel = draw_index(n_total, n_draws, np.random.default_rng(random_seed))
     params = {k: v[sel] for k, v in params.items()}
     return predict_at_observations(
-        fit.spec.kinetics, params, md.patient_index, md.time, solver=fit_solver(fit)
+        fit_kinetics(fit), params, md.patient_index, md.time, solver=fit_solver(fit)
     )

@@ -20,8 +20,10 @@ import xarray as xr
 
 from bayes_cart.covariates import UNKNOWN_LEVEL
 from bayes_cart.kinetics import get_kinetics
+from bayes_cart.kinetics.step_change import AFTER, CHANGE_TIME
 from bayes_cart.marginal import component_tables, enumerate_components
-from bayes_cart.predict.draws import draw_index, subset_draws
+from bayes_cart.predict.draws import draw_index, stacked, subset_draws
+from bayes_cart.predict.route import fit_kinetics
 from bayes_cart.scales import from_scale, parameter_scale, scaled_name
 from bayes_cart.spec import evaluate_subset
 
@@ -47,13 +49,16 @@ def individual_parameters(fit: Any) -> dict[str, np.ndarray]:
         (fixed ones broadcast), ``sample`` = chains x draws.
     """
     post = fit.idata.posterior
-    kin = get_kinetics(fit.spec.kinetics)
+    kin = get_kinetics(fit_kinetics(fit))
     n_sample = post.sizes["chain"] * post.sizes["draw"]
     n = fit.model_data.n_patients
+    step = getattr(fit.model_data, "step", None)
     out: dict[str, np.ndarray] = {}
     for name in kin.parameters:
         var = f"{name}_i"
-        if var in post:
+        if name == CHANGE_TIME and step is not None:
+            out[name] = np.broadcast_to(step.change_time, (n_sample, n)).copy()
+        elif var in post:
             out[name] = np.asarray(_stacked_da(post[var]))
         else:
             p = fit.spec.parameters.get(name)
@@ -317,4 +322,12 @@ def design_population_parameters(
     for name, values in (fit.model_data.from_data or {}).items():
         if name in params:
             params[name] = np.broadcast_to(values, params[name].shape).copy()
+    step = getattr(fit.model_data, "step", None)
+    if step is not None:  # the fitted patients' own change times, the draws' effects
+        shape = next(iter(params.values())).shape
+        params[CHANGE_TIME] = np.broadcast_to(step.change_time, shape).copy()
+        post = sub.idata.posterior
+        for name in step.parameters:
+            b = stacked(post, step.effect_name(name))[:, None]
+            params[f"{name}{AFTER}"] = params[name] * np.exp(b)
     return params

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from bayes_cart.ppc import LloqInput, observation_table
-from bayes_cart.predict.curves import fit_solver, predict_at_observations
+from bayes_cart.predict.curves import fit_kinetics, fit_solver, predict_at_observations
 from bayes_cart.predict.draws import subset_draws
 from bayes_cart.predict.parameters import design_population_parameters
 from bayes_cart.predict.residuals import draw_residuals
@@ -53,7 +53,7 @@ def simulate_observed_design(
     sub, sel = subset_draws(fit, n_replicates, rng)
     params = design_population_parameters(sub, n_draws=None, iiv=True, group=group, random_seed=rng)
     mu = predict_at_observations(
-        fit.spec.kinetics, params, md.patient_index, md.time, solver=fit_solver(fit)
+        fit_kinetics(fit), params, md.patient_index, md.time, solver=fit_solver(fit)
     )
     y = mu + draw_residuals(fit, sub, mu, rng)
     log_lloq = observation_table(fit, lloq)["log_lloq"].to_numpy()
