@@ -157,9 +157,26 @@ def _crafted_model(dataset, error_model: str):
     return model, point, n
 
 
+@pytest.fixture(scope="module")
+def crafted(few):
+    """The crafted model of each error model, built once for the tests of this module.
+
+    Returns a function ``error_model -> (model, point, n_crafted, pointwise terms)``.
+    """
+    cache: dict[str, tuple] = {}
+
+    def get(error_model: str) -> tuple:
+        if error_model not in cache:
+            model, point, n = _crafted_model(few, error_model)
+            cache[error_model] = (model, point, n, _pointwise(model, point))
+        return cache[error_model]
+
+    return get
+
+
 @pytest.mark.parametrize("error_model", list(ERROR_MODELS))
-def test_every_row_matches_scipy_under_every_error_model(few, error_model):
-    model, point, n_crafted = _crafted_model(few, error_model)
+def test_every_row_matches_scipy_under_every_error_model(crafted, error_model):
+    model, point, n_crafted, terms = crafted(error_model)
     md = model.bayes_cart_data
     mu, sig, *rest = _observation_parameters(model, point)
     if error_model == "student_t":
@@ -173,7 +190,6 @@ def test_every_row_matches_scipy_under_every_error_model(few, error_model):
         expected = np.sqrt(sigma**2 + (SIGMA_ADD / np.exp(mu)) ** 2)
         np.testing.assert_allclose(sig, expected, rtol=1e-12)
         assert np.ptp(sig) > 0.01  # the additive part makes the SD differ between rows
-    terms = _pointwise(model, point)
     ref = _reference(dists, md.log_dv, md.log_limit, md.cens)
     assert not np.isnan(terms).any(), f"{int(np.isnan(terms).sum())} NaN terms"
     assert np.all(np.isfinite(terms))
@@ -183,14 +199,14 @@ def test_every_row_matches_scipy_under_every_error_model(few, error_model):
 
 
 @pytest.mark.parametrize("error_model", list(ERROR_MODELS))
-def test_interval_rows_use_their_lower_limit(few, error_model):
+def test_interval_rows_use_their_lower_limit(few, crafted, error_model):
     """An interval-censored row is less likely than the same row left-censored at its LLOQ."""
-    model, point, _ = _crafted_model(few, error_model)
+    model, point, _, with_limit = crafted(error_model)
     md = model.bayes_cart_data
     interval = (md.cens == 1) & np.isfinite(md.log_limit)
     as_left = dataclasses.replace(md, log_limit=np.where(interval, np.nan, md.log_limit))
     left_model = build_model(few, _spec(error_model), model_data=as_left)
-    with_limit, without = _pointwise(model, point), _pointwise(left_model, point)
+    without = _pointwise(left_model, point)
     assert np.all(with_limit[interval] <= without[interval])
     # strictly less, except perhaps for the deep lower-tail interval: under the normal
     # CDF(LIMIT) is 1e-25 of CDF(LLOQ) there and vanishes in double precision

@@ -130,7 +130,15 @@ def test_load_refuses_tampered_or_foreign_files(tiny_fit, tmp_path):
         load_fit(tmp_path / "missing.nc")
 
 
+@pytest.mark.slow  # a third real fit (linear solver, JAX): see the docstring
 def test_cli_fit_writes_the_three_files(tiny, tmp_path):
+    """`bayes-cart fit --solver linear` samples and writes fit.nc, summary.csv and
+    diagnostics.json.
+
+    Slow tier: the fast tier covers each piece without this fit: the CLI's output files
+    (tests/test_fit_output.py, on a ready fit), ``resolve_sampler("auto", "linear")``
+    (below) and a ``solver="linear"`` fit through every analysis (tests/test_examples.py).
+    """
     from typer.testing import CliRunner
 
     from bayes_cart.cli import app
@@ -233,9 +241,14 @@ def test_parallel_chains_hold_blas_to_one_thread():
         assert blas_threads() == before
 
 
+@pytest.mark.slow  # a statistical comparison of two real fits
 def test_default_sampler_numba_agrees_with_jax(tiny, tiny_fit):
     """The default backend (nutpie on the Numba graph, BLAS on one thread) samples the same
-    posterior as the JAX backend used by the other tests."""
+    posterior as the JAX backend used by the other tests.
+
+    Slow tier: the fast tier samples with the default backend in tests/test_examples.py
+    (simulation_estimation, responder_contrast) and tests/test_chain_health.py.
+    """
     numba_fit = fit(
         tiny,
         tiny_fit.spec,

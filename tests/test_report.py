@@ -173,39 +173,71 @@ def test_badge_follows_the_diagnostics_verdict(report_fit, html):
     assert "run longer" in page
 
 
-def test_parameter_table_converts_rates_to_months(html):
+def _tables(report, key: str) -> dict:
+    """The tables a section of a built report was computed from (:attr:`Section.tables`)."""
+    return next(s for s in report.sections if s.key == key).tables
+
+
+def _median(cell: str) -> float:
+    """The median of a ``median [low, high]`` cell."""
+    return float(cell.split(" ")[0])
+
+
+def test_parameter_table_converts_rates_to_months(built):
     per_month = BETA * DAYS_PER_MONTH  # 13.696875
     assert f"{per_month:.1f}" == "13.7"
-    table = _section(html, "parameters")
-    row = re.search(r"<td>beta</td>.*?</tr>", table, re.S).group(0)
-    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
-    assert cells[3] == "0.450 [0.450, 0.450]"  # per day
-    assert cells[4] == "13.7 [13.7, 13.7]"  # per month
+    tables = _tables(built, "parameters")
+    assert tables["summary"].set_index("parameter").loc["beta", "q50"] == pytest.approx(BETA)
+    beta = tables["typical values"].set_index("parameter").loc["beta"]
+    assert beta["unit"] == "1/day"
+    assert beta["median [90% CrI]"] == "0.450 [0.450, 0.450]"  # per day
+    assert beta["per month"] == "13.7 [13.7, 13.7]"
+    assert beta["truth"] == "0.450" and beta["truth per month"] == "13.7"
     # an IIV SD is also shown as %CV: omega 0.2 -> sqrt(exp(0.04) - 1) = 20.2%
-    iiv = re.search(r"<td>omega_beta</td>.*?</tr>", table, re.S).group(0)
-    cv = float(re.findall(r"<td[^>]*>(.*?)</td>", iiv)[3].split(" ")[0])
-    assert cv == pytest.approx(100 * math.sqrt(math.expm1(0.2**2)), abs=1.0)
+    iiv = tables["variability"].set_index("parameter").loc["omega_beta"]
+    assert _median(iiv["%CV"]) == pytest.approx(100 * math.sqrt(math.expm1(0.2**2)), abs=1.0)
 
 
-def test_covariate_effect_is_a_ratio_with_its_truth(html):
-    row = re.search(r"<td>beta</td><td>RESPONSE\[CR/PR\] vs PD/NR</td>.*?</tr>", html, re.S)
-    assert row is not None
-    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0))
-    ratio = float(cells[3].split(" ")[0])
+def test_covariate_effect_is_a_ratio_with_its_truth(built):
+    effects = _tables(built, "parameters")["covariate effects"]
+    row = effects.set_index(["parameter", "covariate level"]).loc[
+        ("beta", "RESPONSE[CR/PR] vs PD/NR")
+    ]
+    ratio = _median(row["ratio exp(b) [90% CrI]"])
     assert ratio == pytest.approx(math.exp(TRUE_CR_EFFECT), rel=0.03)
-    assert cells[5] == f"{math.exp(TRUE_CR_EFFECT):.3g}"  # true ratio column: 1.35
+    assert row["true ratio"] == f"{math.exp(TRUE_CR_EFFECT):.3g}"  # true ratio column: 1.35
 
 
-def test_contrasts_show_the_true_ratio(html):
-    section = _section(html, "contrasts")
-    assert "By RESPONSE" in section and "By TUMOR_TYPE" in section and "By TRIAL" in section
-    beta_row = re.search(r"beta \(expansion rate\).*?</tr>", section, re.S).group(0)
-    assert "truth 1.35" in beta_row  # exp(0.3)
+def test_contrasts_show_the_true_ratio(built, html):
+    tables = _tables(built, "contrasts")
+    assert set(tables) == {f"contrasts by {c}" for c in ("RESPONSE", "TUMOR_TYPE", "TRIAL")}
+    table = tables["contrasts by RESPONSE"].set_index(["quantity", "group"])
+    beta = table.loc[("beta", "CR/PR")]
+    assert beta["reference"] == "PD/NR" and bool(beta["in_model"])
+    assert beta["truth"] == pytest.approx(math.exp(TRUE_CR_EFFECT))  # 1.35
+    assert beta["ratio_q50"] == pytest.approx(math.exp(TRUE_CR_EFFECT), rel=0.03)
     # a derived metric's true ratio: Cmax = C0 exp(beta T1), beta x exp(0.3) for responders
     true_cmax = math.exp(BETA * math.expm1(TRUE_CR_EFFECT) * 11.0)
-    cmax_row = re.search(r"<td>Cmax</td>.*?</tr>", section, re.S).group(0)
-    assert f"truth {true_cmax:.3g}" in cmax_row
+    cmax = table.loc[("Cmax", "CR/PR")]
+    assert cmax["kind"] == "metric"
+    assert cmax["truth"] == pytest.approx(true_cmax, rel=1e-3)
+    # rendered: headings, the truths beside the ratios, forest plots
+    section = _section(html, "contrasts")
+    assert "By RESPONSE" in section and "By TUMOR_TYPE" in section and "By TRIAL" in section
+    assert "truth 1.35" in section and f"truth {true_cmax:.3g}" in section
     assert section.count("<img") >= 4
+
+
+def test_ck_metrics_carry_the_truth_of_each_group(built):
+    """The CK-metric table of the typical responder: the true Cmax, C0 exp(beta T1), beside
+    the posterior median of the metric."""
+    table = _tables(built, "metrics")["CK metrics by RESPONSE"].set_index(["metric", "group"])
+    for group, effect in (("PD/NR", 0.0), ("CR/PR", TRUE_CR_EFFECT)):
+        true_cmax = 20.0 * math.exp(BETA * math.exp(effect) * 11.0)
+        row = table.loc[("Cmax", group)]
+        assert row["truth"] == pytest.approx(true_cmax, rel=1e-3)
+        assert row["q5"] <= row["q50"] <= row["q95"]
+        assert row["q50"] == pytest.approx(true_cmax, rel=0.3)
 
 
 def test_default_groups_come_from_the_covariates(report_fit):

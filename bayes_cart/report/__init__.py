@@ -110,6 +110,7 @@ def _run_section(key: str, ctx: _Context) -> Section:
         failures=parts.failures,
         notes=notes[:10],
         seconds=time.perf_counter() - t0,
+        tables=parts.tables,
     )
 
 

@@ -43,6 +43,7 @@ def _section_vpc(ctx: _Context, parts: _Parts) -> list[Markup]:
                 n_replicates=ctx.n_vpc_replicates,
                 random_seed=ctx.rng_seed(80),
             )
+        parts.keep("VPC bins", result.table)
         rows = []
         strata_list = list(pd.unique(result.table["stratum"]))
         for s in [*strata_list, "all"] if len(strata_list) > 1 else strata_list:
@@ -63,7 +64,7 @@ def _section_vpc(ctx: _Context, parts: _Parts) -> list[Markup]:
             )
         classes = ["total" if r["stratum"] == "all" and len(rows) > 1 else "" for r in rows]
         table = _table(
-            _frame(rows),
+            parts.keep("VPC coverage", _frame(rows)),
             numeric=["bins", "percentiles inside", "5th", "median", "95th", "BLQ fraction inside"],
             caption="Share of observed statistics inside their 90% prediction interval",
             row_classes=classes,
@@ -109,6 +110,7 @@ def _section_gof(ctx: _Context, parts: _Parts) -> list[Markup]:
                 n_simulations=ctx.n_vpc_replicates,
                 random_seed=ctx.rng_seed(90),
             )
+        parts.keep("GOF", table)
         q = table[~table["censored"]]
         iwres = q["IWRES"].to_numpy(dtype=float)
         npd = table["NPD"].to_numpy(dtype=float) if "NPD" in table else np.array([])
@@ -142,6 +144,7 @@ def _section_gof(ctx: _Context, parts: _Parts) -> list[Markup]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             table = pit_table(ctx.fit, random_seed=ctx.rng_seed(100))
+        parts.keep("PIT", table)
         s = ppc_summary(table)
         items = [
             (
@@ -279,7 +282,7 @@ def _section_virtual(ctx: _Context, parts: _Parts) -> list[Markup]:
                 row[nm] = f"{_num(v[int(np.argmin(np.abs(q - 0.5)))])} ({_num(v[0])}–{_num(v[-1])})"
             rows.append(row)
         table = _table(
-            _frame(rows),
+            parts.keep("virtual population", _frame(rows)),
             numeric=names,
             caption="Total CAR-T level of the virtual patients: median (10th–90th percentile)",
         )

@@ -48,6 +48,11 @@ class Section:
         Warnings raised while computing the section.
     seconds : float
         Time taken.
+    tables : dict of str to pandas.DataFrame
+        The tables the section was built from, by name: the numeric results it computed
+        (e.g. ``"contrasts by RESPONSE"``, with the true values when a truth was given) and the
+        tables it shows, cell by cell as rendered (e.g. ``"typical values"``). A part that
+        could not be computed has none.
     """
 
     key: str
@@ -56,6 +61,7 @@ class Section:
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,6 +112,25 @@ class _Parts:
     def __init__(self, section_title: str) -> None:
         self.section_title = section_title
         self.failures: list[str] = []
+        self.tables: dict[str, pd.DataFrame] = {}
+
+    def keep(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
+        """Record a table of the section under ``name`` (see :attr:`Section.tables`).
+
+        Parameters
+        ----------
+        name : str
+            Name of the table in :attr:`Section.tables`.
+        table : pandas.DataFrame
+            The table, numeric or as rendered.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``table`` itself, so that a call can wrap the table where it is used.
+        """
+        self.tables[name] = table
+        return table
 
     def run(self, label: str, func: Callable[[], Any]) -> Markup:
         try:
@@ -327,9 +352,9 @@ def _true_quantities(
     params = _true_typical(fit, truth, column, levels)
     if params is None:
         return None
-    from bayes_cart.predict import fit_solver
+    from bayes_cart.predict import fit_kinetics, fit_solver
 
-    ds = metric_draws(params, fit.spec.kinetics, dims=("sample", "group"), solver=fit_solver(fit))
+    ds = metric_draws(params, fit_kinetics(fit), dims=("sample", "group"), solver=fit_solver(fit))
     out = {p: v[0] for p, v in params.items()}
     out.update({str(name): np.asarray(ds[name].values)[0] for name in ds.data_vars})
     return out

@@ -58,7 +58,7 @@ def _section_data(ctx: _Context, parts: _Parts) -> list[Markup]:
         last = ["" for _ in range(len(table) - 1)] + ["total"] if len(table) > 1 else None
         title = f"Samples and BLQ by {ctx.trial}" if ctx.trial else "Samples and BLQ"
         return _h3(title) + _table(
-            table,
+            parts.keep("samples by trial", table),
             numeric=["patients", "samples", "last sample (day)"],
             row_classes=last,
         )
@@ -100,7 +100,9 @@ def _section_data(ctx: _Context, parts: _Parts) -> list[Markup]:
             )
         if not rows:
             return _h3("Covariates") + _p("The data have no covariates.")
-        return _h3("Covariates") + _table(_frame(rows), numeric=["missing"])
+        return _h3("Covariates") + _table(
+            parts.keep("covariates", _frame(rows)), numeric=["missing"]
+        )
 
     out.append(parts.run("covariates", covariates))
 
@@ -113,7 +115,7 @@ def _section_data(ctx: _Context, parts: _Parts) -> list[Markup]:
         if excluded is not None and len(excluded):
             counts = excluded.groupby("reason").size().reset_index(name="rows")
             body += _p(f"{len(excluded)} row(s) of the data file were excluded:")
-            body += _table(counts, numeric=["rows"])
+            body += _table(parts.keep("excluded rows", counts), numeric=["rows"])
         else:
             body += _p("Excluded rows: none (in the fitted data).", "muted")
         return body
@@ -195,7 +197,9 @@ def _section_model(ctx: _Context, parts: _Parts) -> list[Markup]:
                     "prior, IIV SD (log scale)": p.iiv.describe() if p.iiv else "none",
                 }
             )
-        return _h3("Parameters and priors") + _table(_frame(rows))
+        return _h3("Parameters and priors") + _table(
+            parts.keep("parameters and priors", _frame(rows))
+        )
 
     out.append(parts.run("parameters", parameters))
 

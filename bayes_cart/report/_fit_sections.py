@@ -85,7 +85,7 @@ def _section_diagnostics(ctx: _Context, parts: _Parts) -> list[Markup]:
             ]
         )
         html = Markup('<div class="verdict">') + badge + _p(verdict) + Markup("</div>")
-        html += _table(table, numeric=["value"])
+        html += _table(parts.keep("checks", table), numeric=["value"])
         gpe = d.gradients_per_ess
         if math.isfinite(gpe):
             html += _p(
@@ -230,7 +230,7 @@ def _section_parameters(ctx: _Context, parts: _Parts) -> list[Markup]:
         return _num(truth[name]) if name in truth else "–"
 
     def typical() -> Markup:
-        s = _summary(ctx)
+        s = parts.keep("summary", _summary(ctx))
         rows = []
         specs = fit.spec.parameters
         records = s.to_dict("records")
@@ -292,7 +292,9 @@ def _section_parameters(ctx: _Context, parts: _Parts) -> list[Markup]:
         if not rows:
             return Markup("")
         return _h3("Typical values") + _table(
-            _frame(rows), numeric=["R-hat", "ESS bulk"], classes="params"
+            parts.keep("typical values", _frame(rows)),
+            numeric=["R-hat", "ESS bulk"],
+            classes="params",
         )
 
     out.append(parts.run("typical values", typical))
@@ -332,7 +334,9 @@ def _section_parameters(ctx: _Context, parts: _Parts) -> list[Markup]:
         if not rows:
             return Markup("")
         return _h3("Variability: IIV, between-trial, residual") + _table(
-            _frame(rows), numeric=["R-hat", "ESS bulk"], classes="params"
+            parts.keep("variability", _frame(rows)),
+            numeric=["R-hat", "ESS bulk"],
+            classes="params",
         )
 
     out.append(parts.run("variability", variability))
@@ -364,7 +368,9 @@ def _section_parameters(ctx: _Context, parts: _Parts) -> list[Markup]:
         if not rows:
             return _h3("Covariate effects") + _p("The model has no covariate effect.")
         return _h3("Covariate effects (ratio to the reference level)") + _table(
-            _frame(rows), numeric=["R-hat", "ESS bulk", "P(ratio > 1)"], classes="params"
+            parts.keep("covariate effects", _frame(rows)),
+            numeric=["R-hat", "ESS bulk", "P(ratio > 1)"],
+            classes="params",
         )
 
     out.append(parts.run("covariate effects", effects))
@@ -395,7 +401,7 @@ def _section_parameters(ctx: _Context, parts: _Parts) -> list[Markup]:
         return _h3(
             f"{md.group_column} effects (ratio of the {md.group_column}'s typical value to the "
             "population typical value)"
-        ) + _table(_frame(rows))
+        ) + _table(parts.keep("trial effects", _frame(rows)))
 
     out.append(parts.run("trial effects", trial_effects))
     return out

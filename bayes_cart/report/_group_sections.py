@@ -98,7 +98,9 @@ def _section_contrasts(ctx: _Context, parts: _Parts) -> list[Markup]:
         return out
     for column in ctx.by:
         out.append(_h3(f"By {column}"))
-        out.append(parts.run(f"contrasts by {column}", lambda c=column: _contrast_block(ctx, c)))
+        out.append(
+            parts.run(f"contrasts by {column}", lambda c=column: _contrast_block(ctx, parts, c))
+        )
     return out
 
 
@@ -142,12 +144,17 @@ def _contrast_cell(
     return html
 
 
-def _contrast_block(ctx: _Context, column: str) -> Markup:
+def _contrast_block(ctx: _Context, parts: _Parts, column: str) -> Markup:
     from bayes_cart.ck_metrics import interval_columns
 
     table = _contrast(ctx, column)
     lo, hi = interval_columns(float(table["ci"].iloc[0]))
     truth_ratio = _true_ratios(ctx, column, table)
+    keys = zip(table["quantity"].astype(str), table["group"].astype(str), strict=True)
+    parts.keep(
+        f"contrasts by {column}",
+        table.assign(truth=[truth_ratio.get(k, np.nan) for k in keys]),
+    )
 
     def shown(q: str, g: str, in_model: bool) -> bool:
         t = truth_ratio.get((q, g))
@@ -247,13 +254,15 @@ def _section_metrics(ctx: _Context, parts: _Parts) -> list[Markup]:
     groups: list[str | None] = list(ctx.by) or [None]
     for column in groups:
         out.append(_h3(f"Typical patient by {column}" if column else "Typical patient"))
-        out.append(parts.run(f"CK metrics by {column}", lambda c=column: _metrics_block(ctx, c)))
+        out.append(
+            parts.run(f"CK metrics by {column}", lambda c=column: _metrics_block(ctx, parts, c))
+        )
     out.append(_h3("Model-based metrics vs NCA of the observed samples"))
-    out.append(parts.run("NCA reconciliation", lambda: _reconciliation_block(ctx)))
+    out.append(parts.run("NCA reconciliation", lambda: _reconciliation_block(ctx, parts)))
     return out
 
 
-def _metrics_block(ctx: _Context, column: str | None) -> Markup:
+def _metrics_block(ctx: _Context, parts: _Parts, column: str | None) -> Markup:
     from bayes_cart.ck_metrics import typical_metrics
 
     kwargs: dict[str, Any] = {}
@@ -265,6 +274,16 @@ def _metrics_block(ctx: _Context, column: str | None) -> Markup:
     true = None
     if ctx.truth:
         true = _true_quantities(ctx.fit, ctx.truth, column, [str(g) for g in groups])
+    position = {g: j for j, g in enumerate(groups)}
+    parts.keep(
+        f"CK metrics by {column}" if column else "CK metrics",
+        table.assign(
+            truth=[
+                float(true[m][position[g]]) if true is not None and m in true else np.nan
+                for m, g in zip(table["metric"], table["group"], strict=True)
+            ]
+        ),
+    )
     rows = []
     for m in metrics:
         label, unit = _metric_label(m)
@@ -286,10 +305,12 @@ def _metrics_block(ctx: _Context, column: str | None) -> Markup:
     return _table(_frame(rows), classes="metrics", caption=caption)
 
 
-def _reconciliation_block(ctx: _Context) -> Markup:
+def _reconciliation_block(ctx: _Context, parts: _Parts) -> Markup:
     from bayes_cart.ck_metrics import reconcile_nca, summarise_reconciliation
 
-    table = reconcile_nca(ctx.light, random_seed=ctx.rng_seed(70))
+    table = parts.keep(
+        "NCA reconciliation per patient", reconcile_nca(ctx.light, random_seed=ctx.rng_seed(70))
+    )
     html = _p(
         "Per patient, the model-based Cmax, Tmax and AUC0-28 (posterior median of the metric of "
         "the patient's fitted curve) against the NCA of the observed samples. A ratio near 1 "
@@ -303,6 +324,7 @@ def _reconciliation_block(ctx: _Context) -> Markup:
     if keys:
         overall[ctx.trial] = "all"
         summary = pd.concat([summary, overall], ignore_index=True)
+    parts.keep("NCA reconciliation", summary)
     metrics = list(dict.fromkeys(table["metric"]))
     rows = []
     for m in metrics:

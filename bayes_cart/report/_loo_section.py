@@ -75,6 +75,7 @@ def _section_loo(ctx: _Context, parts: _Parts) -> list[Markup]:
         name = getattr(ctx.fit.spec, "name", "this fit")
         fits = {f"{name} (this report)": ctx.fit, **ctx.other_fits}
         table, bad = compare_fits(fits)
+        parts.keep("LOO comparison", table)
         rows = []
         for model, r in table.iterrows():
             rows.append(
