@@ -405,6 +405,17 @@ def _constant_data(md: ModelData, dataset: Any) -> xr.Dataset:
     return ds
 
 
+def _warn_slow_backend(solver: str, sampler: str) -> None:
+    if solver in JAX_SOLVERS and sampler not in ODE_SAMPLERS:
+        warnings.warn(
+            f"solver={solver!r} with sampler={sampler!r}: this solver is JAX code that this "
+            "backend calls through Python for every gradient (about 2x slower); use "
+            "sampler='nutpie-jax'",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def fit(
     dataset: Any,
     spec: ModelSpec,
@@ -479,22 +490,18 @@ def fit(
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
-    resolve_sampler(sampler, solver)  # an unknown sampler fails before the model is built
+    requested = sampler
+    sampler = resolve_sampler(requested, solver)
+    _warn_slow_backend(solver, sampler)
     step = on_step or (lambda msg: None)
     step("building the model")
     md = prepare_model_data(dataset, spec)
     model = build_model(dataset, spec, model_data=md, solver=solver)
     # a step covariate moves a closed-form fit to an ODE route (build_model records it)
-    solver = getattr(model, "bayes_cart_solver", solver)
-    sampler = resolve_sampler(sampler, solver)
-    if solver in JAX_SOLVERS and sampler not in ODE_SAMPLERS:
-        warnings.warn(
-            f"solver={solver!r} with sampler={sampler!r}: this solver is JAX code that this "
-            "backend calls through Python for every gradient (about 2x slower); use "
-            "sampler='nutpie-jax'",
-            UserWarning,
-            stacklevel=2,
-        )
+    if getattr(model, "bayes_cart_solver", solver) != solver:
+        solver = model.bayes_cart_solver
+        sampler = resolve_sampler(requested, solver)
+        _warn_slow_backend(solver, sampler)
     step(f"sampling with {sampler}: {chains} chains x ({tune} tune + {draws} draws)")
     idata, timings = sample_posterior(
         model,
