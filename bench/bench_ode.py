@@ -11,7 +11,8 @@ Prints markdown tables:
    the whole hierarchical model ``liu2021_meta`` (what nutpie-jax evaluates); closed form,
    linear, ODE with the sampling settings
    (:data:`bayes_cart.kinetics.engines.pytensor_op.MCMC_OPTIONS`) and, for (a), the ODE with
-   the accuracy settings of :class:`~bayes_cart.kinetics.phases.PhasedODE` (rtol 1e-8, stepping to every observation, every phase in two stages);
+   the accuracy settings of :class:`~bayes_cart.kinetics.phases.PhasedODE` (rtol 1e-8,
+   stepping to every observation, every phase in two stages);
 2. the largest |log(E+M)| difference route - closed form at the true parameters and at random
    perturbations of them (compare with the residual SD, ~0.5 on the log scale);
 3. a full fit of ``--fit-patients`` patients with each of ``--fit-solvers`` (``fit(...,
