@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+# The CLI prints through rich, which wraps lines at the console width; messages that name long
+# temporary paths would then be split wherever the width falls. Tests read the messages, so
+# give the console a fixed, wide width (a user's terminal keeps its own).
+os.environ["COLUMNS"] = "240"
+
 # PyTensor records the Python stack (8 frames) on every graph node it creates, for its error
 # messages; building the gradient of a model (every test that compiles a logp or dlogp) spends
 # about 40% of its time there. The tests do not read those traces: record none. Set before
