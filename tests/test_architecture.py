@@ -116,3 +116,16 @@ def test_the_kinetics_registry_imports_no_solver_engine() -> None:
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_every_subpackage_ships_in_the_wheel() -> None:
+    """pyproject lists its packages explicitly: a new subpackage must be added there."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"][
+            "packages"
+        ]
+    )
+    found = {_module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert found - listed == set()
