@@ -440,6 +440,12 @@ def _write_fit_files(fit: Fit, out: Path, settings: dict[str, Any] | None) -> pd
         "n_observations": md.n_obs,
         "n_censored": md.n_censored,
         **(settings or {}),
+        # the route and structure actually solved (a step covariate moves closed_form to linear)
+        **{
+            k: v
+            for k, v in (getattr(fit, "settings", None) or {}).items()
+            if k in ("solver", "kinetics")
+        },
         "model": fit.spec.name,
         "spec_hash": fit.spec.hash,
         "notes": md.notes,

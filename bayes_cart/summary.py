@@ -29,6 +29,9 @@ COLUMNS = ["parameter", "mean", "sd", "q5", "q50", "q95", "r_hat", "ess_bulk", "
 
 
 def _label(var: str, coord: str | None) -> str:
+    if var.startswith("b_") and coord is None:  # a step covariate's effect, b_<p>_<COLUMN>
+        parameter, _, column = var[2:].partition("_")
+        return f"{parameter}:{column}" if column else var[2:]
     if var.startswith("b_"):
         return f"{var[2:]}:{coord}"
     return var if coord is None else f"{var}[{coord}]"

@@ -141,3 +141,10 @@ def test_a_tocilizumab_effect_on_alpha_is_recovered() -> None:
     ipred = np.median(individual_predictions(result, n_draws=100), axis=0)
     resid = result.model_data.log_dv - ipred
     assert np.median(np.abs(resid[result.model_data.cens == 0])) < 0.4
+
+
+def test_the_effect_is_summarised_as_parameter_and_column() -> None:
+    from bayes_cart.summary import _label
+
+    assert _label("b_alpha_TOCI", None) == "alpha:TOCI"
+    assert _label("b_beta", "RESPONSE[CR/PR]") == "beta:RESPONSE[CR/PR]"
