@@ -278,3 +278,37 @@ def test_newer_nutpie_progress_callback(monkeypatch):
     assert format_step_size(p.chains[0]) == "0.00123"
     assert p.chains[0].mean_steps == pytest.approx(100.0)
     assert from_nutpie_chains([], 1, 1).chains == ()
+
+
+def test_each_run_of_a_fit_is_labelled(monkeypatch):
+    """Added chains and the second run after divergences report their own label and chains."""
+    import pymc as pm
+
+    import bayes_cart.sampling as sampling
+
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, 1.0, shape=2)
+    monkeypatch.setattr(  # one more batch while there are fewer than 4 chains
+        sampling,
+        "needs_more_draws",
+        lambda idata, max_factor: int(idata.posterior.sizes["chain"] < 4),
+    )
+    real = sampling._divergences
+    calls = []
+
+    def five_the_first_time(idata):
+        calls.append(1)
+        return 5 if len(calls) == 1 else real(idata)
+
+    monkeypatch.setattr(sampling, "_divergences", five_the_first_time)
+    reports: list[SamplerProgress] = []
+    sampling.sample_posterior(model, chains=2, tune=40, draws=20, on_progress=reports.append)
+    runs = {}
+    for p in reports:
+        runs.setdefault(p.run, (p.label, p.chain_offset, len(p.chains)))
+    assert list(runs.values()) == [
+        ("sampling", 0, 2),
+        ("more chains", 2, 2),
+        ("second run at target_accept 0.95", 0, 2),
+        ("more chains", 2, 2),
+    ]
