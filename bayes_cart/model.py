@@ -576,7 +576,7 @@ def build_model(
                 if store_individual:
                     pm.Deterministic(f"{name}_after_i", values[f"{name}_after"], dims="patient")
             values["TC"] = pt.as_tensor_variable(md.step.change_time)
-            kin = step_structure(doc.kinetics, md.step)
+            kin = step_structure(doc.kinetics, md.step.parameters)
             if solver == "closed_form":
                 raise ValueError("a step covariate needs solver='linear' or 'ode'")
 

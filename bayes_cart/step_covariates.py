@@ -180,22 +180,21 @@ def find_step_covariate(dataset: Any, steps: Mapping[str, str]) -> StepCovariate
     return StepCovariate(column=column, parameters=tuple(sorted(steps)), change_time=change)
 
 
-def step_structure(kinetics: str, step: StepCovariate | None) -> Any:
-    """Return the structure a fit solves: ``kinetics``, or it with the step change.
+def step_structure(kinetics: str, changed: tuple[str, ...] = ()) -> Any:
+    """Return the structure a fit solves: ``kinetics``, or it with ``changed`` stepping.
 
     Examples
     --------
-    >>> s = StepCovariate("TOCI", ("alpha",), np.array([np.inf]))
-    >>> step_structure("liu2021", s).name, step_structure("liu2021", None).name
+    >>> step_structure("liu2021", ("alpha",)).name, step_structure("liu2021").name
     ('liu2021+step(alpha)', 'liu2021')
     """
     from bayes_cart.kinetics import get_kinetics, list_kinetics, register_kinetics
     from bayes_cart.kinetics.step_change import with_step_change
 
     base = get_kinetics(kinetics)
-    if step is None:
+    if not changed:
         return base
-    model = with_step_change(base, step.parameters)
+    model = with_step_change(base, changed)
     if model.name not in list_kinetics():
         register_kinetics(model)
     return get_kinetics(model.name)
@@ -210,8 +209,7 @@ def structure_by_name(name: str) -> Any:
     m = re.fullmatch(r"(.+)\+step\((.+)\)", name)
     if m is None:
         return get_kinetics(name)  # the registry's own error
-    step = StepCovariate("", tuple(m.group(2).split(",")), np.array([]))
-    return step_structure(m.group(1), step)
+    return step_structure(m.group(1), tuple(m.group(2).split(",")))
 
 
 def step_solver(kinetics: str, step: StepCovariate | None, solver: str) -> str:

@@ -27,4 +27,4 @@ def fit_kinetics(fit: Any) -> str:
     if name:
         return structure_by_name(str(name)).name
     step = getattr(getattr(fit, "model_data", None), "step", None)
-    return step_structure(fit.spec.kinetics, step).name
+    return step_structure(fit.spec.kinetics, step.parameters if step else ()).name
