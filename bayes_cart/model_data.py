@@ -262,14 +262,24 @@ def prepare_model_data(dataset: Any, spec: ModelSpec) -> ModelData:
             raise SpecError(spec.source, f"distribution_phase.enabled_if: {exc}") from None
         notes.append(f"distribution phase ({expr}): {int(mask.sum())} patient(s)")
 
-    # parameters set from the observed profile
+    # parameters set from the observed profile (of the first infusion: before the second)
     from_data: dict[str, np.ndarray] = {}
     obs_all = dataset.observations
+    schedule = infusion_schedule(dataset)
+    if schedule.n_slots > 1:
+        second = dict(zip(dataset.patient_ids, schedule.start[:, 1], strict=True))
+    else:
+        second = dict.fromkeys(dataset.patient_ids, np.inf)
     for name, p in doc.parameters.items():
         if p.from_data is None:
             continue
         vals = np.array(
-            [_profile_values(obs_all[obs_all["ID"] == i], p.from_data) for i in dataset.patient_ids]
+            [
+                _profile_values(
+                    obs_all[(obs_all["ID"] == i) & ~(obs_all["TIME"] > second[i])], p.from_data
+                )
+                for i in dataset.patient_ids
+            ]
         )
         if name == "T0":
             vals = np.where(mask, vals, 0.0)
@@ -278,7 +288,7 @@ def prepare_model_data(dataset: Any, spec: ModelSpec) -> ModelData:
         from_data[name] = vals
         notes.append(f"{name} set per patient from the data ({p.from_data})")
 
-    infusions = infusion_schedule(dataset)
+    infusions = schedule
     if infusions.several:
         from bayes_cart.kinetics import get_kinetics
 

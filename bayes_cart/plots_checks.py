@@ -294,6 +294,7 @@ def plot_individual_fits(
     states: Sequence[str] = ("total", "E", "M"),
     max_patients: int | None = 24,
     floor: float | None = None,
+    infusions: pd.DataFrame | None = None,
 ) -> Figure:
     """Individual fits: posterior median and band of each patient's curves, with the data.
 
@@ -312,6 +313,9 @@ def plot_individual_fits(
         Draw at most this many patients (the first ones of ``curves``).
     floor : float, optional
         Lower limit of the y axis (default: a decade below the lowest observation).
+    infusions : DataFrame, optional
+        ``ID, INFUSION, TIME`` (``Dataset.infusions``): each later infusion is marked by a
+        dotted vertical line.
 
     Returns
     -------
@@ -352,6 +356,18 @@ def plot_individual_fits(
                     color=_CENS,
                     zorder=3,
                     label="BLQ (at LLOQ)",
+                )
+        if infusions is not None and len(infusions):
+            later = infusions[
+                (infusions["ID"].astype(str) == str(pid)) & (infusions["INFUSION"] > 1)
+            ]
+            for j, day in enumerate(later["TIME"]):
+                ax.axvline(
+                    float(day),
+                    color="tab:purple",
+                    ls=":",
+                    lw=1.0,
+                    label="re-infusion" if j == 0 else None,
                 )
         ax.set_yscale("log")
         if floor is not None and floor > 0:

@@ -203,6 +203,11 @@ def _section_individual(ctx: _Context, parts: _Parts) -> list[Markup]:
             + ": posterior median (line) and 90% credible band of the total CAR-T level, the "
             "effector (E, dashed) and memory (M, dash-dot) components, and the observed samples "
             "(BLQ samples as triangles at their LLOQ)."
+            + (
+                " Dotted vertical lines mark later infusions (each starts its own cohort of cells)."
+                if getattr(ctx.fit.model_data, "infusions", None) is not None
+                else ""
+            )
         )
     ]
 
@@ -210,7 +215,11 @@ def _section_individual(ctx: _Context, parts: _Parts) -> list[Markup]:
         ids = _pick_patients(ctx.fit, ctx.trial, ctx.n_individual, ctx.rng_seed(110))
         curves = individual_fits(ctx.light, patients=ids, n_draws=None)
         fig = plot_individual_fits(
-            curves, observation_table(ctx.fit), ncols=4, max_patients=len(ids)
+            curves,
+            observation_table(ctx.fit),
+            ncols=4,
+            max_patients=len(ids),
+            infusions=ctx.fit.dataset.infusions,
         )
         if ctx.trial:
             labels = ctx.fit.dataset.patients[ctx.trial].astype(object)
