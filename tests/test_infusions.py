@@ -458,3 +458,20 @@ def test_the_fit_file_predictions_and_replicates_keep_the_infusions(tmp_path) ->
         rows = per[per["p"] == i]
         before = rows[rows["t"] <= day]["y"].iloc[-1]
         assert rows[(rows["t"] > day) & (rows["t"] <= day + 20)]["y"].max() > before + 2.0
+
+
+def test_the_plots_mark_the_later_infusions() -> None:
+    from bayes_cart.gof import individual_fits
+    from bayes_cart.plots_checks import plot_individual_fits, plot_vpc
+    from bayes_cart.vpc import vpc
+
+    sim, frame, _ = two_infusion_data(6)
+    fit = point_mass_fit(SimpleNamespace(data=frame, population=sim.population, truth=sim.truth))
+    infusions = fit.dataset.infusions
+    curves = individual_fits(fit, ["P001", "P002"], n_draws=3)
+    fig = plot_individual_fits(curves, infusions=infusions)
+    labels = [[line.get_label() for line in ax.get_lines()] for ax in fig.axes[:2]]
+    assert "re-infusion" not in labels[0] and "re-infusion" in labels[1]  # P002 is re-infused
+    result = vpc(fit, n_replicates=20, n_bins=6, random_seed=1)
+    fig = plot_vpc(result, infusions=infusions)
+    assert any(line.get_label() == "later infusions (3)" for line in fig.axes[0].get_lines())

@@ -69,7 +69,14 @@ def _section_vpc(ctx: _Context, parts: _Parts) -> list[Markup]:
             caption="Share of observed statistics inside their 90% prediction interval",
             row_classes=classes,
         )
-        fig = plot_vpc(result, blq_panel=True, ncols=3, log_x=True, panel_size=(4.6, 3.2))
+        fig = plot_vpc(
+            result,
+            blq_panel=True,
+            ncols=3,
+            log_x=True,
+            panel_size=(4.6, 3.2),
+            infusions=ctx.fit.dataset.infusions,
+        )
         return table + _figure(
             fig,
             "visual predictive check",
