@@ -151,6 +151,23 @@ def test_a_dose_column_is_compared_with_the_first_infusion(write_csv) -> None:
     assert data.patients["DOSE"].tolist() == [50.0, 60.0]
 
 
+def test_a_per_kg_dose_covariate_is_a_formula_on_the_first_infusion() -> None:
+    frame = pd.DataFrame(
+        {
+            "ID": [1, 1, 1, 1, 2, 2],
+            "TIME": [0, 7, 60, 67, 0, 7],
+            "DV": [None, 100, None, 90, None, 80],
+            "EVID": [1, 0, 1, 0, 1, 0],
+            "AMT": [5e8, None, 2.5e8, None, 4e8, None],
+            "WT": [50, 50, 50, 50, 80, 80],
+        }
+    )
+    data = _load(frame)
+    spec = load_spec("liu2021").with_overrides(covariates={"C0": "log(DOSE / WT)"})
+    x = prepare_model_data(data, spec).design.matrices["C0"]
+    np.testing.assert_allclose(x.iloc[:, 0], np.log([5e8 / 50, 4e8 / 80]))
+
+
 def test_single_infusion_data_give_the_single_infusion_model_exactly(write_csv) -> None:
     """One dosing row per patient: no infusion table in the model, the same log density."""
     sim, _, _ = two_infusion_data(6)
