@@ -97,7 +97,12 @@ def starting_point(spec: ModelSpec, md: ModelData) -> dict[str, Any]:
         structure without estimates.
     """
     kin = get_kinetics(spec.doc.kinetics)
-    prof = read_profiles(md.time, md.log_dv, md.cens, md.patient_index, md.n_patients)
+    cens = md.cens
+    infusions = getattr(md, "infusions", None)
+    if infusions is not None:  # read the first infusion's profile: samples before the second
+        second = infusions.start[md.patient_index, 1]
+        cens = np.where(md.time > second, 1, cens)
+    prof = read_profiles(md.time, md.log_dv, cens, md.patient_index, md.n_patients)
     logs: dict[str, np.ndarray] = {}
     if kin.initial_estimates is not None:
         for name, values in kin.initial_estimates(prof).items():

@@ -641,7 +641,9 @@ def build_model(
         }
         params_obs = {k: v for k, v in params_obs.items() if v is not None}
         t = pt.as_tensor_variable(md.time)
-        if solver == "closed_form":
+        if md.infusions is not None and solver in ("closed_form", "ode", "linear"):
+            mu = _superposed_log_total(kin, md, values, solver)
+        elif solver == "closed_form":
             mu = kin.solve(t, params_obs, xp=pt)["log_total"]
         elif solver in ("ode", "linear"):
             from bayes_cart.kinetics.engines.pytensor_op import ode_log_total
@@ -695,6 +697,46 @@ def build_model(
     model.bayes_cart_patient_subsets = subsets  # type: ignore[attr-defined]
     model.bayes_cart_initvals = initial_values(model, spec, md)  # type: ignore[attr-defined]
     return model
+
+
+def _superposed_log_total(kin: Any, md: ModelData, values: dict[str, Any], solver: str) -> Any:
+    """``log_total`` at every observation as the sum of one cohort per infusion.
+
+    Each cohort is solved with the patient's parameters on its own clock (its level scaled by
+    its dose ratio, a step change moved onto its clock): the closed form at the (observation,
+    cohort) pairs, or the JAX route with one virtual patient per cohort. The pairs are data,
+    so only present cohorts are solved (:mod:`bayes_cart.kinetics.superposition`).
+    """
+    from types import SimpleNamespace
+
+    from bayes_cart.kinetics.superposition import (
+        cohort_parameters,
+        combine_cohorts,
+        dose_parameter,
+        infusion_pairs,
+    )
+
+    assert md.infusions is not None
+    pairs = infusion_pairs(md.infusions, md.patient_index, md.time)
+    n = md.n_patients
+    used = {
+        name: pt.as_tensor_variable(v) * pt.ones(n)
+        for name, v in values.items()
+        if name in kin.parameters
+    }
+    cohort = cohort_parameters(used, pairs, dose_parameter(kin), pt)
+    if solver == "closed_form":
+        per_pair = {name: v[pairs.cohort] for name, v in cohort.items()}
+        since = pt.as_tensor_variable(pairs.since)
+        log_pairs = kin.solve(since, per_pair, xp=pt)["log_total"]
+    else:
+        from bayes_cart.kinetics.engines.pytensor_op import ode_log_total
+
+        cohort_md = SimpleNamespace(
+            time=pairs.since, patient_index=pairs.cohort, n_patients=pairs.n_cohorts
+        )
+        log_pairs = ode_log_total(kin, cohort_md, cohort, solver=solver)
+    return combine_cohorts(log_pairs, pairs, pt)
 
 
 def _add_student_t(md: ModelData, mu, sigma, nu, idx: CensoringIndex, lim) -> None:
