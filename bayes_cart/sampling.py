@@ -441,6 +441,7 @@ def fit(
     extend: bool = True,
     retry: bool = True,
     on_progress: Callable[[Any], None] | None = None,
+    low_rank: bool = False,
 ) -> Fit:
     """Fit ``spec`` to ``dataset``: build, sample, add predictive groups, run the gate.
 
@@ -475,6 +476,12 @@ def fit(
     on_progress : callable, optional
         Called with the sampler's per-chain progress (nutpie backends; see
         :func:`sample_posterior` and :class:`bayes_cart.progress.ProgressDisplay`).
+    low_rank : bool
+        Adapt nutpie's low-rank modified mass matrix instead of a diagonal one (nutpie
+        backends only). It follows one slow collective direction, such as the residual SD
+        against every patient's parameters in a sparse design (on the sparse panel dataset
+        `liu2021` passed the gate on the first try with it and not without); on the bundled
+        example it did not help, so it is off by default (``docs/benchmarks.md``).
     extend : bool
         When healthy chains mix too slowly for the gate (R-hat above 1.01 or bulk ESS below
         400, without divergences or stuck chains) and at most 4 times the draws would reach
@@ -499,6 +506,8 @@ def fit(
         raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
     requested = sampler
     sampler = resolve_sampler(requested, solver)
+    if low_rank and not sampler.startswith("nutpie"):
+        raise ValueError(f"a low-rank mass matrix needs a nutpie sampler, not {sampler!r}")
     _warn_slow_backend(solver, sampler)
     step = on_step or (lambda msg: None)
     step("building the model")
@@ -523,6 +532,7 @@ def fit(
         retry_target_accept=RETRY_TARGET_ACCEPT if retry else None,
         solver=solver,
         on_progress=on_progress,
+        low_rank=low_rank,
     )
     t0 = time.perf_counter()
     if prior_draws or predictive:
@@ -573,6 +583,7 @@ def fit(
         "random_seed": random_seed,
         "extend": extend,
         "retry": retry,
+        "low_rank": low_rank,
     }
     return Fit(
         idata=idata,

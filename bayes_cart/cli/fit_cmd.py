@@ -210,6 +210,14 @@ def fit(
             "no divergences) and up to 4x the draws would do, sample more chains.",
         ),
     ] = True,
+    low_rank: Annotated[
+        bool,
+        typer.Option(
+            "--low-rank/--diagonal",
+            help="Mass matrix adapted by nutpie: low-rank modified (follows one slow "
+            "collective direction, e.g. the residual SD in sparse designs) or diagonal.",
+        ),
+    ] = False,
 ) -> None:
     """Fit a hierarchical model and write DIR/fit.nc, DIR/summary.csv and DIR/diagnostics.json."""
     from bayes_cart.cli.common import error_line, load_data_or_exit, read_spec
@@ -282,6 +290,7 @@ def fit(
                 on_progress=display if display.active else None,
                 extend=extend,
                 retry=retry,
+                low_rank=low_rank,
             )
     except (SpecError, ValueError) as exc:
         console.print(f"[red]{escape(error_line(exc))}[/red]")
@@ -293,6 +302,7 @@ def fit(
         "tune": tune,
         "draws": draws,
         "seed": seed,
+        "low_rank": low_rank,
     }
     try:
         summary = write_fit_outputs(result, out, settings, overwrite=overwrite)
