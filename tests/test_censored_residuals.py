@@ -90,12 +90,9 @@ def _point(model) -> dict[str, np.ndarray]:
 
 
 def _fn(model, outputs):
-    """The values of ``outputs`` at a point, in FAST_COMPILE mode: the graph as written, with
-    no C compilation and no rewrites that could stand in for the stable formulas under test."""
     return model.compile_fn(
-        outputs, inputs=model.value_vars, on_unused_input="ignore", point_fn=True,
-        mode="FAST_COMPILE",
-    )  # fmt: skip
+        outputs, inputs=model.value_vars, on_unused_input="ignore", point_fn=True
+    )
 
 
 def _observation_parameters(model, point) -> list[np.ndarray]:
