@@ -98,10 +98,17 @@ def patient_information(
     lim = np.nan_to_num(md.log_limit, nan=0.0)
     idx = md.patient_index
 
+    infusions = getattr(md, "infusions", None)
+
     def loglik(params: dict[str, np.ndarray]) -> np.ndarray:
         obs = {k: v[idx] for k, v in params.items()}
         with np.errstate(all="ignore"):
-            mu = kin.solve(md.time, obs)["log_total"]
+            if infusions is not None:  # one cohort per infusion, as in the model
+                from bayes_cart.kinetics.superposition import superposed_solve
+
+                mu = superposed_solve(kin, md.time, idx, params, infusions)["log_total"]
+            else:
+                mu = kin.solve(md.time, obs)["log_total"]
             ll = censored_loglik(md.log_dv, mu, sigma, index, lim, xp=np)
         return _patient_sum(np.where(np.isfinite(ll), ll, -1e10), idx, n)
 

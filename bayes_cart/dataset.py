@@ -14,7 +14,10 @@ Format (column names are matched case-insensitively):
   ``[LIMIT, DV]``, a right-censored one in ``[DV, LIMIT]``). ``LIMIT=0`` on a left-censored row
   means no lower bound (Monolix's convention; the same likelihood on the log scale).
 * NONMEM dosing rows (``EVID=1`` with ``AMT``; or, without EVID, ``AMT > 0`` with ``MDV=1`` or no
-  DV) are doses, not observations; the summed AMT of a patient becomes covariate ``DOSE``.
+  DV) are doses, not observations. Each distinct dosing TIME of a patient is an infusion
+  (``Dataset.infusions``; rows at one TIME are one infusion, their AMT summed) that starts its
+  own cohort of cells (:mod:`bayes_cart.kinetics.superposition`); the first infusion's AMT
+  becomes covariate ``DOSE``.
   ``EVID`` 2/3/4 rows and ``MDV=1`` observation rows are excluded and listed in the report.
   NONMEM items ``CMT, RATE, ADDL, II, SS`` are checked (one infusion at its TIME is accepted,
   repeated or long infusions are refused; :mod:`bayes_cart.dataset_conventions`).
@@ -53,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_cart.column_roles import merge_declarations, normalise_columns
-from bayes_cart.dataset_checks import RawTable, check_table, normalise_cell
+from bayes_cart.dataset_checks import RawTable, check_table, infusion_table, normalise_cell
 from bayes_cart.errors import DataError, DataWarning, Problem
 from bayes_cart.units import to_days
 
@@ -158,6 +161,18 @@ class Dataset:
     def patient_ids(self) -> tuple[str, ...]:
         """Patient IDs in order of first appearance."""
         return tuple(str(i) for i in self.patients.index)
+
+    @cached_property
+    def infusions(self) -> pd.DataFrame:
+        """Return one row per infusion: ``ID, INFUSION, TIME, AMT, ROW, ROWS``.
+
+        ``INFUSION`` counts 1, 2, ... in time order; ``ROW`` is the first dosing row and
+        ``ROWS`` the number of dosing rows at that TIME (their AMT summed).
+
+        Each infusion starts its own cohort of cells (:mod:`bayes_cart.kinetics.superposition`);
+        a patient without dosing rows has one infusion, at TIME 0, not listed here.
+        """
+        return infusion_table(self.doses)
 
     @cached_property
     def obs_patient_index(self) -> np.ndarray:

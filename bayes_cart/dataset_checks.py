@@ -748,18 +748,74 @@ def _dose_table(frame, is_dose, times, amt, order) -> pd.DataFrame:
     return doses.reset_index(drop=True)
 
 
+def infusion_table(doses: pd.DataFrame) -> pd.DataFrame:
+    """One row per infusion: the dosing rows of a patient at one TIME are one infusion.
+
+    Parameters
+    ----------
+    doses : pandas.DataFrame
+        ``ID, TIME, AMT, ROW`` (the loader's dose table, sorted by patient then TIME).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``ID, INFUSION`` (1, 2, ... per patient in time order), ``TIME``, ``AMT`` (summed over
+        the rows at that TIME), ``ROW`` (the first of those rows), ``ROWS`` (how many).
+    """
+    if doses.empty:
+        return pd.DataFrame(
+            {
+                "ID": pd.Series(dtype=object),
+                "INFUSION": pd.Series(dtype="int64"),
+                "TIME": pd.Series(dtype="float64"),
+                "AMT": pd.Series(dtype="float64"),
+                "ROW": pd.Series(dtype="int64"),
+                "ROWS": pd.Series(dtype="int64"),
+            }
+        )
+    grouped = doses.groupby(["ID", "TIME"], sort=False)
+    table = grouped.agg(AMT=("AMT", "sum"), ROW=("ROW", "min"), ROWS=("ROW", "size"))
+    table = table.reset_index()
+    table["INFUSION"] = table.groupby("ID", sort=False).cumcount().astype("int64") + 1
+    table["ID"] = table["ID"].astype(str)
+    cols = ["ID", "INFUSION", "TIME", "AMT", "ROW", "ROWS"]
+    return table[cols].astype({"ROW": "int64", "ROWS": "int64"}).reset_index(drop=True)
+
+
 def _add_dose_covariate(patients, covariates, declared, doses, warnings) -> None:
-    """Turn the summed AMT of each patient into covariate DOSE (or compare with a DOSE column)."""
+    """Make the first infusion's AMT of each patient covariate DOSE (or check a DOSE column).
+
+    Every infusion starts its own cohort of cells (:mod:`bayes_cart.kinetics.superposition`),
+    its level scaled by its AMT relative to the first infusion's, so the patient-level dose is
+    the first infusion's: for one infusion, the summed AMT of its dosing rows.
+    """
     if doses.empty:
         return
-    total = doses.groupby("ID", sort=False)["AMT"].sum().reindex(patients.index)
-    several = doses.groupby("ID", sort=False).size()
+    infusions = infusion_table(doses)
+    merged = infusions[infusions["ROWS"] > 1]
+    if len(merged):
+        shown = [
+            f"{r.ID} (TIME {r.TIME:g}: {r.ROWS} rows, AMT {r.AMT:g})" for r in merged.itertuples()
+        ]
+        warnings.append(
+            f"{_n(merged['ID'].nunique(), 'patient')} with several dosing rows at one TIME: "
+            f"each such group is one infusion, its AMT summed: {_list(shown)}"
+        )
+    several = infusions.groupby("ID", sort=False).size()
     several = several[several > 1]
     if len(several):
-        warnings.append(
-            f"{_n(len(several), 'patient')} with several dosing rows; DOSE is their summed AMT: "
-            f"{_list(tuple(several.index))}"
+        times = infusions.groupby("ID", sort=False)["TIME"].agg(
+            lambda t: ", ".join(f"{v:g}" for v in t)
         )
+        shown = [f"{pid} (TIME {times[pid]})" for pid in several.index]
+        warnings.append(
+            f"{_n(len(several), 'patient')} with several infusions: each infusion starts its own "
+            "cohort of cells with the patient's kinetics on a clock from its TIME, its C0 "
+            "scaled by its AMT relative to the first infusion; DOSE is the first infusion's "
+            f"AMT: {_list(shown)}"
+        )
+    first = infusions[infusions["INFUSION"] == 1].set_index("ID")["AMT"]
+    total = first.reindex(patients.index)
     existing = [c for c in [*covariates, *declared] if c.upper() == "DOSE"]
     if not existing:
         patients["DOSE"] = total.astype("float64")
@@ -776,6 +832,6 @@ def _add_dose_covariate(patients, covariates, declared, doses, warnings) -> None
             f"{pid} ({name}={column[pid]:g}, AMT={total[pid]:g})" for pid in column.index[differ]
         )
         warnings.append(
-            f"column {name!r} disagrees with the summed AMT of the dosing rows for "
-            f"{int(differ.sum())} patients (the column is kept): {shown}"
+            f"column {name!r} disagrees with the summed AMT of the first infusion's dosing rows "
+            f"for {int(differ.sum())} patients (the column is kept): {shown}"
         )

@@ -152,12 +152,13 @@ def blq_rows_marked_missing(cells, roles, frame, usable) -> str | None:
 
 _ITEM_MESSAGES = {
     "ADDL": (
-        "ADDL {v} (additional doses) is not supported: repeated infusions are not modelled; "
-        "write each infusion as its own dosing row (their AMT is summed into DOSE) or set ADDL=0"
+        "ADDL {v} (additional doses) is not supported: repeated infusions are read from rows; "
+        "write each infusion as its own dosing row (each starts its own cohort of cells) or set "
+        "ADDL=0"
     ),
     "II": (
         "II {v} (interdose interval) is not supported: it only has a meaning with ADDL or SS, "
-        "and repeated doses are not modelled; set II=0 or leave it empty"
+        "and repeated doses are read from their own dosing rows; set II=0 or leave it empty"
     ),
     "SS": (
         "SS {v} (steady-state dosing) is not supported: a CAR-T infusion is a single dose; "

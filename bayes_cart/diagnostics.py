@@ -38,7 +38,7 @@ def population_variables(idata: az.InferenceData) -> list[str]:
         dims = set(var.dims) - {"chain", "draw"}
         if "obs" in dims or any(d == "patient" or str(d).startswith("patient_") for d in dims):
             continue
-        helper = name.startswith(("z_", "pc_", "log_", "logit_", "scaled_", "chol_"))
+        helper = name.startswith(("z_", "pc_", "m_", "log_", "logit_", "scaled_", "chol_"))
         if helper or name.endswith(("_i", "__")):
             continue
         if any(d.startswith("chol_") for d in dims):

@@ -127,6 +127,24 @@ def _time_grid(t_max: float, n_grid: int) -> np.ndarray:
     return np.unique(np.concatenate([lin, log]))
 
 
+def _infusions_of(fit: Any, positions: np.ndarray) -> Any:
+    """Return the infusions of the patients at ``positions`` (None: one per patient)."""
+    infusions = getattr(fit.model_data, "infusions", None)
+    return None if infusions is None else infusions.subset(positions)
+
+
+def _with_infusions(grid: np.ndarray, fit: Any, patient: int) -> np.ndarray:
+    """``grid`` with each later infusion's time and a point just after it (the step up)."""
+    infusions = getattr(fit.model_data, "infusions", None)
+    if infusions is None:
+        return grid
+    starts = infusions.start[patient, 1 : infusions.count[patient]]
+    starts = starts[starts < grid[-1]]
+    if not len(starts):
+        return grid
+    return np.unique(np.concatenate([grid, starts, starts + 1e-3]))
+
+
 def individual_fits(
     fit: Any,
     patients: Sequence[str] | int | None = None,
@@ -184,7 +202,10 @@ def individual_fits(
     step = max(1, _CHUNK_CELLS // max(1, n_sample * n_grid * 3))
     for start in range(0, len(pos), step):
         block = pos[start : start + step]
-        grids = [_time_grid(t_max or 1.05 * float(last.get(i, 1.0)), n_grid) for i in block]
+        grids = [
+            _with_infusions(_time_grid(t_max or 1.05 * float(last.get(i, 1.0)), n_grid), fit, i)
+            for i in block
+        ]
         width = max(len(g) for g in grids)
         times = np.array([np.pad(g, (0, width - len(g)), mode="edge") for g in grids])
         curves = predict_curves(
@@ -192,6 +213,7 @@ def individual_fits(
             {k: v[:, block] for k, v in params.items()},
             times,
             solver=fit_solver(fit),
+            infusions=_infusions_of(fit, block),
         )
         for state, key in (("total", "log_total"), ("E", "log_E"), ("M", "log_M")):
             if key not in curves:

@@ -12,6 +12,8 @@ below is the parameter's scale: logit for a logit-normal fraction, :mod:`bayes_c
 * the IIV SD ``omega_<p>``: the spread of ``log x_i`` (clipped to 0.1-1.5);
 * centred individual values ``log_<p>_i`` (and centred blocks): ``log x_i``;
 * non-centred ``z_<p>``: ``(log x_i - median) / omega``, clipped to +-3;
+* a group's mean ``m_<group>_<p>`` (``centered_group = "mean"``): the median of its
+  patients' ``log x_i``;
 * partially centred ``pc_<p>`` (weights ``w_i``): ``w_i median + omega^(w_i - 1) (log x_i -
   median)``;
 * ``log_Cmax_i`` (the ``cmax`` coordinates): the observed peak;
@@ -95,7 +97,12 @@ def starting_point(spec: ModelSpec, md: ModelData) -> dict[str, Any]:
         structure without estimates.
     """
     kin = get_kinetics(spec.doc.kinetics)
-    prof = read_profiles(md.time, md.log_dv, md.cens, md.patient_index, md.n_patients)
+    cens = md.cens
+    infusions = getattr(md, "infusions", None)
+    if infusions is not None:  # read the first infusion's profile: samples before the second
+        second = infusions.start[md.patient_index, 1]
+        cens = np.where(md.time > second, 1, cens)
+    prof = read_profiles(md.time, md.log_dv, cens, md.patient_index, md.n_patients)
     logs: dict[str, np.ndarray] = {}
     if kin.initial_estimates is not None:
         for name, values in kin.initial_estimates(prof).items():
@@ -152,6 +159,10 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
         if f"z_{name}" in free:
             z = np.clip((x - typical) / omega, -3.0, 3.0)
             init[f"z_{name}"] = z if mask is None else z[~mask]
+        group_mean = f"m_{(md.group_column or 'group').lower()}_{name}"
+        if group_mean in free:  # centered_group = "mean": each group's median estimate
+            groups = np.arange(len(md.group_levels))
+            init[group_mean] = np.array([np.median(x[md.group_index == g]) for g in groups])
         w = weights.get(name)
         if f"pc_{name}" in free and w is not None:  # partially centred: see model.py
             init[f"pc_{name}"] = w * typical + omega ** (w - 1.0) * (x - typical)

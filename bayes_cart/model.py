@@ -107,6 +107,7 @@ def _log_mean(
     doc = spec.doc
     scale = parameter_scale(doc.parameters[name])
     X = md.design.matrices.get(name)
+    b = Xv = None
     if X is not None and X.shape[1] > 0:
         b = prior_dist(doc.covariates.prior, f"b_{label}", dims=f"{name}_effect")
         Xv = X.to_numpy(dtype=float)
@@ -125,13 +126,67 @@ def _log_mean(
     if doc.group.mode == "random" and name in doc.group.parameters:
         gdim = (md.group_column or "group").lower()
         omega_g = prior_dist(doc.group.prior, f"omega_{gdim}_{label}")
-        if doc.sampling.centered_group:
+        if doc.sampling.centered_group == "mean":
+            # hierarchical centring on the group's own mean (see _group_mean_prediction)
+            pred = _group_mean_prediction(
+                log_pop, b, None if design is not None else Xv, md.group_index, len(md.group_levels)
+            )
+            m = pm.Normal(f"m_{gdim}_{label}", pred, omega_g, dims=gdim)
+            u = pm.Deterministic(f"u_{gdim}_{label}", m - pred, dims=gdim)
+        elif doc.sampling.centered_group:
             u = pm.Normal(f"u_{gdim}_{label}", 0.0, omega_g, dims=gdim)
         else:
             z_g = pm.Normal(f"z_{gdim}_{label}", 0.0, 1.0, dims=gdim)
             u = pm.Deterministic(f"u_{gdim}_{label}", omega_g * z_g, dims=gdim)
         log_mu = log_mu + u[md.group_index]
     return log_mu
+
+
+def group_level_columns(X: np.ndarray, group_index: np.ndarray, n_groups: int) -> np.ndarray:
+    """Return a mask of the design columns that are constant within every group.
+
+    Such a column (a trial's tumour type, say) is a group-level covariate: its effect and the
+    group random effects explain the same group means.
+    """
+    if X.shape[0] == 0:
+        return np.zeros(X.shape[1], dtype=bool)
+    out = np.ones(X.shape[1], dtype=bool)
+    for g in range(n_groups):
+        rows = X[group_index == g]
+        if len(rows):
+            out &= np.all(rows == rows[0], axis=0)
+    return out
+
+
+def _group_mean_prediction(
+    log_pop: Any, b: Any, X: np.ndarray | None, group_index: np.ndarray, n_groups: int
+) -> Any:
+    """Return each group's predicted mean (log scale) from the typical value and group covariates.
+
+    Under ``sampling.centered_group = "mean"`` the variable sampled per group is its mean
+    ``m_g = log_<p> + x_g b_G + u_g`` (hierarchical centring, Gelfand, Sahu and Carlin 1995),
+    ``m_g ~ Normal(log_<p> + x_g b_G, omega_g)``, where ``b_G`` are the effects of the
+    group-level columns of the design (:func:`group_level_columns`) and ``x_g`` their values in
+    group ``g``. A patient's mean is still ``log_<p> + x_i b + u_g`` with ``u_g = m_g - (log_<p>
+    + x_g b_G)``: a shift given the population variables (Jacobian 1), so the model is
+    unchanged. What changes is the geometry: the data pin each group's mean, and with a
+    group-level covariate (a tumour type seen in one or two trials) the effect and the
+    non-centred ``omega z`` trade along a curved ridge that the sampled ``m_g`` removes.
+    Without a design (or with a design replaced per level, ``design`` of a marginalised
+    covariate) the prediction is the typical value alone.
+    """
+    ones = pt.ones(n_groups)
+    if X is None or b is None:
+        return log_pop * ones
+    cols = group_level_columns(X, group_index, n_groups)
+    if not cols.any():
+        return log_pop * ones
+    Xg = np.zeros((n_groups, X.shape[1]))
+    for g in range(n_groups):
+        rows = X[group_index == g]
+        if len(rows):
+            Xg[g, cols] = rows[0, cols]
+    return log_pop + pt.dot(pt.as_tensor_variable(Xg), b)
 
 
 def _centred_typical(
@@ -586,7 +641,9 @@ def build_model(
         }
         params_obs = {k: v for k, v in params_obs.items() if v is not None}
         t = pt.as_tensor_variable(md.time)
-        if solver == "closed_form":
+        if md.infusions is not None and solver in ("closed_form", "ode", "linear"):
+            mu = _superposed_log_total(kin, md, values, solver)
+        elif solver == "closed_form":
             mu = kin.solve(t, params_obs, xp=pt)["log_total"]
         elif solver in ("ode", "linear"):
             from bayes_cart.kinetics.engines.pytensor_op import ode_log_total
@@ -640,6 +697,46 @@ def build_model(
     model.bayes_cart_patient_subsets = subsets  # type: ignore[attr-defined]
     model.bayes_cart_initvals = initial_values(model, spec, md)  # type: ignore[attr-defined]
     return model
+
+
+def _superposed_log_total(kin: Any, md: ModelData, values: dict[str, Any], solver: str) -> Any:
+    """``log_total`` at every observation as the sum of one cohort per infusion.
+
+    Each cohort is solved with the patient's parameters on its own clock (its level scaled by
+    its dose ratio, a step change moved onto its clock): the closed form at the (observation,
+    cohort) pairs, or the JAX route with one virtual patient per cohort. The pairs are data,
+    so only present cohorts are solved (:mod:`bayes_cart.kinetics.superposition`).
+    """
+    from types import SimpleNamespace
+
+    from bayes_cart.kinetics.superposition import (
+        cohort_parameters,
+        combine_cohorts,
+        dose_parameter,
+        infusion_pairs,
+    )
+
+    assert md.infusions is not None
+    pairs = infusion_pairs(md.infusions, md.patient_index, md.time)
+    n = md.n_patients
+    used = {
+        name: pt.as_tensor_variable(v) * pt.ones(n)
+        for name, v in values.items()
+        if name in kin.parameters
+    }
+    cohort = cohort_parameters(used, pairs, dose_parameter(kin), pt)
+    if solver == "closed_form":
+        per_pair = {name: v[pairs.cohort] for name, v in cohort.items()}
+        since = pt.as_tensor_variable(pairs.since)
+        log_pairs = kin.solve(since, per_pair, xp=pt)["log_total"]
+    else:
+        from bayes_cart.kinetics.engines.pytensor_op import ode_log_total
+
+        cohort_md = SimpleNamespace(
+            time=pairs.since, patient_index=pairs.cohort, n_patients=pairs.n_cohorts
+        )
+        log_pairs = ode_log_total(kin, cohort_md, cohort, solver=solver)
+    return combine_cohorts(log_pairs, pairs, pt)
 
 
 def _add_student_t(md: ModelData, mu, sigma, nu, idx: CensoringIndex, lim) -> None:

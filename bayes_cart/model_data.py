@@ -15,6 +15,7 @@ import pandas as pd
 
 from bayes_cart.covariates import CovariateDesign, build_covariate_design
 from bayes_cart.errors import SpecError
+from bayes_cart.kinetics.superposition import Infusions, dose_parameter
 from bayes_cart.marginal import MarginalDesign, marginal_design
 from bayes_cart.spec import ModelSpec, evaluate_subset
 from bayes_cart.step_covariates import StepCovariate, find_step_covariate, split_step_terms
@@ -54,6 +55,11 @@ class ModelData:
     marginal : MarginalDesign or None
         Patients whose missing categorical covariates the model sums over
         (``covariates.missing = "marginalize"``, :mod:`bayes_cart.marginal`); None otherwise.
+    infusions : Infusions or None
+        Each patient's infusions (clock starts, log dose ratios to the first, counts; padded
+        to the largest count) when some patient has several
+        (:mod:`bayes_cart.kinetics.superposition`); None when every patient has one, so that
+        such data give the single-infusion model unchanged.
     """
 
     patient_ids: tuple[str, ...]
@@ -72,6 +78,11 @@ class ModelData:
     notes: list[str] = field(default_factory=list)
     marginal: MarginalDesign | None = None
     step: StepCovariate | None = None
+    infusions: Infusions | None = None
+
+    def infusion_schedule(self) -> Infusions:
+        """Each patient's infusions (one at TIME 0 each when ``infusions`` is None)."""
+        return self.infusions if self.infusions is not None else Infusions.single(self.n_patients)
 
     @property
     def n_patients(self) -> int:
@@ -120,6 +131,46 @@ def _profile_values(obs: pd.DataFrame, what: str) -> float:
         before = quant[quant["TIME"] <= peak["TIME"]]
         return float(before.loc[before["DV"].idxmin(), "TIME"])
     raise ValueError(what)  # pragma: no cover
+
+
+def infusion_schedule(dataset: Any) -> Infusions:
+    """Each patient's infusions from ``dataset.infusions``, in patient order, padded.
+
+    The first infusion's cohort starts at TIME 0 (TIME is the time since the first infusion,
+    as for one infusion); a later one at its dosing row's TIME, with the log of its AMT over
+    the first infusion's AMT. A patient without dosing rows has one infusion at TIME 0.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from bayes_cart.dataset import load_dataset
+    >>> frame = pd.DataFrame({"ID": [1, 1, 1, 1], "TIME": [0, 5, 60, 70],
+    ...                       "DV": [None, 9.0, None, 50.0], "EVID": [1, 0, 1, 0],
+    ...                       "AMT": [100.0, None, 50.0, None]})
+    >>> import warnings
+    >>> with warnings.catch_warnings():  # the loader reports the second infusion
+    ...     warnings.simplefilter("ignore")
+    ...     inf = infusion_schedule(load_dataset(frame))
+    >>> inf.start.tolist(), np.round(inf.log_ratio, 3).tolist(), inf.count.tolist()
+    ([[0.0, 60.0]], [[0.0, -0.693]], [2])
+    """
+    ids = list(dataset.patient_ids)
+    table = dataset.infusions
+    counts = table.groupby("ID", sort=False).size().reindex(ids).fillna(1).astype(np.int64)
+    n_slots = int(max(1, counts.max() if len(counts) else 1))
+    start = np.full((len(ids), n_slots), np.inf)
+    start[:, 0] = 0.0
+    log_ratio = np.zeros((len(ids), n_slots))
+    position = {pid: i for i, pid in enumerate(ids)}
+    for pid, rows in table.groupby("ID", sort=False):
+        i = position.get(str(pid))
+        if i is None:
+            continue
+        amt = rows["AMT"].to_numpy(dtype=float)
+        times = rows["TIME"].to_numpy(dtype=float)
+        start[i, 1 : len(rows)] = times[1:]
+        log_ratio[i, : len(rows)] = np.log(amt / amt[0])
+    return Infusions(start=start, log_ratio=log_ratio, count=counts.to_numpy())
 
 
 def prepare_model_data(dataset: Any, spec: ModelSpec) -> ModelData:
@@ -211,14 +262,24 @@ def prepare_model_data(dataset: Any, spec: ModelSpec) -> ModelData:
             raise SpecError(spec.source, f"distribution_phase.enabled_if: {exc}") from None
         notes.append(f"distribution phase ({expr}): {int(mask.sum())} patient(s)")
 
-    # parameters set from the observed profile
+    # parameters set from the observed profile (of the first infusion: before the second)
     from_data: dict[str, np.ndarray] = {}
     obs_all = dataset.observations
+    schedule = infusion_schedule(dataset)
+    if schedule.n_slots > 1:
+        second = dict(zip(dataset.patient_ids, schedule.start[:, 1], strict=True))
+    else:
+        second = dict.fromkeys(dataset.patient_ids, np.inf)
     for name, p in doc.parameters.items():
         if p.from_data is None:
             continue
         vals = np.array(
-            [_profile_values(obs_all[obs_all["ID"] == i], p.from_data) for i in dataset.patient_ids]
+            [
+                _profile_values(
+                    obs_all[(obs_all["ID"] == i) & ~(obs_all["TIME"] > second[i])], p.from_data
+                )
+                for i in dataset.patient_ids
+            ]
         )
         if name == "T0":
             vals = np.where(mask, vals, 0.0)
@@ -226,6 +287,23 @@ def prepare_model_data(dataset: Any, spec: ModelSpec) -> ModelData:
             vals = np.maximum(vals, 1e-3)
         from_data[name] = vals
         notes.append(f"{name} set per patient from the data ({p.from_data})")
+
+    infusions = schedule
+    if infusions.several:
+        from bayes_cart.kinetics import get_kinetics
+
+        try:
+            dose_parameter(get_kinetics(doc.kinetics))
+        except ValueError as exc:
+            raise SpecError(spec.source, f"kinetics: {exc}") from None
+        n_several = int((infusions.count > 1).sum())
+        notes.append(
+            f"several infusions: {n_several} patient(s) with up to {infusions.n_slots} "
+            "infusions, one cohort of cells per infusion (its C0 scaled by its AMT relative to "
+            "the first infusion), their levels summed"
+        )
+    else:
+        infusions = None
 
     return ModelData(
         patient_ids=tuple(dataset.patient_ids),
@@ -244,4 +322,5 @@ def prepare_model_data(dataset: Any, spec: ModelSpec) -> ModelData:
         notes=notes,
         marginal=marginal,
         step=step,
+        infusions=infusions,
     )

@@ -148,6 +148,7 @@ def plot_vpc(
     points: bool = True,
     log_x: bool = False,
     panel_size: tuple[float, float] = (4.2, 3.2),
+    infusions: pd.DataFrame | None = None,
 ) -> Figure:
     """Draw a VPC: one panel per stratum, optionally with its BLQ-fraction panel below.
 
@@ -169,12 +170,21 @@ def plot_vpc(
         Symmetric-log time axis (linear below 1 day).
     panel_size : (float, float)
         Width and height of one VPC panel (inches).
+    infusions : DataFrame, optional
+        ``ID, INFUSION, TIME`` (``Dataset.infusions``): the days of later infusions are
+        marked by ticks at the bottom of every panel (the VPC replicates are re-infused on the
+        same days).
 
     Returns
     -------
     Figure
     """
     strata = _strata(result)
+    later = (
+        infusions.loc[infusions["INFUSION"] > 1, "TIME"].to_numpy(dtype=float)
+        if infusions is not None and len(infusions)
+        else np.empty(0)
+    )
     nrows, ncols = _grid(len(strata), ncols)
     w, h = panel_size
     rows_per = 2 if blq_panel else 1
@@ -188,6 +198,16 @@ def plot_vpc(
         obs = result.observations[result.observations["stratum"] == s]
         ax = fig.add_subplot(gs[r * rows_per, c])
         _draw_vpc_panel(ax, tab, obs, result, points, log_x)
+        if len(later):
+            ax.plot(
+                later,
+                np.full(len(later), 0.02),
+                "|",
+                transform=ax.get_xaxis_transform(),
+                color="tab:purple",
+                ms=9,
+                label=f"later infusions ({len(later)})",
+            )
         ax.set_title(
             s if s != "all" else ("pcVPC" if result.prediction_corrected else "VPC"), fontsize=9
         )
@@ -294,6 +314,7 @@ def plot_individual_fits(
     states: Sequence[str] = ("total", "E", "M"),
     max_patients: int | None = 24,
     floor: float | None = None,
+    infusions: pd.DataFrame | None = None,
 ) -> Figure:
     """Individual fits: posterior median and band of each patient's curves, with the data.
 
@@ -312,6 +333,9 @@ def plot_individual_fits(
         Draw at most this many patients (the first ones of ``curves``).
     floor : float, optional
         Lower limit of the y axis (default: a decade below the lowest observation).
+    infusions : DataFrame, optional
+        ``ID, INFUSION, TIME`` (``Dataset.infusions``): each later infusion is marked by a
+        dotted vertical line.
 
     Returns
     -------
@@ -352,6 +376,18 @@ def plot_individual_fits(
                     color=_CENS,
                     zorder=3,
                     label="BLQ (at LLOQ)",
+                )
+        if infusions is not None and len(infusions):
+            later = infusions[
+                (infusions["ID"].astype(str) == str(pid)) & (infusions["INFUSION"] > 1)
+            ]
+            for j, day in enumerate(later["TIME"]):
+                ax.axvline(
+                    float(day),
+                    color="tab:purple",
+                    ls=":",
+                    lw=1.0,
+                    label="re-infusion" if j == 0 else None,
                 )
         ax.set_yscale("log")
         if floor is not None and floor > 0:

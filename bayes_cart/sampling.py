@@ -402,6 +402,13 @@ def _constant_data(md: ModelData, dataset: Any) -> xr.Dataset:
     for name, matrix in md.design.matrices.items():
         ds[f"X_{name}"] = (("patient", f"{name}_effect"), matrix.to_numpy())
         ds = ds.assign_coords({f"{name}_effect": list(matrix.columns)})
+    infusions = getattr(md, "infusions", None)
+    if infusions is not None:  # several infusions: each cohort's clock start and dose ratio
+        slots = np.arange(1, infusions.n_slots + 1)
+        ds["infusion_start"] = (("patient", "infusion"), infusions.start)
+        ds["infusion_log_ratio"] = (("patient", "infusion"), infusions.log_ratio)
+        ds["infusion_count"] = ("patient", infusions.count)
+        ds = ds.assign_coords(infusion=slots)
     return ds
 
 

@@ -44,7 +44,9 @@ __all__ = [
     "PopulationParameters",
     "SimulationResult",
     "add_dosing_rows",
+    "add_infusion_rows",
     "make_design",
+    "make_infusions",
     "simulate_patients",
     "write_data_csv",
 ]
@@ -407,20 +409,170 @@ def _design_frame(design: Any) -> pd.DataFrame:
 def _sample_rows(design: pd.DataFrame) -> pd.DataFrame:
     """Return the planned samples of a design (dataset-format frames lose dosing rows, DV).
 
-    NONMEM dosing rows (``EVID=1``) give the covariate ``DOSE`` (summed ``AMT``) unless there
-    is one; the columns ``DV, CENS, LIMIT, MDV, EVID, AMT, ROW`` are dropped. The 1-based row
-    number of each kept row in the input is in column ``_row``.
+    NONMEM dosing rows (``EVID=1``) give the covariate ``DOSE`` (the first infusion's ``AMT``,
+    as the loader does) unless there is one; the columns ``DV, CENS, LIMIT, MDV, EVID, AMT,
+    ROW`` are dropped. The 1-based row number of each kept row in the input is in column
+    ``_row``.
     """
     d = design.reset_index(drop=True).copy()
     d["_row"] = np.arange(1, len(d) + 1)
     if "EVID" in d.columns:
         evid = pd.to_numeric(d["EVID"], errors="coerce").fillna(0).to_numpy()
         if "AMT" in d.columns and "DOSE" not in d.columns and (evid == 1).any():
-            amt = pd.to_numeric(d["AMT"], errors="coerce").where(evid == 1)
-            dose = amt.groupby(d["ID"].astype(str)).sum(min_count=1)
-            d["DOSE"] = d["ID"].astype(str).map(dose).to_numpy(float)
+            first = _design_infusions(d)
+            first = first[first["INFUSION"] == 1].set_index("ID")["AMT"]
+            d["DOSE"] = d["ID"].astype(str).map(first).to_numpy(float)
         d = d[evid == 0]
     return d.drop(columns=[c for c in _DATASET_COLUMNS if c in d.columns]).reset_index(drop=True)
+
+
+def _design_infusions(design: Any) -> pd.DataFrame:
+    """Return the infusions of a design: ``ID, INFUSION, TIME, AMT`` (empty without doses)."""
+    from bayes_cart.dataset_checks import infusion_table
+
+    if hasattr(design, "infusions") and hasattr(design, "patients"):
+        return design.infusions
+    d = design
+    if not isinstance(d, pd.DataFrame) or "EVID" not in d.columns or "AMT" not in d.columns:
+        return infusion_table(pd.DataFrame())
+    evid = pd.to_numeric(d["EVID"], errors="coerce").fillna(0).to_numpy()
+    rows = d[evid == 1]
+    doses = pd.DataFrame(
+        {
+            "ID": rows["ID"].astype(str).to_numpy(),
+            "TIME": pd.to_numeric(rows["TIME"], errors="coerce").to_numpy(float),
+            "AMT": pd.to_numeric(rows["AMT"], errors="coerce").to_numpy(float),
+            "ROW": np.arange(1, len(d) + 1)[evid == 1],
+        }
+    )
+    order = {p: i for i, p in enumerate(pd.unique(d["ID"].astype(str)))}
+    doses = doses.assign(_p=doses["ID"].map(order)).sort_values(["_p", "TIME"], kind="stable")
+    return infusion_table(doses.drop(columns="_p").reset_index(drop=True))
+
+
+def make_infusions(
+    ids: Sequence[str],
+    amount: float | Mapping[str, float] = 1.0,
+    *,
+    reinfused: Sequence[str] = (),
+    day: float | Mapping[str, float] = 60.0,
+    reinfusion_amount: float | Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Build an infusion table: one infusion at TIME 0 per patient, a re-infusion for some.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        Patients.
+    amount : float or mapping
+        First infusion's AMT (one value, or per patient).
+    reinfused : sequence of str
+        Patients infused a second time.
+    day : float or mapping
+        Day of the re-infusion (one value, or per re-infused patient).
+    reinfusion_amount : float or mapping, optional
+        AMT of the re-infusion (default the first infusion's).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``ID, TIME, AMT``, one row per infusion: the ``infusions=`` of
+        :func:`simulate_patients` and of :func:`add_infusion_rows`.
+
+    Examples
+    --------
+    >>> make_infusions(["a", "b"], 2.0, reinfused=["b"], day=75.0).to_dict("list")
+    {'ID': ['a', 'b', 'b'], 'TIME': [0.0, 0.0, 75.0], 'AMT': [2.0, 2.0, 2.0]}
+    """
+
+    def per(value: Any, pid: str) -> float:
+        return float(value[pid]) if isinstance(value, Mapping) else float(value)
+
+    again = {str(p) for p in reinfused}
+    unknown = sorted(again - {str(i) for i in ids})
+    if unknown:
+        raise ValueError(f"reinfused patients {unknown[:8]} are not in ids")
+    rows = []
+    for pid in (str(i) for i in ids):
+        first = per(amount, pid)
+        rows.append((pid, 0.0, first))
+        if pid in again:
+            second = first if reinfusion_amount is None else per(reinfusion_amount, pid)
+            when = per(day, pid)
+            if not when > 0 or not second > 0:
+                raise ValueError(f"patient {pid}: re-infusion day and AMT must be > 0")
+            rows.append((pid, when, second))
+    return pd.DataFrame(rows, columns=["ID", "TIME", "AMT"])
+
+
+def add_infusion_rows(data: pd.DataFrame, infusions: pd.DataFrame) -> pd.DataFrame:
+    """Add one NONMEM dosing row (EVID=1, AMT, MDV=1) per infusion to dataset-format rows.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Dataset-format rows (``ID, TIME, DV, CENS``, covariates), e.g. ``sim.data``.
+    infusions : pandas.DataFrame
+        ``ID, TIME, AMT`` (:func:`make_infusions`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``ID, TIME, EVID, AMT, MDV, DV, CENS`` and the covariates; each dosing row
+        comes before the samples at or after its TIME (a sample at the TIME of a later
+        infusion is a pre-infusion sample either way).
+    """
+    obs = data.copy()
+    obs["ID"] = obs["ID"].astype(str)
+    inf = infusions.copy()
+    inf["ID"] = inf["ID"].astype(str)
+    covs = [c for c in obs.columns if c not in ("ID", "TIME", "DV", "CENS")]
+    first = obs.groupby("ID", sort=False)[covs].first() if covs else None
+    dosing = pd.DataFrame(
+        {
+            "ID": inf["ID"].to_numpy(),
+            "TIME": inf["TIME"].to_numpy(float),
+            "EVID": 1,
+            "AMT": inf["AMT"].to_numpy(float),
+            "MDV": 1,
+            "DV": np.nan,
+            "CENS": 0,
+        }
+    )
+    if first is not None:
+        dosing = dosing.join(first, on="ID")
+    obs["EVID"], obs["AMT"], obs["MDV"] = 0, np.nan, 0
+    columns = ["ID", "TIME", "EVID", "AMT", "MDV", "DV", "CENS", *covs]
+    dosing["_order"], obs["_order"] = 0, 1
+    order = {p: i for i, p in enumerate(pd.unique(obs["ID"]))}
+    out = pd.concat([dosing[[*columns, "_order"]], obs[[*columns, "_order"]]], ignore_index=True)
+    out["_p"] = out["ID"].map(order)
+    out = out[out["_p"].notna()].sort_values(["_p", "TIME", "_order"], kind="stable")
+    return out.drop(columns=["_p", "_order"]).reset_index(drop=True)
+
+
+def _infusion_schedule(table: pd.DataFrame, ids: Sequence[str]) -> Any:
+    """Per-patient :class:`~bayes_cart.kinetics.superposition.Infusions` of a table."""
+    from bayes_cart.kinetics.superposition import Infusions
+
+    if table.empty:
+        return Infusions.single(len(ids))
+    grouped = {str(k): v for k, v in table.groupby(table["ID"].astype(str), sort=False)}
+    n_slots = max([1] + [len(v) for v in grouped.values()])
+    start = np.full((len(ids), n_slots), np.inf)
+    start[:, 0] = 0.0
+    log_ratio = np.zeros((len(ids), n_slots))
+    count = np.ones(len(ids), dtype=np.int64)
+    for i, pid in enumerate(ids):
+        rows = grouped.get(str(pid))
+        if rows is None:
+            continue
+        rows = rows.sort_values("TIME", kind="stable")
+        amt = rows["AMT"].to_numpy(float)
+        count[i] = len(rows)
+        start[i, 1 : len(rows)] = rows["TIME"].to_numpy(float)[1:]
+        log_ratio[i, : len(rows)] = np.log(amt / amt[0])
+    return Infusions(start=start, log_ratio=log_ratio, count=count)
 
 
 def _check_design(
@@ -519,6 +671,7 @@ def simulate_patients(
     stop_after_consecutive_blq: int | None = None,
     random_seed: int | np.random.Generator | None = None,
     solver: str | None = None,
+    infusions: pd.DataFrame | None = None,
 ) -> SimulationResult:
     """Simulate virtual patients on a sampling design.
 
@@ -551,6 +704,12 @@ def simulate_patients(
     solver : {"closed_form", "linear", "ode"}, optional
         Route that solves the structure (:mod:`bayes_cart.kinetics.solvers`); default the
         first the structure has (its closed form, else ``linear``).
+    infusions : pandas.DataFrame, optional
+        ``ID, TIME, AMT``, one row per infusion (:func:`make_infusions`); default the
+        design's own dosing rows (a dataset or dataset-format frame), else one infusion at
+        TIME 0. With several for a patient, its curve is the sum of one cohort per infusion
+        (:mod:`bayes_cart.kinetics.superposition`); the rows of ``data`` are samples only
+        (:func:`add_infusion_rows` adds the dosing rows).
 
     Returns
     -------
@@ -567,6 +726,7 @@ def simulate_patients(
     """
     if stop_after_consecutive_blq is not None and stop_after_consecutive_blq < 1:
         raise ValueError("stop_after_consecutive_blq must be >= 1 or None")
+    given_infusions = _design_infusions(design) if infusions is None else infusions
     design = _design_frame(design)
     lloq_column = lloq if isinstance(lloq, str) else None
     if lloq is None and "LLOQ" in design.columns:
@@ -641,12 +801,35 @@ def simulate_patients(
 
     t = d["TIME"].to_numpy(float)
     route = solver or available_solvers(model)[0]
-    solved = {
-        state: np.asarray(
-            batched_log_total(model, route, state=state)(t, d["_p"].to_numpy(), theta), dtype=float
+    schedule = _infusion_schedule(given_infusions, [str(i) for i in ids])
+    if schedule.several:
+        from bayes_cart.kinetics.superposition import (
+            cohort_parameters,
+            combine_cohorts,
+            dose_parameter,
+            infusion_pairs,
         )
-        for state in output_names(model)
-    }
+
+        pairs = infusion_pairs(schedule, d["_p"].to_numpy(), t)
+        cohort = cohort_parameters(theta, pairs, dose_parameter(model))
+        solved = {
+            state: combine_cohorts(
+                np.asarray(
+                    batched_log_total(model, route, state=state)(pairs.since, pairs.cohort, cohort),
+                    dtype=float,
+                ),
+                pairs,
+            )
+            for state in output_names(model)
+        }
+    else:
+        solved = {
+            state: np.asarray(
+                batched_log_total(model, route, state=state)(t, d["_p"].to_numpy(), theta),
+                dtype=float,
+            )
+            for state in output_names(model)
+        }
     log_ipred = solved["log_total"]
     log_dv = log_ipred + population.sigma * eps
     dv = np.exp(log_dv)

@@ -275,7 +275,7 @@ class SamplingSpec(_Frozen):
     centered: tuple[str, ...] = ()
     centering: Literal["all", "informed", "partial", "partial_dynamic"] = "all"
     center_covariates: bool = False
-    centered_group: bool = False
+    centered_group: bool | Literal["mean"] = False
 
 
 class DataSpec(_Frozen):

@@ -58,6 +58,14 @@ VARIANTS = {
         0.9,
     ),
     "meta-group-centred": (lambda: _variant({"centered_group": True}), "nutpie", False, 0.9),
+    # session 8: each trial's mean sampled, centred on its trial-level covariate prediction
+    "meta-group-mean": (lambda: _variant({"centered_group": "mean"}), "nutpie", False, 0.9),
+    "meta-group-mean-cc": (
+        lambda: _variant({"centered_group": "mean", "center_covariates": True}),
+        "nutpie",
+        False,
+        0.9,
+    ),
     "meta-ta08": (lambda: _variant(), "nutpie", False, 0.8),
     "meta-ta095": (lambda: _variant(), "nutpie", False, 0.95),
     "meta-lowrank": (lambda: _variant(), "nutpie", True, 0.9),

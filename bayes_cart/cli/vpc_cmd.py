@@ -109,7 +109,7 @@ def vpc(
     obs_path = out / f"{stem}_observations.csv"
     result.observations.to_csv(obs_path, index=False)
     fig_path = out / f"{stem}.png"
-    plot_vpc(result, log_x=log_x).savefig(fig_path, dpi=130)
+    plot_vpc(result, log_x=log_x, infusions=fit.dataset.infusions).savefig(fig_path, dpi=130)
     cov = vpc_coverage(result)
 
     def pct(x: float) -> str:

@@ -16,6 +16,13 @@ import pandas as pd
 
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.solvers import batched_log_total, output_names
+from bayes_cart.kinetics.superposition import (
+    Infusions,
+    cohort_parameters,
+    combine_cohorts,
+    dose_parameter,
+    infusion_pairs,
+)
 from bayes_cart.predict.draws import draw_index
 from bayes_cart.predict.parameters import design_population_parameters, individual_parameters
 from bayes_cart.predict.route import fit_kinetics, fit_solver
@@ -70,6 +77,7 @@ def predict_curves(
     params: dict[str, np.ndarray],
     times: Array,
     solver: str = "closed_form",
+    infusions: Infusions | None = None,
 ) -> dict[str, np.ndarray]:
     """Evaluate the kinetic curves for parameter draws on a time grid.
 
@@ -83,6 +91,11 @@ def predict_curves(
         Time grid (days), shape (time,) or (patient, time) per patient.
     solver : {"closed_form", "linear", "ode"}
         The route, normally the fit's (:func:`fit_solver`).
+    infusions : Infusions, optional
+        The patients' infusions (:meth:`ModelData.infusion_schedule
+        <bayes_cart.model_data.ModelData.infusion_schedule>`, subset to these patients): with
+        several, each curve is the sum of one cohort per infusion
+        (:mod:`bayes_cart.kinetics.superposition`). None: one infusion at TIME 0.
 
     Returns
     -------
@@ -102,6 +115,17 @@ def predict_curves(
     kin = get_kinetics(kinetics)
     t = np.asarray(times, dtype=float)
     params = {k: np.asarray(v) for k, v in params.items() if k in kin.parameters}
+    if infusions is not None and infusions.several:
+        n_patient = np.shape(next(iter(params.values())))[1]
+        grid = np.broadcast_to(t if t.ndim == 2 else t[None, :], (n_patient, t.shape[-1]))
+        pidx = np.repeat(np.arange(n_patient), grid.shape[1])
+        out = {}
+        for state in curve_states(kinetics):
+            flat = predict_at_observations(
+                kinetics, params, pidx, grid.reshape(-1), state, solver, infusions
+            )
+            out[state] = flat.reshape(flat.shape[0], n_patient, grid.shape[1])
+        return out
     if solver != "closed_form":
         n_patient = np.shape(next(iter(params.values())))[1]
         grid = np.broadcast_to(t if t.ndim == 2 else t[None, :], (n_patient, t.shape[-1]))
@@ -118,6 +142,7 @@ def predict_at_observations(
     time: np.ndarray,
     state: str = "log_total",
     solver: str = "closed_form",
+    infusions: Infusions | None = None,
 ) -> np.ndarray:
     """Evaluate the kinetic curves of parameter draws at each observation's time.
 
@@ -135,6 +160,9 @@ def predict_at_observations(
         ``log_total``, ``log_E`` or ``log_M``.
     solver : {"closed_form", "linear", "ode"}
         The route, normally the fit's (:func:`fit_solver`).
+    infusions : Infusions, optional
+        The patients' infusions (normally ``fit.model_data.infusions``): with several, each
+        observation is the sum of the cohorts present (solved per cohort with the same route).
 
     Returns
     -------
@@ -152,6 +180,19 @@ def predict_at_observations(
     pidx = np.asarray(patient_index, dtype=np.int64)
     time = np.asarray(time, dtype=float)
     n_sample, n_patient = np.shape(next(iter(params.values())))
+    if infusions is not None and infusions.several:
+        kin = get_kinetics(kinetics)
+        pairs = infusion_pairs(infusions, pidx, time)
+        used = {
+            k: np.broadcast_to(np.asarray(v, dtype=float), (n_sample, n_patient))
+            for k, v in params.items()
+            if k in kin.parameters
+        }
+        cohort = cohort_parameters(used, pairs, dose_parameter(kin))
+        per_pair = predict_at_observations(
+            kinetics, cohort, pairs.cohort, pairs.since, state, solver
+        )
+        return combine_cohorts(per_pair, pairs)
     if solver != "closed_form":
         kin = get_kinetics(kinetics)
         f = batched_log_total(kin, solver, state=state)
@@ -192,7 +233,12 @@ def population_predictions(
         fit, n_draws=n_draws, iiv=False, group=group, random_seed=random_seed
     )
     return predict_at_observations(
-        fit_kinetics(fit), params, md.patient_index, md.time, solver=fit_solver(fit)
+        fit_kinetics(fit),
+        params,
+        md.patient_index,
+        md.time,
+        solver=fit_solver(fit),
+        infusions=getattr(md, "infusions", None),
     )
 
 
@@ -215,5 +261,10 @@ def individual_predictions(
     sel = draw_index(n_total, n_draws, np.random.default_rng(random_seed))
     params = {k: v[sel] for k, v in params.items()}
     return predict_at_observations(
-        fit_kinetics(fit), params, md.patient_index, md.time, solver=fit_solver(fit)
+        fit_kinetics(fit),
+        params,
+        md.patient_index,
+        md.time,
+        solver=fit_solver(fit),
+        infusions=getattr(md, "infusions", None),
     )

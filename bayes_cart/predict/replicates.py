@@ -53,7 +53,12 @@ def simulate_observed_design(
     sub, sel = subset_draws(fit, n_replicates, rng)
     params = design_population_parameters(sub, n_draws=None, iiv=True, group=group, random_seed=rng)
     mu = predict_at_observations(
-        fit_kinetics(fit), params, md.patient_index, md.time, solver=fit_solver(fit)
+        fit_kinetics(fit),
+        params,
+        md.patient_index,
+        md.time,
+        solver=fit_solver(fit),
+        infusions=getattr(md, "infusions", None),
     )
     y = mu + draw_residuals(fit, sub, mu, rng)
     log_lloq = observation_table(fit, lloq)["log_lloq"].to_numpy()

@@ -69,7 +69,14 @@ def _section_vpc(ctx: _Context, parts: _Parts) -> list[Markup]:
             caption="Share of observed statistics inside their 90% prediction interval",
             row_classes=classes,
         )
-        fig = plot_vpc(result, blq_panel=True, ncols=3, log_x=True, panel_size=(4.6, 3.2))
+        fig = plot_vpc(
+            result,
+            blq_panel=True,
+            ncols=3,
+            log_x=True,
+            panel_size=(4.6, 3.2),
+            infusions=ctx.fit.dataset.infusions,
+        )
         return table + _figure(
             fig,
             "visual predictive check",
@@ -203,6 +210,11 @@ def _section_individual(ctx: _Context, parts: _Parts) -> list[Markup]:
             + ": posterior median (line) and 90% credible band of the total CAR-T level, the "
             "effector (E, dashed) and memory (M, dash-dot) components, and the observed samples "
             "(BLQ samples as triangles at their LLOQ)."
+            + (
+                " Dotted vertical lines mark later infusions (each starts its own cohort of cells)."
+                if getattr(ctx.fit.model_data, "infusions", None) is not None
+                else ""
+            )
         )
     ]
 
@@ -210,7 +222,11 @@ def _section_individual(ctx: _Context, parts: _Parts) -> list[Markup]:
         ids = _pick_patients(ctx.fit, ctx.trial, ctx.n_individual, ctx.rng_seed(110))
         curves = individual_fits(ctx.light, patients=ids, n_draws=None)
         fig = plot_individual_fits(
-            curves, observation_table(ctx.fit), ncols=4, max_patients=len(ids)
+            curves,
+            observation_table(ctx.fit),
+            ncols=4,
+            max_patients=len(ids),
+            infusions=ctx.fit.dataset.infusions,
         )
         if ctx.trial:
             labels = ctx.fit.dataset.patients[ctx.trial].astype(object)

@@ -48,6 +48,16 @@ def _section_data(ctx: _Context, parts: _Parts) -> list[Markup]:
             ("sampling times", f"day {_num(t0)} to day {_num(t1)}"),
             ("dosing rows", s["doses"]),
         ]
+        counts = ds.infusions.groupby("ID", sort=False).size()
+        if (counts > 1).any():
+            later = ds.infusions[ds.infusions["INFUSION"] > 1]["TIME"]
+            items.append(
+                (
+                    "patients with several infusions",
+                    f"{int((counts > 1).sum())} (later infusions on day {_num(later.min())} to "
+                    f"day {_num(later.max())}; one cohort of cells per infusion)",
+                )
+            )
         return _facts(items)
 
     out.append(parts.run("data facts", facts))
