@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 __all__ = [
     "ROLE_NAMES",
     "ColumnRoles",
+    "declaration_problems",
+    "merge_declarations",
     "normalise_columns",
     "parse_column_options",
     "resolve_roles",
@@ -161,6 +163,105 @@ def _check_role(role: str, where: str) -> None:
         raise ValueError(f"{where}: unknown column role {role!r}; roles: {known}")
 
 
+def declaration_problems(
+    columns: Mapping[str, str | Sequence[str]] | None,
+) -> list[tuple[str, str]]:
+    """Every problem of a column declaration, without raising.
+
+    Parameters
+    ----------
+    columns : mapping, optional
+        Role -> column name, or names for the list roles (as for :func:`normalise_columns`).
+
+    Returns
+    -------
+    list of (str, str)
+        ``(role as written, message)`` for each unknown role, role without a column name,
+        single-column role given several names, and column given two roles.
+
+    Examples
+    --------
+    >>> for role, message in declaration_problems({"DV": "C", "ID": "c", "DOSE": "AMT"}):
+    ...     print(role, "|", message[:40])
+    ID | column 'c' is given two roles (DV, ID)
+    DOSE | unknown column role 'DOSE'; roles: ID, T
+    """
+    problems: list[tuple[str, str]] = []
+    owner: dict[str, str] = {}
+    seen: set[str] = set()
+    for role, value in (columns or {}).items():
+        key = str(role).strip().upper()
+        if key in seen:
+            problems.append((str(role), f"role {key} is given twice (roles are case-insensitive)"))
+            continue
+        seen.add(key)
+        if key not in ROLE_NAMES and key not in LIST_ROLES:
+            known = ", ".join([*ROLE_NAMES, *LIST_ROLES])
+            problems.append((str(role), f"unknown column role {key!r}; roles: {known}"))
+            continue
+        names = (value,) if isinstance(value, str) else tuple(value)
+        if not names or any(not isinstance(n, str) or not n.strip() for n in names):
+            problems.append((str(role), f"role {key} needs column name(s), got {value!r}"))
+            continue
+        if key not in LIST_ROLES and len(names) != 1:
+            problems.append((str(role), f"role {key} takes one column, got {list(names)}"))
+            continue
+        for name in (n.strip() for n in names):
+            other = owner.setdefault(name.upper(), key)
+            if other != key:
+                problems.append((str(role), f"column {name!r} is given two roles ({other}, {key})"))
+    return problems
+
+
+def merge_declarations(
+    base: Mapping[str, str | Sequence[str]] | None,
+    override: Mapping[str, str | Sequence[str]] | None,
+) -> dict[str, str | tuple[str, ...]]:
+    """Combine a spec's column declaration (``[data] columns``) with the caller's.
+
+    The caller's declaration (``columns=`` / ``--columns``) takes precedence: a single-column
+    role it names replaces the spec's column for that role; the list roles (``IGNORE``,
+    ``COVARIATE``, ``CAT``, ``CONT``) add its names to the spec's; and a column it gives a role
+    loses the role the spec gave it.
+
+    Parameters
+    ----------
+    base : mapping, optional
+        The spec's declaration.
+    override : mapping, optional
+        The caller's declaration.
+
+    Returns
+    -------
+    dict
+        A declaration for :func:`normalise_columns` (upper-case roles).
+
+    Examples
+    --------
+    >>> merge_declarations({"DV": "CONC", "ID": "SUBJ", "IGNORE": ["A"]},
+    ...                    {"dv": "CONC2", "IGNORE": ["SUBJ"]})
+    {'IGNORE': ('A', 'SUBJ'), 'DV': 'CONC2'}
+    """
+    first, second = normalise_columns(base), normalise_columns(override)
+    claimed = {n.upper() for v in second.values() for n in ((v,) if isinstance(v, str) else v)}
+    out: dict[str, str | tuple[str, ...]] = {}
+    for role, value in first.items():
+        if role in LIST_ROLES:
+            kept = tuple(n for n in value if n.upper() not in claimed)
+            if kept:
+                out[role] = kept
+        elif role not in second and str(value).upper() not in claimed:
+            out[role] = value
+    for role, value in second.items():
+        if role in LIST_ROLES:
+            previous = out.get(role, ())
+            assert isinstance(previous, tuple)
+            out[role] = previous + tuple(value)
+        else:
+            out[role] = value
+    return out
+
+
 def normalise_columns(
     columns: Mapping[str, str | Sequence[str]] | None,
 ) -> dict[str, str | tuple[str, ...]]:
@@ -205,6 +306,7 @@ def resolve_roles(
     columns: Sequence[str],
     declared: Mapping[str, str | tuple[str, ...]],
     problems: list[tuple[str, str | None]],
+    origins: Mapping[str, str] | None = None,
 ) -> ColumnRoles:
     """Give each header its role, by declaration first, then by name.
 
@@ -217,6 +319,10 @@ def resolve_roles(
     problems : list
         ``(message, column)`` pairs are appended for a declared column that is not in the file
         and for two columns that claim one role.
+    origins : mapping, optional
+        Declared column name (upper-case) -> where it was declared, for the message about a
+        missing column (e.g. ``"data.columns.DV of study.toml"``); ``--columns ROLE=NAME``
+        for a name without one.
 
     Returns
     -------
@@ -237,9 +343,10 @@ def resolve_roles(
         for name in (value,) if isinstance(value, str) else value:
             header = lookup(name)
             if header is None:
+                where = (origins or {}).get(name.upper(), f"--columns {role}={name}")
                 problems.append(
                     (
-                        f"column {name!r} declared as {role} (--columns {role}={name}) is not a "
+                        f"column {name!r} declared as {role} ({where}) is not a "
                         f"column of the file (columns found: {found})",
                         name,
                     )

@@ -50,14 +50,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from bayes_cart.column_roles import normalise_columns
+from bayes_cart.column_roles import merge_declarations, normalise_columns
 from bayes_cart.dataset_checks import RawTable, check_table, infusion_table, normalise_cell
 from bayes_cart.errors import DataError, DataWarning, Problem
 from bayes_cart.units import to_days
+
+if TYPE_CHECKING:
+    from bayes_cart.spec import ModelSpec
 
 __all__ = ["Dataset", "ValidationReport", "load_dataset", "native_columns"]
 
@@ -348,10 +352,11 @@ def _describe(values: pd.Series) -> dict:
 def load_dataset(
     source: str | os.PathLike | pd.DataFrame,
     *,
-    time_unit: str = "day",
+    time_unit: str | None = None,
     time_varying: Sequence[str] = (),
     delimiter: str | None = None,
     columns: Mapping[str, str | Sequence[str]] | None = None,
+    spec: ModelSpec | None = None,
 ) -> Dataset:
     r"""Read and validate a dataset (CSV, CSV.gz, Parquet file or DataFrame).
 
@@ -359,8 +364,9 @@ def load_dataset(
     ----------
     source : str, os.PathLike or pandas.DataFrame
         A ``.csv`` / ``.tsv`` / ``.txt`` (optionally ``.gz``) or ``.parquet`` file, or a frame.
-    time_unit : str
-        Unit of TIME in the source: ``day`` (default), ``hour``, ``week`` or ``month``.
+    time_unit : str, optional
+        Unit of TIME in the source: ``day``, ``hour``, ``week`` or ``month``. By default the
+        ``time_unit`` of the spec's ``[data]`` table, else ``day``.
     time_varying : sequence of str
         Covariates that may change within a patient (kept in ``observations``).
     delimiter : str, optional
@@ -373,6 +379,10 @@ def load_dataset(
         OCC, TIMEUNIT``, and ``IGNORE`` (not used), ``COVARIATE``, ``CAT`` (categorical),
         ``CONT`` (numeric) taking a list. See :data:`bayes_cart.column_roles.ROLE_NAMES` for the
         names recognised without a declaration.
+    spec : ModelSpec, optional
+        A model spec whose ``[data]`` table declares column roles (``columns``) and the unit
+        of TIME: used unless ``columns`` / ``time_unit`` say otherwise for a role or the unit
+        (:func:`bayes_cart.column_roles.merge_declarations`).
 
     Returns
     -------
@@ -395,12 +405,18 @@ def load_dataset(
     >>> load_dataset(frame, time_unit="hour").observations["TIME"].tolist()
     [1.0, 7.0]
     """
+    declared, origins = normalise_columns(columns), {}
+    if spec is not None:
+        declared, origins = _spec_declaration(spec, declared)
+        time_unit = time_unit or spec.data.time_unit
+    time_unit = time_unit or "day"
     factor = to_days(time_unit)
     if isinstance(time_varying, str):
         time_varying = (time_varying,)
-    declared = normalise_columns(columns)
     raw = _read_raw(source, _normalise_delimiter(delimiter))
-    checked = check_table(raw, factor, time_varying, time_unit=time_unit, columns=declared)
+    checked = check_table(
+        raw, factor, time_varying, time_unit=time_unit, columns=declared, origins=origins
+    )
     report = ValidationReport(
         warnings=tuple(checked.warnings),
         excluded=checked.excluded,
@@ -419,6 +435,27 @@ def load_dataset(
         report=report,
         baseline=checked.baseline if checked.baseline is not None else _empty_baseline(),
     )
+
+
+def _spec_declaration(
+    spec: ModelSpec, columns: Mapping[str, str | tuple[str, ...]]
+) -> tuple[dict[str, str | tuple[str, ...]], dict[str, str]]:
+    """Return the spec's ``[data] columns`` under ``columns``, and where each spec name is from."""
+    own = spec.data.declaration()
+    merged = merge_declarations(own, columns)
+    keys = {str(k).strip().upper(): str(k) for k in spec.data.columns}
+
+    def names(declaration: Mapping[str, str | tuple[str, ...]], role: str) -> tuple[str, ...]:
+        value = declaration.get(role, ())
+        return (value,) if isinstance(value, str) else tuple(value)
+
+    origins = {
+        name.upper(): f"data.columns.{keys[role]} of {spec.source}"
+        for role in own
+        for name in names(own, role)
+        if name in names(merged, role) and name not in names(columns, role)
+    }
+    return merged, origins
 
 
 def _normalise_delimiter(delimiter: str | None) -> str | None:

@@ -174,6 +174,7 @@ def map_columns(
     time_varying: Sequence[str],
     problems: _Problems,
     declared_columns: Mapping[str, str | tuple[str, ...]] | None = None,
+    origins: Mapping[str, str] | None = None,
 ) -> tuple[ColumnRoles, list[str], list[str]]:
     """Match header names to roles (by declaration, then by name, case-insensitively).
 
@@ -198,7 +199,7 @@ def map_columns(
             )
     by_upper = {u: columns[p[0]] for u, p in upper.items()}
     found: list[tuple[str, str | None]] = []
-    resolved = resolve_roles(list(by_upper.values()), declared_columns or {}, found)
+    resolved = resolve_roles(list(by_upper.values()), declared_columns or {}, found, origins)
     for message, column in found:
         problems.add(message, column=column)
     roles = resolved.roles
@@ -247,6 +248,7 @@ def check_table(
     *,
     time_unit: str = "day",
     columns: Mapping[str, str | tuple[str, ...]] | None = None,
+    origins: Mapping[str, str] | None = None,
 ) -> CheckedTable:
     """Classify and check every row of ``raw``; raise one DataError listing all problems.
 
@@ -262,6 +264,9 @@ def check_table(
         Name of the file's TIME unit (compared with a ``TIMEUNIT`` column).
     columns : mapping, optional
         Declared column roles (:func:`bayes_cart.column_roles.normalise_columns`).
+    origins : mapping, optional
+        Declared column name (upper-case) -> where it was declared, when not ``--columns``
+        (:func:`bayes_cart.column_roles.resolve_roles`).
 
     Returns
     -------
@@ -273,7 +278,7 @@ def check_table(
     problems = _Problems(raw.problems)
     cells = raw.cells
     resolved, covariates, declared = map_columns(
-        [str(c) for c in cells.columns], time_varying, problems, columns
+        [str(c) for c in cells.columns], time_varying, problems, columns, origins
     )
     roles = resolved.roles
     if problems.items and any(p.row is None for p in problems.items):

@@ -278,6 +278,69 @@ class SamplingSpec(_Frozen):
     centered_group: bool | Literal["mean"] = False
 
 
+class DataSpec(_Frozen):
+    """How to read the data file a spec is fitted to: column roles and the unit of TIME.
+
+    ``columns`` maps a role (``ID``, ``TIME``, ``DV``, ... of
+    :data:`bayes_cart.column_roles.ROLE_NAMES`) to a header of the file, or ``IGNORE``,
+    ``COVARIATE``, ``CAT``, ``CONT`` to a list of headers, exactly like
+    ``load_dataset(columns=...)`` and ``--columns ROLE=NAME``. ``time_unit`` is the unit of
+    TIME in the file (``day``, ``hour``, ``week``, ``month``); None leaves it to the caller
+    (``day`` by default). Used when the data are loaded with the spec
+    (``load_dataset(path, spec=spec)``, ``bayes-cart fit --model``); ``--columns`` and
+    ``--time-unit`` take precedence (:func:`bayes_cart.column_roles.merge_declarations`).
+
+    Checked on construction: every role known, a single-column role given one name, no column
+    given two roles (all problems at once, each with its key). That the columns exist is
+    checked against the file when it is loaded.
+
+    Examples
+    --------
+    >>> DataSpec(columns={"DV": "CONC", "ignore": ["NOTE"]}).declaration()
+    {'DV': 'CONC', 'IGNORE': ('NOTE',)}
+    """
+
+    columns: dict[str, str | list[str]] = Field(default_factory=dict)
+    time_unit: str | None = None
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> DataSpec:
+        from bayes_cart.column_roles import declaration_problems
+        from bayes_cart.units import to_days
+
+        problems = [
+            (f"columns.{role}", message) for role, message in declaration_problems(self.columns)
+        ]
+        if self.time_unit is not None:
+            try:
+                to_days(self.time_unit)
+            except ValueError as exc:
+                problems.append(("time_unit", str(exc)))
+        if problems:
+            raise KeyedProblems(problems)
+        return self
+
+    def declaration(self) -> dict[str, str | tuple[str, ...]]:
+        """Return the column declaration (upper-case roles; tuples for the list roles)."""
+        from bayes_cart.column_roles import normalise_columns
+
+        return normalise_columns(self.columns)
+
+
+class KeyedProblems(ValueError):
+    """Several problems of one table, each under its own key (expanded by ``spec_from_dict``).
+
+    Parameters
+    ----------
+    problems : list of (str, str)
+        ``(key inside the table, message)`` pairs.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{key}: {message}" for key, message in problems))
+        self.problems = problems
+
+
 class _SpecDocument(_Frozen):
     name: str
     description: str
@@ -293,6 +356,7 @@ class _SpecDocument(_Frozen):
     distribution_phase: DistributionPhaseSpec = DistributionPhaseSpec()
     censoring: CensoringSpec = CensoringSpec()
     sampling: SamplingSpec = SamplingSpec()
+    data: DataSpec = DataSpec()
     notes: str = ""
 
 
@@ -347,6 +411,11 @@ class ModelSpec:
     def iiv_parameters(self) -> tuple[str, ...]:
         """Parameters that carry IIV."""
         return tuple(n for n, p in self.doc.parameters.items() if p.iiv is not None)
+
+    @property
+    def data(self) -> DataSpec:
+        """How to read the data file (the ``[data]`` table: column roles, unit of TIME)."""
+        return self.doc.data
 
     @property
     def hash(self) -> str:
@@ -684,6 +753,18 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
+def _pydantic_problems(err: Mapping[str, Any]) -> list[str]:
+    """Return the problem lines of a pydantic error (several for :class:`KeyedProblems`)."""
+    error = (err.get("ctx") or {}).get("error")
+    if isinstance(error, KeyedProblems):
+        key = ".".join(str(x) for x in err["loc"])
+        return [
+            f"{key}.{sub}: {message}" if key else f"{sub}: {message}"
+            for sub, message in error.problems
+        ]
+    return [_pydantic_problem(err)]
+
+
 def _pydantic_problem(err: Mapping[str, Any]) -> str:
     """Return one problem line from a pydantic error: the dotted key, then what is wrong."""
     loc = tuple(err["loc"])
@@ -718,12 +799,25 @@ def spec_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> ModelSpec:
     try:
         doc = _SpecDocument.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(source, [_pydantic_problem(err) for err in exc.errors()]) from None
+        problems = [line for err in exc.errors() for line in _pydantic_problems(err)]
+        raise SpecError(source, problems) from None
     problems = _semantic_problems(doc)
     if problems:
         raise SpecError(source, problems)
-    text = json.dumps(doc.model_dump(mode="json"), sort_keys=True)
-    return ModelSpec(doc=doc, source=source, text=text)
+    return ModelSpec(doc=doc, source=source, text=canonical_text(doc))
+
+
+def canonical_text(doc: _SpecDocument) -> str:
+    """Canonical JSON of a validated spec: sorted keys, every default filled in.
+
+    A ``[data]`` table that is empty (no column mapping, no time unit) is left out, so that a
+    spec without one has the text, hence the hash, it had before ``[data]`` existed (fit files
+    written then still load: :func:`bayes_cart.io.load_fit` compares the stored hash).
+    """
+    content = doc.model_dump(mode="json")
+    if doc.data == DataSpec():
+        del content["data"]
+    return json.dumps(content, sort_keys=True)
 
 
 def list_specs() -> list[str]:

@@ -3,6 +3,13 @@
 The scripts are loaded from their files and their ``main`` called with size flags, as a user
 would run them; the assertions check what each script promises to report (tiny chains cannot
 check recovery: that is ``tests/test_recovery.py``).
+
+Each script compiles and samples its own model. In the fast tier: the simulation-estimation
+script (a Liu fit with the default sampler, nutpie on Numba) and the custom-structure script
+(the linear solver, from the fit through every analysis to the report). The responder
+contrast is marked ``slow`` (the fast tier's 5-minute budget; ``.ci/run`` runs the slow tier
+after it): a third fit of the same kind, and its contrasts are tested on chosen draws in
+``test_contrasts.py``.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ def test_simulation_estimation_reports_every_true_quantity(capsys) -> None:
     assert all(any(line.split()[0] == p for line in lines[1:-1]) for p in truth)
 
 
+@pytest.mark.slow  # a real fit: see the module docstring
 def test_responder_contrast_compares_parameters_and_metrics(capsys) -> None:
     table = _load("responder_contrast").main(["--per-trial", "2", *TINY])
     printed = capsys.readouterr().out

@@ -62,10 +62,17 @@ def value_and_grad(model):
 ROUTE_RTOL = {"ode": 1e-6, "linear": 1e-9}
 
 
+@pytest.fixture(scope="module")
+def closed_form(dp_spec, eight_patients):
+    """The closed-form model and its jitted log density and gradient, shared by both routes."""
+    model = build_model(eight_patients, dp_spec)
+    return model, value_and_grad(model)
+
+
 @pytest.mark.parametrize("solver", ["ode", "linear"])
-def test_ode_model_matches_closed_form(dp_spec, eight_patients, solver) -> None:
+def test_ode_model_matches_closed_form(dp_spec, eight_patients, closed_form, solver) -> None:
     rtol = ROUTE_RTOL[solver]
-    cf_model = build_model(eight_patients, dp_spec)
+    cf_model, f_cf = closed_form
     ode_model = build_model(eight_patients, dp_spec, solver=solver)
     md = ode_model.bayes_cart_data
     assert md.distribution_mask.sum() == 3
@@ -93,7 +100,7 @@ def test_ode_model_matches_closed_form(dp_spec, eight_patients, solver) -> None:
             point["log_T0"] = np.asarray(np.log(60.0))
         points.append(point)
 
-    f_cf, f_ode = value_and_grad(cf_model), value_and_grad(ode_model)
+    f_ode = value_and_grad(ode_model)
     for j, point in enumerate(points):
         x = [jnp.asarray(point[n]) for n in names]
         v_cf, g_cf = f_cf(x)

@@ -13,27 +13,41 @@ console = Console(stderr=True)
 
 COLUMNS_HELP = (
     "Column role ROLE=NAME for a header not recognised by name, e.g. DV=CONC, ID=SUBJECT, "
-    "IGNORE=NOTE, CAT=SITE (repeatable)."
+    "IGNORE=NOTE, CAT=SITE (repeatable); over the --model spec's [data] columns."
+)
+
+TIME_UNIT_HELP = (
+    "Unit of TIME in the file: day, hour, week, month (default: the --model spec's "
+    "[data] time_unit, else day)."
+)
+
+MODEL_DATA_HELP = (
+    "Model spec (name or TOML file) whose [data] table gives the column roles and the unit "
+    "of TIME of the file."
 )
 
 
 def load_data_or_exit(
     data: str,
-    time_unit: str = "day",
+    time_unit: str | None = None,
     columns: list[str] | None = None,
     time_varying: list[str] | None = None,
+    spec: Any = None,
 ):
     """Load ``data`` (a path, or ``example`` for the bundled dataset); exit 1 on a DataError.
 
     ``columns`` are ``--columns ROLE=NAME`` options; a malformed one exits 2.
-    ``time_varying`` are the ``--time-varying`` covariates.
+    ``time_varying`` are the ``--time-varying`` covariates. ``spec`` (a ``ModelSpec``) adds
+    its ``[data]`` table's column roles and unit of TIME, under ``--columns`` and
+    ``--time-unit`` (day when neither says).
     """
     from bayes_cart.column_roles import parse_column_options
     from bayes_cart.errors import DataError
 
     try:
         declared = parse_column_options(columns)
-        if data == "example" and not declared and not time_varying:
+        mapped = spec is not None and (spec.data.columns or spec.data.time_unit)
+        if data == "example" and not declared and not time_varying and not mapped:
             from bayes_cart.example import load_example
 
             return load_example()
@@ -44,7 +58,11 @@ def load_data_or_exit(
 
             data = str(example_data_path())
         return load_dataset(
-            data, time_unit=time_unit, columns=declared, time_varying=tuple(time_varying or ())
+            data,
+            time_unit=time_unit,
+            columns=declared,
+            time_varying=tuple(time_varying or ()),
+            spec=spec,
         )
     except FileNotFoundError:
         console.print(f"[red]{escape(data)}: no such file[/red]")
@@ -93,6 +111,19 @@ def read_spec(model: str):
         ) from None
     except OSError as exc:
         raise SpecError(model, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def spec_or_exit(model: str | None, out: Console) -> Any:
+    """Read the ``--model`` spec of a data command (None without one); exit 1 if invalid."""
+    if model is None:
+        return None
+    from bayes_cart.errors import SpecError
+
+    try:
+        return read_spec(model)
+    except SpecError as exc:
+        out.print(f"[bold red]error:[/] {escape(error_line(exc))}")
+        raise typer.Exit(code=1) from None
 
 
 def error_line(exc: Exception) -> str:

@@ -29,7 +29,7 @@ def _option_problem(
     draws: int,
     target_accept: float,
     seed: int,
-    time_unit: str,
+    time_unit: str | None,
     sampler: str = "auto",
     solver: str = "closed_form",
 ) -> str | None:
@@ -56,7 +56,7 @@ def _option_problem(
     if seed < 0:
         return f"--seed must be >= 0, got {seed}"
     try:
-        to_days(time_unit)
+        to_days(time_unit or "day")
     except ValueError as exc:
         return f"--time-unit: {exc}"
     return None
@@ -70,7 +70,7 @@ def check_before_fitting(
     draws: int,
     target_accept: float,
     seed: int,
-    time_unit: str,
+    time_unit: str | None,
 ) -> None:
     """Exit 2 with a one-line message when an option or the output folder is unusable."""
     from bayes_cart.errors import OutputError
@@ -172,11 +172,19 @@ def fit(
         ),
     ] = "closed_form",
     time_unit: Annotated[
-        str, typer.Option("--time-unit", help="Unit of TIME in the data.")
-    ] = "day",
+        str | None,
+        typer.Option(
+            "--time-unit",
+            help="Unit of TIME in the data (default: the spec's [data] time_unit, else day).",
+        ),
+    ] = None,
     columns: Annotated[
         list[str] | None,
-        typer.Option("--columns", help="Column role ROLE=NAME, e.g. DV=CONC (repeatable)."),
+        typer.Option(
+            "--columns",
+            help="Column role ROLE=NAME, e.g. DV=CONC (repeatable); over the spec's [data] "
+            "columns.",
+        ),
     ] = None,
     time_varying: Annotated[
         list[str] | None,
@@ -232,7 +240,7 @@ def fit(
         console.print(f"[red]{escape(problem)}[/red]")
         raise typer.Exit(code=2)
     try:
-        spec = read_spec(model)
+        spec = file_spec = read_spec(model)  # its [data] table, named by its own file
         formulas = dict(parse_covariate_option(c) for c in covariates or [])
         refs = {}
         for r in reference or []:
@@ -261,7 +269,7 @@ def fit(
         console.print(f"[red]{escape(error_line(exc))}[/red]")
         raise typer.Exit(code=1) from None
     dataset = load_data_or_exit(
-        data, time_unit=time_unit, columns=columns, time_varying=time_varying
+        data, time_unit=time_unit, columns=columns, time_varying=time_varying, spec=file_spec
     )
     check_spec_against_data(dataset, spec)
     check_before_fitting(out, overwrite, chains, tune, draws, target_accept, seed, time_unit)

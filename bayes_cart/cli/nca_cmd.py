@@ -1,6 +1,6 @@
 """``bayes-cart nca``: non-compartmental analysis of a dataset, summarised per group.
 
-Exit codes: 0 done, 1 invalid data, 2 missing file or bad option.
+Exit codes: 0 done, 1 invalid data or --model spec, 2 missing file or bad option.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bayes_cart.cli.common import COLUMNS_HELP
+from bayes_cart.cli.common import COLUMNS_HELP, MODEL_DATA_HELP, TIME_UNIT_HELP, spec_or_exit
 from bayes_cart.column_roles import parse_column_options
 from bayes_cart.dataset import load_dataset
 from bayes_cart.errors import DataError, DataWarning
@@ -60,16 +60,16 @@ def nca(
         str,
         typer.Option(help=f"BLQ between quantifiable samples: {', '.join(INTERMEDIATE_BLQ)}."),
     ] = "half_lloq",
-    time_unit: Annotated[
-        str, typer.Option("--time-unit", help="Unit of TIME in the file: day, hour, week, month.")
-    ] = "day",
+    time_unit: Annotated[str | None, typer.Option("--time-unit", help=TIME_UNIT_HELP)] = None,
     columns: Annotated[list[str] | None, typer.Option("--columns", help=COLUMNS_HELP)] = None,
+    model: Annotated[str | None, typer.Option("--model", help=MODEL_DATA_HELP)] = None,
 ) -> None:
     """Cmax, Tmax, AUC and Tlast per patient (linear-up/log-down), median (range) per group."""
     console = Console(highlight=False)
     if not data.exists():
         console.print(f"[bold red]error:[/] data file not found: {escape(str(data))}")
         raise typer.Exit(code=2)
+    spec = spec_or_exit(model, console)
     if blq_rule not in BLQ_RULES or intermediate_blq not in INTERMEDIATE_BLQ:
         console.print(
             f"[bold red]error:[/] --blq-rule must be one of {', '.join(BLQ_RULES)}; "
@@ -82,7 +82,9 @@ def nca(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)
-            dataset = load_dataset(data, time_unit=time_unit, columns=parse_column_options(columns))
+            dataset = load_dataset(
+                data, time_unit=time_unit, columns=parse_column_options(columns), spec=spec
+            )
     except DataError as exc:
         console.print(
             f"[bold red]invalid data[/]: {escape(exc.source)}: {len(exc.problems)} problem(s)"

@@ -1,6 +1,7 @@
 """``bayes-cart validate``: check a dataset and print what was found.
 
-Exit codes: 0 valid data, 1 invalid data (every problem listed), 2 missing file or bad option.
+Exit codes: 0 valid data, 1 invalid data (every problem listed) or --model spec, 2 missing file or
+bad option.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bayes_cart.cli.common import COLUMNS_HELP
+from bayes_cart.cli.common import COLUMNS_HELP, MODEL_DATA_HELP, TIME_UNIT_HELP, spec_or_exit
 from bayes_cart.column_roles import parse_column_options
 from bayes_cart.dataset import Dataset, load_dataset
 from bayes_cart.errors import DataError, DataWarning
@@ -26,9 +27,7 @@ def validate(
     data: Annotated[
         Path, typer.Argument(help="Dataset file: CSV (.csv, .tsv, .csv.gz) or Parquet.")
     ],
-    time_unit: Annotated[
-        str, typer.Option("--time-unit", help="Unit of TIME in the file: day, hour, week, month.")
-    ] = "day",
+    time_unit: Annotated[str | None, typer.Option("--time-unit", help=TIME_UNIT_HELP)] = None,
     time_varying: Annotated[
         list[str] | None,
         typer.Option("--time-varying", help="A covariate that may change over time (repeatable)."),
@@ -38,12 +37,14 @@ def validate(
         typer.Option("--delimiter", help="Field separator (',', ';', 'tab'); detected by default."),
     ] = None,
     columns: Annotated[list[str] | None, typer.Option("--columns", help=COLUMNS_HELP)] = None,
+    model: Annotated[str | None, typer.Option("--model", help=MODEL_DATA_HELP)] = None,
 ) -> None:
     """Validate a dataset and print a summary (patients, samples, BLQ, covariates, warnings)."""
     console = Console(highlight=False)
     if not data.exists():
         console.print(f"[bold red]error:[/] data file not found: {escape(str(data))}")
         raise typer.Exit(code=2)
+    spec = spec_or_exit(model, console)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)  # printed below from the report
@@ -53,6 +54,7 @@ def validate(
                 time_varying=time_varying or (),
                 delimiter=delimiter,
                 columns=parse_column_options(columns),
+                spec=spec,
             )
     except DataError as exc:
         console.print(
