@@ -37,6 +37,7 @@ __all__ = [
     "population_predictions",
     "predict_at_observations",
     "predict_curves",
+    "predict_fit_observations",
 ]
 
 _CHUNK_CELLS = 4_000_000  # draws x patients x times evaluated at once (closed form)
@@ -228,10 +229,24 @@ def population_predictions(
     ndarray (sample, obs)
         ``log PRED`` draws; the PRED of :func:`bayes_cart.gof.gof_table` is their median.
     """
-    md = fit.model_data
     params = design_population_parameters(
         fit, n_draws=n_draws, iiv=False, group=group, random_seed=random_seed
     )
+    return predict_fit_observations(fit, params)
+
+
+def predict_fit_observations(fit: Any, params: dict[str, np.ndarray]) -> np.ndarray:
+    """Log predictions of the fitted observations for parameter draws of the fitted patients.
+
+    The fit's own structure, solver, observation times and infusions; ``params`` holds
+    ``(sample, patient)`` arrays (:func:`bayes_cart.predict.parameters.individual_parameters`
+    or :func:`~bayes_cart.predict.parameters.design_population_parameters`).
+
+    Returns
+    -------
+    ndarray (sample, obs)
+    """
+    md = fit.model_data
     return predict_at_observations(
         fit_kinetics(fit),
         params,
@@ -255,16 +270,8 @@ def individual_predictions(
     ndarray (sample, obs)
         ``log IPRED`` draws; the IPRED of :func:`bayes_cart.gof.gof_table` is their median.
     """
-    md = fit.model_data
     params = individual_parameters(fit)
     n_total = next(iter(params.values())).shape[0]
     sel = draw_index(n_total, n_draws, np.random.default_rng(random_seed))
     params = {k: v[sel] for k, v in params.items()}
-    return predict_at_observations(
-        fit_kinetics(fit),
-        params,
-        md.patient_index,
-        md.time,
-        solver=fit_solver(fit),
-        infusions=getattr(md, "infusions", None),
-    )
+    return predict_fit_observations(fit, params)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from bayes_cart.ppc import LloqInput, observation_table
-from bayes_cart.predict.curves import fit_kinetics, fit_solver, predict_at_observations
+from bayes_cart.predict.curves import predict_fit_observations
 from bayes_cart.predict.draws import subset_draws
 from bayes_cart.predict.parameters import design_population_parameters
 from bayes_cart.predict.residuals import draw_residuals
@@ -49,17 +49,9 @@ def simulate_observed_design(
     if n_replicates < 1:
         raise ValueError(f"n_replicates must be >= 1, got {n_replicates}")
     rng = np.random.default_rng(random_seed)
-    md = fit.model_data
     sub, sel = subset_draws(fit, n_replicates, rng)
     params = design_population_parameters(sub, n_draws=None, iiv=True, group=group, random_seed=rng)
-    mu = predict_at_observations(
-        fit_kinetics(fit),
-        params,
-        md.patient_index,
-        md.time,
-        solver=fit_solver(fit),
-        infusions=getattr(md, "infusions", None),
-    )
+    mu = predict_fit_observations(fit, params)
     y = mu + draw_residuals(fit, sub, mu, rng)
     log_lloq = observation_table(fit, lloq)["log_lloq"].to_numpy()
     blq = np.where(np.isfinite(log_lloq), y < log_lloq, False)
