@@ -49,8 +49,14 @@ def apply_blq(data: pd.DataFrame, blq: str) -> pd.DataFrame:
     raise ValueError(f"unknown BLQ handling {blq!r}")
 
 
-def fit_replicate(ctx: MethodContext, *, covariates: bool = True) -> Any:
-    """Fit the method's model to the task's dataset; return the :class:`bayes_cart.Fit`."""
+def fit_replicate(
+    ctx: MethodContext, *, covariates: bool = True, notes: list[str] | None = None
+) -> Any:
+    """Fit the method's model to the task's dataset; return the :class:`bayes_cart.Fit`.
+
+    bayes_cart's data and convergence warnings are not printed (a study has thousands); their
+    messages are appended to ``notes`` (the task record's), at most 10 distinct ones.
+    """
     m = ctx.method
     spec = bc.load_spec(m.model)
     if (covariates and m.covariates) or m.reference or m.group:
@@ -59,10 +65,10 @@ def fit_replicate(ctx: MethodContext, *, covariates: bool = True) -> Any:
             reference=m.reference or None,
             group=m.group or None,
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # data and convergence warnings: the record has them
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         dataset = bc.load_dataset(apply_blq(ctx.simulation.data, m.blq))
-        return bc.fit(
+        result = bc.fit(
             dataset,
             spec,
             sampler=m.sampler,
@@ -77,6 +83,12 @@ def fit_replicate(ctx: MethodContext, *, covariates: bool = True) -> Any:
             retry=m.retry,
             cores=m.cores,
         )
+    if notes is not None:
+        ours = [w for w in caught if w.category.__module__.startswith("bayes_cart")]
+        for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in ours):
+            if len(notes) < 10:
+                notes.append(message)
+    return result
 
 
 def fit_diagnostics(result: Any) -> tuple[dict[str, Any], dict[str, float]]:
@@ -100,10 +112,10 @@ def fit_diagnostics(result: Any) -> tuple[dict[str, Any], dict[str, float]]:
 
 def bayes_method(ctx: MethodContext) -> MethodOutput:
     """``kind = "bayes"``: the one-stage hierarchical fit with the method's covariates."""
-    result = fit_replicate(ctx)
+    notes: list[str] = []
+    result = fit_replicate(ctx, notes=notes)
     diagnostics, timings = fit_diagnostics(result)
     draws = quantity_draws(result.idata.posterior, ctx.quantities)
-    notes = []
     if ctx.method.blq == "drop":
         n = int((ctx.simulation.data["CENS"] == 1).sum())
         notes.append(f"{n} BLQ sample(s) dropped")

@@ -272,7 +272,12 @@ def _run_dask(
         study_future = client.scatter(study, broadcast=True)
         futures = {
             client.submit(
-                _worker_task, study_future, task, functions, key=f"study-{task.key}", pure=False
+                _worker_task,
+                study_future,
+                task,
+                functions,
+                key=f"study-{study.hash}-{task.key}",  # unique on a shared scheduler
+                pure=False,
             ): task
             for task in pending
         }

@@ -62,7 +62,8 @@ def _reference(ctx: MethodContext, levels: list[str]) -> str:
 def two_stage_method(ctx: MethodContext) -> MethodOutput:
     """``kind = "two_stage"``: EBEs of a fit without covariates, then a rank test."""
     m = ctx.method
-    result = fit_replicate(ctx, covariates=False)
+    notes: list[str] = []
+    result = fit_replicate(ctx, covariates=False, notes=notes)
     diagnostics, timings = fit_diagnostics(result)
     individual = result.idata.posterior[f"{m.parameter}_i"]
     ebe = individual.median(("chain", "draw")).to_series()
@@ -90,5 +91,5 @@ def two_stage_method(ctx: MethodContext) -> MethodOutput:
                 "test_reject": bool(p_value < m.alpha) if np.isfinite(p_value) else None,
             }
         )
-    notes = [f"{test} test of {m.parameter} EBEs by {m.covariate} (reference {reference})"]
+    notes.insert(0, f"{test} test of {m.parameter} EBEs by {m.covariate} (reference {reference})")
     return MethodOutput(estimates=rows, diagnostics=diagnostics, timings=timings, notes=notes)
