@@ -91,3 +91,46 @@ def test_an_unreadable_record_is_run_again(tmp_path):
     with pytest.warns(UserWarning, match="unreadable task record"):
         again = run_study(study, tmp_path / "s", workers=0)
     assert again.keys_run == [victim.stem]
+
+
+def test_kill_9_in_the_middle_loses_and_duplicates_nothing(tmp_path):
+    """A real SIGKILL of a running study process, then the same run again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    directory = tmp_path / "s"
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "import study_doubles as d; from bayes_cart.study import run_study, study_from_dict;"
+        "run_study(study_from_dict(d.study_dict(replicates=30, methods={'e': {'kind': "
+        "'sleepy', 'options': {'seconds': 0.02}}})), sys.argv[2], workers=0)"
+    )
+    tests_dir = str(Path(__file__).parent)
+    proc = subprocess.Popen([sys.executable, "-c", script, tests_dir, str(directory)])
+    tasks = directory / "tasks"
+
+    def records_on_disk():  # a kill may leave a temporary file: not a record
+        return [p for p in tasks.glob("*.json") if not p.name.startswith(".tmp-")]
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(records_on_disk()) < 10:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = len(records_on_disk())
+    assert 10 <= killed_at < 60
+    study = _study(replicates=30, methods={"e": {"kind": "sleepy", "options": {"seconds": 0}}})
+    # not the same spec (seconds differ): refused, so use the one that was killed
+    with pytest.raises(bc.OutputError):
+        run_study(study, directory, workers=0)
+    same = _study(replicates=30, methods={"e": {"kind": "sleepy", "options": {"seconds": 0.02}}})
+    store = StudyStore.existing(directory)
+    assert len(store.records()) == killed_at and not store.unreadable  # every file whole
+    rest = run_study(same, directory, workers=0)
+    assert rest.skipped == killed_at and rest.ran == 60 - killed_at and rest.unfinished == 0
+    keys = [r["key"] for r in store.records()]
+    assert len(keys) == len(set(keys)) == 60
