@@ -42,6 +42,7 @@ _LAZY = {
     "load_spec": "bayes_cart.spec",
     "list_specs": "bayes_cart.spec",
     "spec_from_dict": "bayes_cart.spec",
+    "formula_variables": "bayes_cart.spec",
     # inference
     "fit": "bayes_cart.sampling",
     "Fit": "bayes_cart.sampling",

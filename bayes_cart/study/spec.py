@@ -28,6 +28,7 @@ import difflib
 import hashlib
 import json
 import tomllib
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -376,7 +377,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             return None
         if part in fields:
             annotation = fields[part].annotation
-            args = typing_args(annotation)
+            args = _typing_args(annotation)
             model = next(
                 (a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None
             )
@@ -388,14 +389,11 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
-def typing_args(annotation: Any) -> tuple[Any, ...]:
+def _typing_args(annotation: Any) -> tuple[Any, ...]:
     """Every type inside an annotation (``dict[str, X]`` -> ``(str, X)``, unions flattened)."""
-    import typing
-
-    args = typing.get_args(annotation)
     out: list[Any] = []
-    for a in args:
-        out += [a, *typing_args(a)]
+    for a in typing.get_args(annotation):
+        out += [a, *_typing_args(a)]
     return tuple(out)
 
 
@@ -506,9 +504,7 @@ def _semantic_problems(doc: _StudyDocument) -> list[str]:
                         problems.extend(f"{key}: {p}" for p in exc.problems)
             used = set()
             for rhs in method.covariates.values():
-                from bayes_cart.spec import formula_variables
-
-                variables, _ = formula_variables(rhs)
+                variables, _ = bc.formula_variables(rhs)
                 used |= set(variables)
             for sname, scenario in doc.scenarios.items():
                 absent = sorted(used - set(scenario.design.covariate_names))
