@@ -571,9 +571,23 @@ def study_from_dict(
     return StudySpec(doc=doc, source=source, text=text)
 
 
+def _shipped_folder() -> Any:
+    """Return the folder of the shipped study specs (the installed ``bayes_cart.studies``).
+
+    In a source tree whose install predates ``studies/`` (an editable install of another
+    checkout), the package is not importable: the tree's own ``studies/`` folder is used.
+    """
+    try:
+        return resources.files("bayes_cart.studies")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "studies"
+
+
 def list_studies() -> list[str]:
     """Names of the studies that ship with bayes_cart (``studies/*.toml``)."""
-    folder = resources.files("bayes_cart.studies")
+    folder = _shipped_folder()
+    if not folder.is_dir():
+        return []
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
@@ -602,7 +616,7 @@ def load_study(name_or_path: str | Path) -> StudySpec:
             raise SpecError(
                 name, f"no shipped study named {name!r} and no such file; shipped: {list_studies()}"
             )
-        text = resources.files("bayes_cart.studies").joinpath(f"{name}.toml").read_text("utf-8")
+        text = _shipped_folder().joinpath(f"{name}.toml").read_text(encoding="utf-8")
         source = f"studies/{name}.toml"
     try:
         raw = tomllib.loads(text)
