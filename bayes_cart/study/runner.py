@@ -19,6 +19,7 @@ worker is restarted (Dask only). Methods registered with
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -256,6 +257,8 @@ def _run_dask(
                 processes=True,
                 dashboard_address=None,
                 env=WORKER_ENV,
+                # the nanny's "still alive after 4 s, killing" at shutdown is noise here
+                silence_logs=logging.ERROR,
             )
             client = Client(cluster)
         else:
