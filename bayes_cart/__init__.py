@@ -42,6 +42,7 @@ _LAZY = {
     "load_spec": "bayes_cart.spec",
     "list_specs": "bayes_cart.spec",
     "spec_from_dict": "bayes_cart.spec",
+    "formula_variables": "bayes_cart.spec",
     # inference
     "fit": "bayes_cart.sampling",
     "Fit": "bayes_cart.sampling",
@@ -72,6 +73,11 @@ _LAZY = {
     # the bundled example
     "example_data_path": "bayes_cart.example",
     "load_example": "bayes_cart.example",
+    # method-comparison studies (more in bayes_cart.study)
+    "load_study": "bayes_cart.study.spec",
+    "run_study": "bayes_cart.study.runner",
+    # errors raised by the functions above (the common ones are imported eagerly)
+    "OutputError": "bayes_cart.errors",
 }
 
 __all__ = [
@@ -90,7 +96,7 @@ __all__ = [
 
 #: functions named like their module: ``bc.nca.nca(...)``, ``bc.vpc.vpc(...)`` (a package
 #: attribute named like a submodule is replaced by the module once it is imported)
-_SUBMODULES = ("nca", "vpc", "gof", "ppc", "loo", "contrasts", "simulate", "report")
+_SUBMODULES = ("nca", "vpc", "gof", "ppc", "loo", "contrasts", "simulate", "report", "study")
 
 
 def __getattr__(name: str) -> Any:

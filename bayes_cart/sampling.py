@@ -442,6 +442,7 @@ def fit(
     retry: bool = True,
     on_progress: Callable[[Any], None] | None = None,
     low_rank: bool = False,
+    cores: int | None = None,
 ) -> Fit:
     """Fit ``spec`` to ``dataset``: build, sample, add predictive groups, run the gate.
 
@@ -482,6 +483,10 @@ def fit(
         against every patient's parameters in a sparse design (on the sparse panel dataset
         `liu2021` passed the gate on the first try with it and not without); on the bundled
         example it did not help, so it is off by default (``docs/benchmarks.md``).
+    cores : int, optional
+        Chains sampled in parallel (default: one per core, at most ``chains``). A study that
+        runs one fit per worker process passes 1, so that its workers do not oversubscribe
+        the machine (:mod:`bayes_cart.study`).
     extend : bool
         When healthy chains mix too slowly for the gate (R-hat above 1.01 or bulk ESS below
         400, without divergences or stuck chains) and at most 4 times the draws would reach
@@ -533,6 +538,7 @@ def fit(
         solver=solver,
         on_progress=on_progress,
         low_rank=low_rank,
+        cores=cores,
     )
     t0 = time.perf_counter()
     if prior_draws or predictive:

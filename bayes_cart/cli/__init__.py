@@ -51,6 +51,9 @@ def _register() -> None:
     from bayes_cart.cli import report_cmd
 
     app.command("report")(report_cmd.report)
+    from bayes_cart.cli import study_cmd
+
+    app.add_typer(study_cmd.app, name="study")
 
 
 _register()

@@ -1,0 +1,1 @@
+"""Study specifications shipped with bayes_cart (TOML files; see bayes_cart.study.spec)."""
