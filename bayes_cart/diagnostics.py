@@ -278,6 +278,11 @@ class Diagnostics:
         Empty, or ``divergences`` (of a first run that was discarded), ``target_accept`` (of
         the run kept) and ``divergences_after`` when divergences made
         :func:`bayes_cart.sampling.fit` sample again with smaller steps.
+    low_rank_retry : dict
+        Empty, or, when the diagonal mass matrix's run (after the tries above) still failed
+        the gate, ``diagonal`` and ``low_rank`` (the :func:`gate_numbers` of that run and of
+        a run with nutpie's low-rank modified mass matrix) and ``kept`` (which of the two the
+        fit holds: :func:`better_run`).
     passed : bool
         Whether every check passed.
     advice : list of str
@@ -296,6 +301,7 @@ class Diagnostics:
     restarted_chains: list[dict[str, Any]] = field(default_factory=list)
     extended_chains: int = 0
     retried: dict[str, Any] = field(default_factory=dict)
+    low_rank_retry: dict[str, Any] = field(default_factory=dict)
     worst: dict[str, str] = field(default_factory=dict)
     passed: bool = True
     advice: list[str] = field(default_factory=list)
@@ -329,6 +335,85 @@ def needs_more_draws(idata: az.InferenceData, max_factor: float = 4.0) -> int:
         return 0
     factor = max(int(np.ceil(ESS_MIN / min_ess)), 2 if max_rhat > RHAT_MAX else 1)
     return factor - 1 if factor <= max_factor else 0
+
+
+def gate_numbers(idata: az.InferenceData) -> dict[str, Any]:
+    """Return the gate's numbers of a run, to compare two runs of one posterior.
+
+    Returns
+    -------
+    dict
+        ``passed`` (R-hat, bulk and tail ESS, divergences and stuck chains within the gate),
+        ``max_rhat``, ``min_ess`` (bulk and tail), ``divergences``, ``stuck`` (how many chains
+        :func:`stuck_chains` flags) and ``chains``.
+    """
+    stats = idata.sample_stats
+    n_div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
+    summ = az.summary(idata, var_names=population_variables(idata), kind="diagnostics")
+    min_ess = float(min(summ["ess_bulk"].min(), summ["ess_tail"].min()))
+    max_rhat = float(summ["r_hat"].max())
+    stuck = len(stuck_chains(idata))
+    return {
+        "passed": bool(max_rhat <= RHAT_MAX and min_ess >= ESS_MIN and not n_div and not stuck),
+        "max_rhat": round(max_rhat, 4),
+        "min_ess": round(min_ess, 1),
+        "divergences": n_div,
+        "stuck": stuck,
+        "chains": int(idata.posterior.sizes["chain"]),
+    }
+
+
+def better_run(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Whether the run of ``second``'s :func:`gate_numbers` is better than ``first``'s.
+
+    In this order: passing the gate, no stuck chain, no divergence, then the smaller max R-hat
+    (differences below 0.005 are noise at 4-16 chains), then the larger min ESS.
+
+    Examples
+    --------
+    >>> a = {"passed": False, "stuck": 0, "divergences": 0, "max_rhat": 1.03, "min_ess": 450}
+    >>> b = {"passed": True, "stuck": 0, "divergences": 0, "max_rhat": 1.01, "min_ess": 452}
+    >>> better_run(a, b), better_run(b, a)
+    (True, False)
+    """
+
+    def key(g: dict[str, Any]) -> tuple:
+        return (
+            g["passed"],
+            not g["stuck"],
+            not g["divergences"],
+            -round(g["max_rhat"] / 0.005),
+            g["min_ess"],
+        )
+
+    return key(second) > key(first)
+
+
+def low_rank_retry_text(record: dict[str, Any]) -> str:
+    """Describe a low-rank second try (``Diagnostics.low_rank_retry``) for the CLI and report.
+
+    Examples
+    --------
+    >>> g = {"max_rhat": 1.03, "min_ess": 74.0, "divergences": 0, "chains": 4}
+    >>> low_rank_retry_text({"diagonal": g, "low_rank": {**g, "max_rhat": 1.01,
+    ...     "min_ess": 452.0}, "kept": "low_rank"})  # doctest: +NORMALIZE_WHITESPACE
+    'the run with the diagonal mass matrix failed the gate (max R-hat 1.030, min ESS 74,
+    0 divergences, 4 chains); all chains were sampled again with a low-rank mass matrix (max
+    R-hat 1.010, min ESS 452, 0 divergences, 4 chains) and the low-rank run was kept'
+    """
+
+    def numbers(g: dict[str, Any]) -> str:
+        return (
+            f"max R-hat {g['max_rhat']:.3f}, min ESS {g['min_ess']:.0f}, "
+            f"{g['divergences']} divergences, {g['chains']} chains"
+        )
+
+    kept = "low-rank" if record.get("kept") == "low_rank" else "diagonal"
+    return (
+        f"the run with the diagonal mass matrix failed the gate ({numbers(record['diagonal'])}); "
+        "all chains were sampled again with a low-rank mass matrix "
+        f"({numbers(record['low_rank'])}) and the {kept} run was kept"
+    )
 
 
 def add_chains(idata: az.InferenceData, fresh: az.InferenceData) -> az.InferenceData:

@@ -32,8 +32,11 @@ import xarray as xr
 
 from bayes_cart import floating_point
 from bayes_cart.diagnostics import (
+    ESS_MIN,
     add_chains,
+    better_run,
     check_fit,
+    gate_numbers,
     needs_more_draws,
     replace_chains,
     stuck_chains,
@@ -122,6 +125,10 @@ _FAST = {"mode": "JAX"}
 #: target_accept of the automatic second run after divergences (``fit(..., retry=True)``).
 RETRY_TARGET_ACCEPT = 0.95
 
+#: A run shorter than this (chains x draws) is not sampled again with a low-rank mass matrix:
+#: the gate's ESS at 10% sampling efficiency (4 x 1000 draws); shorter runs are exploratory.
+LOW_RANK_RETRY_MIN_EFFICIENCY_DRAWS = int(10 * ESS_MIN)
+
 #: Most extra batches of chains for a slow but healthy fit (``fit(..., extend=True)``): a fit
 #: that 4x its draws would not bring to the gate has a geometry problem, not a length problem.
 MAX_EXTENSIONS = 3
@@ -148,6 +155,7 @@ def sample_posterior(
     max_restarts: int = 1,
     max_extensions: int = 3,
     retry_target_accept: float | None = 0.95,
+    low_rank_retry: bool = False,
     solver: str | None = None,
     flush_subnormals: bool = True,
     on_progress: Callable[[Any], None] | None = None,
@@ -188,6 +196,18 @@ def sample_posterior(
     turn if it needs it: what a careful user does by hand. ``timings["retried"]`` records
     the divergences of the discarded run and of the new one; ``None`` turns the retry off.
 
+    ``low_rank_retry`` (nutpie, diagonal mass matrix): when the run still fails the gate after
+    the tries above (R-hat, ESS or divergences; not for stuck chains) and was long enough to
+    pass it (``chains * draws >= LOW_RANK_RETRY_MIN_EFFICIENCY_DRAWS``, i.e. the gate's ESS at
+    10% efficiency; a short exploratory run is not repeated), every chain is sampled
+    again with nutpie's low-rank modified mass matrix (new seed, the compiled model reused),
+    restarted and extended like the first run, and the better of the two runs by the gate is
+    kept (:func:`bayes_cart.diagnostics.better_run`). A low-rank matrix follows a few
+    collective directions a diagonal one cannot, such as the residual SD against every
+    patient's parameters on a sparse design (``docs/benchmarks.md``), but costs ESS where
+    there is none, so it is a second try, not the default. ``timings["low_rank_retry"]``
+    records both runs' gate numbers and which one was kept.
+
     ``on_progress`` (nutpie backends): called a few times a second, from a background thread,
     with a :class:`bayes_cart.progress.SamplerProgress` (per chain: draws done, tuning or
     sampling, divergences, step size, gradients per draw; the run's label: ``sampling``, a
@@ -204,7 +224,8 @@ def sample_posterior(
     sampler = resolve_sampler(sampler, solver or model_solver(model))
     seed = _seed(random_seed, 1)
     cores = cores or min(chains, os.cpu_count() or 1)
-    current = {"target_accept": target_accept}  # raised by a retry after divergences
+    # raised by a retry after divergences; low_rank switched on by the low-rank second try
+    current: dict[str, Any] = {"target_accept": target_accept, "low_rank": low_rank}
     if sampler.startswith("nutpie"):
         import nutpie
 
@@ -223,7 +244,7 @@ def sample_posterior(
                 "target_accept": current["target_accept"],
                 "cores": min(cores, n_chains),
                 "save_warmup": False,
-                "low_rank_modified_mass_matrix": low_rank,
+                "low_rank_modified_mass_matrix": current["low_rank"],
                 "maxdepth": max_treedepth,
             }
             with _one_blas_thread(min(cores, n_chains)), _flush(flush_subnormals):
@@ -282,13 +303,16 @@ def sample_posterior(
             restarted.extend({**s_, "attempt": attempt + 1} for s_ in stuck)
         return idata
 
-    def run_with_restarts(run_seed: int, offset: int) -> tuple[az.InferenceData, list]:
+    def run_with_restarts(
+        run_seed: int, offset: int, label: str | None = None
+    ) -> tuple[az.InferenceData, list]:
         restarted: list[dict[str, Any]] = []
-        label = (
-            "sampling"
-            if offset == 100
-            else f"second run at target_accept {current['target_accept']:g}"
-        )
+        if label is None:
+            label = (
+                "sampling"
+                if offset == 100
+                else f"second run at target_accept {current['target_accept']:g}"
+            )
         idata = restart_stuck(run(chains, run_seed, label), offset, restarted)
         return idata, restarted
 
@@ -328,6 +352,25 @@ def sample_posterior(
         retried = {"divergences": n_div, "target_accept": levels[i + 1]}
     if retried:
         retried["divergences_after"] = _divergences(idata)
+    low_rank_try: dict[str, Any] = {}
+    long_enough = chains * draws >= LOW_RANK_RETRY_MIN_EFFICIENCY_DRAWS
+    if low_rank_retry and not low_rank and sampler.startswith("nutpie") and long_enough:
+        diagonal = gate_numbers(idata)
+        if not diagonal["passed"] and not diagonal["stuck"]:
+            current["low_rank"] = True
+            candidate, restarted_lr = run_with_restarts(
+                _seed(random_seed, 700), 700, "second run with a low-rank mass matrix"
+            )
+            candidate, extended_lr = extend(candidate, 800, restarted_lr)
+            second = gate_numbers(candidate)
+            keep = better_run(diagonal, second)
+            low_rank_try = {
+                "diagonal": diagonal,
+                "low_rank": second,
+                "kept": "low_rank" if keep else "diagonal",
+            }
+            if keep:
+                idata, restarted, extended = candidate, restarted_lr, extended_lr
     t2 = time.perf_counter()
     timings: dict[str, Any] = {
         # PyMC and numpyro compile inside sample(); their compile time is not separable
@@ -336,6 +379,7 @@ def sample_posterior(
         "restarted_chains": restarted,
         "extended_chains": extended,
         "retried": retried,
+        "low_rank_retry": low_rank_try,
         "flush_subnormals": bool(flush_subnormals and floating_point.supported()),
     }
     return idata, timings
@@ -489,8 +533,11 @@ def fit(
         (``Diagnostics.extended_chains``); ``False`` keeps the first run.
     retry : bool
         When the run has divergences, sample it again at ``target_accept = 0.95``
-        (``RETRY_TARGET_ACCEPT``) and keep the new run (``Diagnostics.retried``); ``False``
-        keeps the divergent run.
+        (``RETRY_TARGET_ACCEPT``) and keep the new run (``Diagnostics.retried``). Then, when
+        the run still fails the gate (a nutpie sampler with the diagonal mass matrix, at least
+        4 x 1000 draws, no stuck chain), sample it once more with the low-rank mass matrix and
+        keep the better run by the gate (``Diagnostics.low_rank_retry``; see
+        :func:`sample_posterior`). ``False`` keeps the first run.
 
     Returns
     -------
@@ -530,6 +577,7 @@ def fit(
         progress=progress,
         max_extensions=MAX_EXTENSIONS if extend else 0,
         retry_target_accept=RETRY_TARGET_ACCEPT if retry else None,
+        low_rank_retry=retry,
         solver=solver,
         on_progress=on_progress,
         low_rank=low_rank,
@@ -572,6 +620,7 @@ def fit(
     diag.restarted_chains = restarted
     diag.extended_chains = extended
     diag.retried = timings.pop("retried", {}) or {}
+    diag.low_rank_retry = timings.pop("low_rank_retry", {}) or {}
     settings = {
         "solver": solver,
         "kinetics": getattr(model, "bayes_cart_kinetics", spec.kinetics),

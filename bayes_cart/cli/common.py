@@ -227,5 +227,9 @@ def print_fit_outcome(console: Console, result: Any, chains: int, indent: str = 
             f"{indent}  [yellow]- the first {chains} chains mixed too slowly for the gate; "
             f"{d.extended_chains} more chains were sampled and kept[/yellow]"
         )
+    if d.low_rank_retry:
+        from bayes_cart.diagnostics import low_rank_retry_text
+
+        console.print(f"{indent}  [yellow]- {low_rank_retry_text(d.low_rank_retry)}[/yellow]")
     for a in d.advice:
         console.print(f"{indent}  [yellow]- {escape(a)}[/yellow]")
