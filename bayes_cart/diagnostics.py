@@ -21,6 +21,9 @@ from bayes_cart.errors import ConvergenceWarning
 #: Thresholds of the gate.
 RHAT_MAX = 1.01
 ESS_MIN = 400.0
+#: Effective draws per chain (bulk) below which split R-hat of a well-mixing but slow quantity
+#: stays above RHAT_MAX by chance (about 1 + 1 / ESS per chain): :func:`needs_longer_chains`.
+ESS_PER_CHAIN = 150.0
 BFMI_MIN = 0.3
 CONTRACTION_MIN = 0.1
 
@@ -274,6 +277,10 @@ class Diagnostics:
         Chains added because the first ones mixed too slowly for the gate's R-hat or ESS
         (:func:`needs_more_draws`; filled by :func:`bayes_cart.sampling.fit`): the fit is
         slow, its extra cost counted in ``gradients_per_ess``.
+    lengthened : dict
+        Empty, or ``factor`` (draws per chain multiplied by it), ``draws`` (of the run kept)
+        and ``before`` (the :func:`gate_numbers` of the shorter run, discarded) when chains that
+        mixed too slowly for R-hat were sampled again longer (:func:`needs_longer_chains`).
     retried : dict
         Empty, or ``divergences`` (of a first run that was discarded), ``target_accept`` (of
         the run kept) and ``divergences_after`` when divergences made
@@ -301,6 +308,7 @@ class Diagnostics:
     restarted_chains: list[dict[str, Any]] = field(default_factory=list)
     extended_chains: int = 0
     retried: dict[str, Any] = field(default_factory=dict)
+    lengthened: dict[str, Any] = field(default_factory=dict)
     low_rank_retry: dict[str, Any] = field(default_factory=dict)
     worst: dict[str, str] = field(default_factory=dict)
     passed: bool = True
@@ -389,6 +397,27 @@ def better_run(first: dict[str, Any], second: dict[str, Any]) -> bool:
     return key(second) > key(first)
 
 
+def lengthened_text(record: dict[str, Any]) -> str:
+    """Describe a longer run of chains too short for R-hat (``Diagnostics.lengthened``).
+
+    Examples
+    --------
+    >>> g = {"max_rhat": 1.02, "min_ess": 635.0, "divergences": 0, "chains": 4}
+    >>> lengthened_text({"factor": 3, "draws": 3000, "before": g})  # doctest: +NORMALIZE_WHITESPACE
+    'the chains mixed too slowly for R-hat (max R-hat 1.020, min ESS 635, 0 divergences,
+    4 chains): every chain was sampled again with 3x the draws (3000 per chain) and the longer
+    run was kept'
+    """
+    g = record["before"]
+    kept = "shorter" if record.get("kept") == "shorter" else "longer"
+    return (
+        f"the chains mixed too slowly for R-hat (max R-hat {g['max_rhat']:.3f}, min ESS "
+        f"{g['min_ess']:.0f}, {g['divergences']} divergences, {g['chains']} chains): every "
+        f"chain was sampled again with {record['factor']}x the draws ({record['draws']} per "
+        f"chain) and the {kept} run was kept"
+    )
+
+
 def low_rank_retry_text(record: dict[str, Any]) -> str:
     """Describe a low-rank second try (``Diagnostics.low_rank_retry``) for the CLI and report.
 
@@ -414,6 +443,42 @@ def low_rank_retry_text(record: dict[str, Any]) -> str:
         "all chains were sampled again with a low-rank mass matrix "
         f"({numbers(record['low_rank'])}) and the {kept} run was kept"
     )
+
+
+def needs_longer_chains(idata: az.InferenceData, max_factor: float = 4.0) -> int:
+    """Return by how much longer chains must run for R-hat to reach the gate (0: not this).
+
+    Split R-hat compares the means of half-chains: with ``n`` effective draws per half-chain
+    it sits near ``1 + 1 / (2 n)`` even when every chain explores the same posterior, so a
+    slowly mixing quantity fails ``RHAT_MAX`` = 1.01 below about 100 effective draws per chain
+    however many chains are added (16 chains of 33 effective draws each gave R-hat 1.03 on the
+    sparse panel dataset). When healthy chains (no divergence, none stuck) fail on R-hat with
+    fewer than ``ESS_PER_CHAIN`` effective draws per chain (bulk, the worst population
+    quantity), returns ``ceil(ESS_PER_CHAIN / per-chain ESS)``, the factor on the draws per
+    chain; 0 when R-hat passes, the chains are already long enough (then they disagree: more
+    draws will not help), the fit is unhealthy, or the factor exceeds ``max_factor``.
+
+    Examples
+    --------
+    A fit whose chains mix with 40 effective draws each needs chains 4x as long:
+
+    >>> import math
+    >>> math.ceil(ESS_PER_CHAIN / 40)
+    4
+    """
+    stats = idata.sample_stats
+    if "diverging" in stats and int(np.asarray(stats["diverging"]).sum()) > 0:
+        return 0
+    if stuck_chains(idata):
+        return 0
+    summ = az.summary(idata, var_names=population_variables(idata), kind="diagnostics")
+    if float(summ["r_hat"].max()) <= RHAT_MAX:
+        return 0
+    per_chain = float(summ["ess_bulk"].min()) / idata.posterior.sizes["chain"]
+    if not np.isfinite(per_chain) or per_chain <= 0 or per_chain >= ESS_PER_CHAIN:
+        return 0
+    factor = int(np.ceil(ESS_PER_CHAIN / per_chain))
+    return factor if factor <= max_factor else 0
 
 
 def add_chains(idata: az.InferenceData, fresh: az.InferenceData) -> az.InferenceData:

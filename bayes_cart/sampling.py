@@ -37,6 +37,7 @@ from bayes_cart.diagnostics import (
     better_run,
     check_fit,
     gate_numbers,
+    needs_longer_chains,
     needs_more_draws,
     replace_chains,
     stuck_chains,
@@ -188,7 +189,13 @@ def sample_posterior(
     by as many batches of ``chains`` new chains (new seeds, the compiled model reused) as the
     ESS says are needed, at most ``max_extensions`` batches and only when that many suffice
     (``timings["extended_chains"]``). More draws do not fix a biased sampler, so a fit with
-    divergences is never extended.
+    divergences is never extended. Chains that fail on R-hat because each holds too few
+    effective draws (:func:`bayes_cart.diagnostics.needs_longer_chains`: below
+    ``ESS_PER_CHAIN``, where split R-hat stays above 1.01 however many chains are added) are
+    not joined by more chains: after the divergence retry below, all ``chains`` are sampled
+    again with as many times the draws as needed (at most ``1 + max_extensions``; new seed,
+    the compiled model reused), then extended with chains of that length if the ESS is still
+    short; the better run by the gate is kept (``timings["lengthened"]``).
 
     A run with divergences at ``target_accept`` below ``retry_target_accept`` (in its first
     chains or in a batch added to them) is discarded and sampled again, every chain, at
@@ -225,7 +232,12 @@ def sample_posterior(
     seed = _seed(random_seed, 1)
     cores = cores or min(chains, os.cpu_count() or 1)
     # raised by a retry after divergences; low_rank switched on by the low-rank second try
-    current: dict[str, Any] = {"target_accept": target_accept, "low_rank": low_rank}
+    # draws raised by the longer run of chains too slow for R-hat
+    current: dict[str, Any] = {
+        "target_accept": target_accept,
+        "low_rank": low_rank,
+        "draws": draws,
+    }
     if sampler.startswith("nutpie"):
         import nutpie
 
@@ -239,7 +251,7 @@ def sample_posterior(
             settings = {
                 "chains": n_chains,
                 "tune": tune,
-                "draws": draws,
+                "draws": current["draws"],
                 "seed": run_seed,
                 "target_accept": current["target_accept"],
                 "cores": min(cores, n_chains),
@@ -271,7 +283,7 @@ def sample_posterior(
         def run(n_chains: int, run_seed: int, *_: Any) -> az.InferenceData:
             with model, _one_blas_thread(min(cores, n_chains)), _flush(flush_subnormals):
                 return pm.sample(
-                    draws=draws,
+                    draws=current["draws"],
                     tune=tune,
                     chains=n_chains,
                     cores=min(cores, n_chains),
@@ -325,6 +337,8 @@ def sample_posterior(
         added = 0
         for attempt in range(max_extensions):
             allowed = (1 + max_extensions) * chains / idata.posterior.sizes["chain"]
+            if needs_longer_chains(idata, 1 + max_extensions):
+                break  # R-hat needs longer chains, not more of them: the longer run below
             if not needs_more_draws(idata, allowed):
                 break
             old = idata.posterior.sizes["chain"]
@@ -352,6 +366,21 @@ def sample_posterior(
         retried = {"divergences": n_div, "target_accept": levels[i + 1]}
     if retried:
         retried["divergences_after"] = _divergences(idata)
+    lengthened: dict[str, Any] = {}
+    factor = needs_longer_chains(idata, 1 + max_extensions) if max_extensions else 0
+    if factor:
+        before = gate_numbers(idata)
+        current["draws"] = draws * factor
+        longer, restarted_l = run_with_restarts(
+            _seed(random_seed, 500), 500, f"longer chains ({current['draws']} draws)"
+        )
+        longer, extended_l = extend(longer, 600, restarted_l)
+        lengthened = {"factor": factor, "draws": current["draws"], "before": before}
+        if better_run(before, gate_numbers(longer)):
+            idata, restarted, extended = longer, restarted_l, extended_l
+        else:
+            lengthened["kept"] = "shorter"
+            current["draws"] = draws
     low_rank_try: dict[str, Any] = {}
     long_enough = chains * draws >= LOW_RANK_RETRY_MIN_EFFICIENCY_DRAWS
     if low_rank_retry and not low_rank and sampler.startswith("nutpie") and long_enough:
@@ -379,6 +408,7 @@ def sample_posterior(
         "restarted_chains": restarted,
         "extended_chains": extended,
         "retried": retried,
+        "lengthened": lengthened,
         "low_rank_retry": low_rank_try,
         "flush_subnormals": bool(flush_subnormals and floating_point.supported()),
     }
@@ -621,6 +651,7 @@ def fit(
     diag.extended_chains = extended
     diag.retried = timings.pop("retried", {}) or {}
     diag.low_rank_retry = timings.pop("low_rank_retry", {}) or {}
+    diag.lengthened = timings.pop("lengthened", {}) or {}
     settings = {
         "solver": solver,
         "kinetics": getattr(model, "bayes_cart_kinetics", spec.kinetics),

@@ -334,6 +334,7 @@ def run_one(
         "extended_chains": f.timings.get("extended_chains", 0),
         "retried": d.retried,
         "low_rank_retry": d.low_rank_retry,
+        "lengthened": d.lengthened,
         "compile_s": f.timings.get("compile_seconds"),
         "sampling_s": f.timings.get("sampling_seconds"),
         "wall_s": wall,
