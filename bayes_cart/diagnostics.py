@@ -21,6 +21,9 @@ from bayes_cart.errors import ConvergenceWarning
 #: Thresholds of the gate.
 RHAT_MAX = 1.01
 ESS_MIN = 400.0
+#: Effective draws per chain (bulk) below which split R-hat of a well-mixing but slow quantity
+#: stays above RHAT_MAX by chance (about 1 + 1 / ESS per chain): :func:`needs_longer_chains`.
+ESS_PER_CHAIN = 150.0
 BFMI_MIN = 0.3
 CONTRACTION_MIN = 0.1
 
@@ -274,10 +277,19 @@ class Diagnostics:
         Chains added because the first ones mixed too slowly for the gate's R-hat or ESS
         (:func:`needs_more_draws`; filled by :func:`bayes_cart.sampling.fit`): the fit is
         slow, its extra cost counted in ``gradients_per_ess``.
+    lengthened : dict
+        Empty, or ``factor`` (draws per chain multiplied by it), ``draws`` (of the run kept)
+        and ``before`` (the :func:`gate_numbers` of the shorter run, discarded) when chains that
+        mixed too slowly for R-hat were sampled again longer (:func:`needs_longer_chains`).
     retried : dict
         Empty, or ``divergences`` (of a first run that was discarded), ``target_accept`` (of
         the run kept) and ``divergences_after`` when divergences made
         :func:`bayes_cart.sampling.fit` sample again with smaller steps.
+    low_rank_retry : dict
+        Empty, or, when the diagonal mass matrix's run (after the tries above) still failed
+        the gate, ``diagonal`` and ``low_rank`` (the :func:`gate_numbers` of that run and of
+        a run with nutpie's low-rank modified mass matrix) and ``kept`` (which of the two the
+        fit holds: :func:`better_run`).
     passed : bool
         Whether every check passed.
     advice : list of str
@@ -296,6 +308,8 @@ class Diagnostics:
     restarted_chains: list[dict[str, Any]] = field(default_factory=list)
     extended_chains: int = 0
     retried: dict[str, Any] = field(default_factory=dict)
+    lengthened: dict[str, Any] = field(default_factory=dict)
+    low_rank_retry: dict[str, Any] = field(default_factory=dict)
     worst: dict[str, str] = field(default_factory=dict)
     passed: bool = True
     advice: list[str] = field(default_factory=list)
@@ -329,6 +343,142 @@ def needs_more_draws(idata: az.InferenceData, max_factor: float = 4.0) -> int:
         return 0
     factor = max(int(np.ceil(ESS_MIN / min_ess)), 2 if max_rhat > RHAT_MAX else 1)
     return factor - 1 if factor <= max_factor else 0
+
+
+def gate_numbers(idata: az.InferenceData) -> dict[str, Any]:
+    """Return the gate's numbers of a run, to compare two runs of one posterior.
+
+    Returns
+    -------
+    dict
+        ``passed`` (R-hat, bulk and tail ESS, divergences and stuck chains within the gate),
+        ``max_rhat``, ``min_ess`` (bulk and tail), ``divergences``, ``stuck`` (how many chains
+        :func:`stuck_chains` flags) and ``chains``.
+    """
+    stats = idata.sample_stats
+    n_div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
+    summ = az.summary(idata, var_names=population_variables(idata), kind="diagnostics")
+    min_ess = float(min(summ["ess_bulk"].min(), summ["ess_tail"].min()))
+    max_rhat = float(summ["r_hat"].max())
+    stuck = len(stuck_chains(idata))
+    return {
+        "passed": bool(max_rhat <= RHAT_MAX and min_ess >= ESS_MIN and not n_div and not stuck),
+        "max_rhat": round(max_rhat, 4),
+        "min_ess": round(min_ess, 1),
+        "divergences": n_div,
+        "stuck": stuck,
+        "chains": int(idata.posterior.sizes["chain"]),
+    }
+
+
+def better_run(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Whether the run of ``second``'s :func:`gate_numbers` is better than ``first``'s.
+
+    In this order: passing the gate, no stuck chain, no divergence, then the smaller max R-hat
+    (differences below 0.005 are noise at 4-16 chains), then the larger min ESS.
+
+    Examples
+    --------
+    >>> a = {"passed": False, "stuck": 0, "divergences": 0, "max_rhat": 1.03, "min_ess": 450}
+    >>> b = {"passed": True, "stuck": 0, "divergences": 0, "max_rhat": 1.01, "min_ess": 452}
+    >>> better_run(a, b), better_run(b, a)
+    (True, False)
+    """
+
+    def key(g: dict[str, Any]) -> tuple:
+        return (
+            g["passed"],
+            not g["stuck"],
+            not g["divergences"],
+            -round(g["max_rhat"] / 0.005),
+            g["min_ess"],
+        )
+
+    return key(second) > key(first)
+
+
+def lengthened_text(record: dict[str, Any]) -> str:
+    """Describe a longer run of chains too short for R-hat (``Diagnostics.lengthened``).
+
+    Examples
+    --------
+    >>> g = {"max_rhat": 1.02, "min_ess": 635.0, "divergences": 0, "chains": 4}
+    >>> lengthened_text({"factor": 3, "draws": 3000, "before": g})  # doctest: +NORMALIZE_WHITESPACE
+    'the chains mixed too slowly for R-hat (max R-hat 1.020, min ESS 635, 0 divergences,
+    4 chains): every chain was sampled again with 3x the draws (3000 per chain) and the longer
+    run was kept'
+    """
+    g = record["before"]
+    kept = "shorter" if record.get("kept") == "shorter" else "longer"
+    return (
+        f"the chains mixed too slowly for R-hat (max R-hat {g['max_rhat']:.3f}, min ESS "
+        f"{g['min_ess']:.0f}, {g['divergences']} divergences, {g['chains']} chains): every "
+        f"chain was sampled again with {record['factor']}x the draws ({record['draws']} per "
+        f"chain) and the {kept} run was kept"
+    )
+
+
+def low_rank_retry_text(record: dict[str, Any]) -> str:
+    """Describe a low-rank second try (``Diagnostics.low_rank_retry``) for the CLI and report.
+
+    Examples
+    --------
+    >>> g = {"max_rhat": 1.03, "min_ess": 74.0, "divergences": 0, "chains": 4}
+    >>> low_rank_retry_text({"diagonal": g, "low_rank": {**g, "max_rhat": 1.01,
+    ...     "min_ess": 452.0}, "kept": "low_rank"})  # doctest: +NORMALIZE_WHITESPACE
+    'the run with the diagonal mass matrix failed the gate (max R-hat 1.030, min ESS 74,
+    0 divergences, 4 chains); all chains were sampled again with a low-rank mass matrix (max
+    R-hat 1.010, min ESS 452, 0 divergences, 4 chains) and the low-rank run was kept'
+    """
+
+    def numbers(g: dict[str, Any]) -> str:
+        return (
+            f"max R-hat {g['max_rhat']:.3f}, min ESS {g['min_ess']:.0f}, "
+            f"{g['divergences']} divergences, {g['chains']} chains"
+        )
+
+    kept = "low-rank" if record.get("kept") == "low_rank" else "diagonal"
+    return (
+        f"the run with the diagonal mass matrix failed the gate ({numbers(record['diagonal'])}); "
+        "all chains were sampled again with a low-rank mass matrix "
+        f"({numbers(record['low_rank'])}) and the {kept} run was kept"
+    )
+
+
+def needs_longer_chains(idata: az.InferenceData, max_factor: float = 4.0) -> int:
+    """Return by how much longer chains must run for R-hat to reach the gate (0: not this).
+
+    Split R-hat compares the means of half-chains: with ``n`` effective draws per half-chain
+    it sits near ``1 + 1 / (2 n)`` even when every chain explores the same posterior, so a
+    slowly mixing quantity fails ``RHAT_MAX`` = 1.01 below about 100 effective draws per chain
+    however many chains are added (16 chains of 33 effective draws each gave R-hat 1.03 on the
+    sparse panel dataset). When healthy chains (no divergence, none stuck) fail on R-hat with
+    fewer than ``ESS_PER_CHAIN`` effective draws per chain (bulk, the worst population
+    quantity), returns ``ceil(ESS_PER_CHAIN / per-chain ESS)``, the factor on the draws per
+    chain; 0 when R-hat passes, the chains are already long enough (then they disagree: more
+    draws will not help), the fit is unhealthy, or the factor exceeds ``max_factor``.
+
+    Examples
+    --------
+    A fit whose chains mix with 40 effective draws each needs chains 4x as long:
+
+    >>> import math
+    >>> math.ceil(ESS_PER_CHAIN / 40)
+    4
+    """
+    stats = idata.sample_stats
+    if "diverging" in stats and int(np.asarray(stats["diverging"]).sum()) > 0:
+        return 0
+    if stuck_chains(idata):
+        return 0
+    summ = az.summary(idata, var_names=population_variables(idata), kind="diagnostics")
+    if float(summ["r_hat"].max()) <= RHAT_MAX:
+        return 0
+    per_chain = float(summ["ess_bulk"].min()) / idata.posterior.sizes["chain"]
+    if not np.isfinite(per_chain) or per_chain <= 0 or per_chain >= ESS_PER_CHAIN:
+        return 0
+    factor = int(np.ceil(ESS_PER_CHAIN / per_chain))
+    return factor if factor <= max_factor else 0
 
 
 def add_chains(idata: az.InferenceData, fresh: az.InferenceData) -> az.InferenceData:

@@ -36,7 +36,7 @@ from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.initial_estimates import read_profiles
 from bayes_cart.model_data import ModelData
 from bayes_cart.scales import parameter_scale, scaled_name, to_scale
-from bayes_cart.spec import ModelSpec
+from bayes_cart.spec import ModelSpec, iiv_prior_scale
 
 #: Starting residual SD (log scale): a typical qPCR assay's.
 SIGMA_START = 0.5
@@ -57,7 +57,7 @@ def _plausible(spec: ModelSpec, name: str, values: np.ndarray) -> np.ndarray | N
         return None
     scale = parameter_scale(p)
     mid, sd = to_scale(p.typical.median, scale), p.typical.sigma
-    iiv = p.iiv.sigma if p.iiv is not None and p.iiv.sigma is not None else 0.0
+    iiv = iiv_prior_scale(p.iiv)
     half = 3.0 * np.hypot(sd, iiv)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = to_scale(np.asarray(values, dtype=float), scale)

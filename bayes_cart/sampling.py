@@ -32,8 +32,12 @@ import xarray as xr
 
 from bayes_cart import floating_point
 from bayes_cart.diagnostics import (
+    ESS_MIN,
     add_chains,
+    better_run,
     check_fit,
+    gate_numbers,
+    needs_longer_chains,
     needs_more_draws,
     replace_chains,
     stuck_chains,
@@ -122,6 +126,10 @@ _FAST = {"mode": "JAX"}
 #: target_accept of the automatic second run after divergences (``fit(..., retry=True)``).
 RETRY_TARGET_ACCEPT = 0.95
 
+#: A run shorter than this (chains x draws) is not sampled again with a low-rank mass matrix:
+#: the gate's ESS at 10% sampling efficiency (4 x 1000 draws); shorter runs are exploratory.
+LOW_RANK_RETRY_MIN_EFFICIENCY_DRAWS = int(10 * ESS_MIN)
+
 #: Most extra batches of chains for a slow but healthy fit (``fit(..., extend=True)``): a fit
 #: that 4x its draws would not bring to the gate has a geometry problem, not a length problem.
 MAX_EXTENSIONS = 3
@@ -148,6 +156,7 @@ def sample_posterior(
     max_restarts: int = 1,
     max_extensions: int = 3,
     retry_target_accept: float | None = 0.95,
+    low_rank_retry: bool = False,
     solver: str | None = None,
     flush_subnormals: bool = True,
     on_progress: Callable[[Any], None] | None = None,
@@ -180,13 +189,31 @@ def sample_posterior(
     by as many batches of ``chains`` new chains (new seeds, the compiled model reused) as the
     ESS says are needed, at most ``max_extensions`` batches and only when that many suffice
     (``timings["extended_chains"]``). More draws do not fix a biased sampler, so a fit with
-    divergences is never extended.
+    divergences is never extended. Chains that fail on R-hat because each holds too few
+    effective draws (:func:`bayes_cart.diagnostics.needs_longer_chains`: below
+    ``ESS_PER_CHAIN``, where split R-hat stays above 1.01 however many chains are added) are
+    not joined by more chains: after the divergence retry below, all ``chains`` are sampled
+    again with as many times the draws as needed (at most ``1 + max_extensions``; new seed,
+    the compiled model reused), then extended with chains of that length if the ESS is still
+    short; the better run by the gate is kept (``timings["lengthened"]``).
 
     A run with divergences at ``target_accept`` below ``retry_target_accept`` (in its first
     chains or in a batch added to them) is discarded and sampled again, every chain, at
     ``retry_target_accept`` (smaller steps; new seed, the compiled model reused), extended in
     turn if it needs it: what a careful user does by hand. ``timings["retried"]`` records
     the divergences of the discarded run and of the new one; ``None`` turns the retry off.
+
+    ``low_rank_retry`` (nutpie, diagonal mass matrix): when the run still fails the gate after
+    the tries above (R-hat, ESS or divergences; not for stuck chains) and was long enough to
+    pass it (``chains * draws >= LOW_RANK_RETRY_MIN_EFFICIENCY_DRAWS``, i.e. the gate's ESS at
+    10% efficiency; a short exploratory run is not repeated), every chain is sampled
+    again with nutpie's low-rank modified mass matrix (new seed, the compiled model reused),
+    restarted and extended like the first run, and the better of the two runs by the gate is
+    kept (:func:`bayes_cart.diagnostics.better_run`). A low-rank matrix follows a few
+    collective directions a diagonal one cannot, such as the residual SD against every
+    patient's parameters on a sparse design (``docs/benchmarks.md``), but costs ESS where
+    there is none, so it is a second try, not the default. ``timings["low_rank_retry"]``
+    records both runs' gate numbers and which one was kept.
 
     ``on_progress`` (nutpie backends): called a few times a second, from a background thread,
     with a :class:`bayes_cart.progress.SamplerProgress` (per chain: draws done, tuning or
@@ -204,7 +231,13 @@ def sample_posterior(
     sampler = resolve_sampler(sampler, solver or model_solver(model))
     seed = _seed(random_seed, 1)
     cores = cores or min(chains, os.cpu_count() or 1)
-    current = {"target_accept": target_accept}  # raised by a retry after divergences
+    # raised by a retry after divergences; low_rank switched on by the low-rank second try
+    # draws raised by the longer run of chains too slow for R-hat
+    current: dict[str, Any] = {
+        "target_accept": target_accept,
+        "low_rank": low_rank,
+        "draws": draws,
+    }
     if sampler.startswith("nutpie"):
         import nutpie
 
@@ -218,12 +251,12 @@ def sample_posterior(
             settings = {
                 "chains": n_chains,
                 "tune": tune,
-                "draws": draws,
+                "draws": current["draws"],
                 "seed": run_seed,
                 "target_accept": current["target_accept"],
                 "cores": min(cores, n_chains),
                 "save_warmup": False,
-                "low_rank_modified_mass_matrix": low_rank,
+                "low_rank_modified_mass_matrix": current["low_rank"],
                 "maxdepth": max_treedepth,
             }
             with _one_blas_thread(min(cores, n_chains)), _flush(flush_subnormals):
@@ -250,7 +283,7 @@ def sample_posterior(
         def run(n_chains: int, run_seed: int, *_: Any) -> az.InferenceData:
             with model, _one_blas_thread(min(cores, n_chains)), _flush(flush_subnormals):
                 return pm.sample(
-                    draws=draws,
+                    draws=current["draws"],
                     tune=tune,
                     chains=n_chains,
                     cores=min(cores, n_chains),
@@ -282,13 +315,16 @@ def sample_posterior(
             restarted.extend({**s_, "attempt": attempt + 1} for s_ in stuck)
         return idata
 
-    def run_with_restarts(run_seed: int, offset: int) -> tuple[az.InferenceData, list]:
+    def run_with_restarts(
+        run_seed: int, offset: int, label: str | None = None
+    ) -> tuple[az.InferenceData, list]:
         restarted: list[dict[str, Any]] = []
-        label = (
-            "sampling"
-            if offset == 100
-            else f"second run at target_accept {current['target_accept']:g}"
-        )
+        if label is None:
+            label = (
+                "sampling"
+                if offset == 100
+                else f"second run at target_accept {current['target_accept']:g}"
+            )
         idata = restart_stuck(run(chains, run_seed, label), offset, restarted)
         return idata, restarted
 
@@ -301,6 +337,8 @@ def sample_posterior(
         added = 0
         for attempt in range(max_extensions):
             allowed = (1 + max_extensions) * chains / idata.posterior.sizes["chain"]
+            if needs_longer_chains(idata, 1 + max_extensions):
+                break  # R-hat needs longer chains, not more of them: the longer run below
             if not needs_more_draws(idata, allowed):
                 break
             old = idata.posterior.sizes["chain"]
@@ -328,6 +366,40 @@ def sample_posterior(
         retried = {"divergences": n_div, "target_accept": levels[i + 1]}
     if retried:
         retried["divergences_after"] = _divergences(idata)
+    lengthened: dict[str, Any] = {}
+    factor = needs_longer_chains(idata, 1 + max_extensions) if max_extensions else 0
+    if factor:
+        before = gate_numbers(idata)
+        current["draws"] = draws * factor
+        longer, restarted_l = run_with_restarts(
+            _seed(random_seed, 500), 500, f"longer chains ({current['draws']} draws)"
+        )
+        longer, extended_l = extend(longer, 600, restarted_l)
+        lengthened = {"factor": factor, "draws": current["draws"], "before": before}
+        if better_run(before, gate_numbers(longer)):
+            idata, restarted, extended = longer, restarted_l, extended_l
+        else:
+            lengthened["kept"] = "shorter"
+            current["draws"] = draws
+    low_rank_try: dict[str, Any] = {}
+    long_enough = chains * draws >= LOW_RANK_RETRY_MIN_EFFICIENCY_DRAWS
+    if low_rank_retry and not low_rank and sampler.startswith("nutpie") and long_enough:
+        diagonal = gate_numbers(idata)
+        if not diagonal["passed"] and not diagonal["stuck"]:
+            current["low_rank"] = True
+            candidate, restarted_lr = run_with_restarts(
+                _seed(random_seed, 700), 700, "second run with a low-rank mass matrix"
+            )
+            candidate, extended_lr = extend(candidate, 800, restarted_lr)
+            second = gate_numbers(candidate)
+            keep = better_run(diagonal, second)
+            low_rank_try = {
+                "diagonal": diagonal,
+                "low_rank": second,
+                "kept": "low_rank" if keep else "diagonal",
+            }
+            if keep:
+                idata, restarted, extended = candidate, restarted_lr, extended_lr
     t2 = time.perf_counter()
     timings: dict[str, Any] = {
         # PyMC and numpyro compile inside sample(); their compile time is not separable
@@ -336,6 +408,8 @@ def sample_posterior(
         "restarted_chains": restarted,
         "extended_chains": extended,
         "retried": retried,
+        "lengthened": lengthened,
+        "low_rank_retry": low_rank_try,
         "flush_subnormals": bool(flush_subnormals and floating_point.supported()),
     }
     return idata, timings
@@ -494,8 +568,11 @@ def fit(
         (``Diagnostics.extended_chains``); ``False`` keeps the first run.
     retry : bool
         When the run has divergences, sample it again at ``target_accept = 0.95``
-        (``RETRY_TARGET_ACCEPT``) and keep the new run (``Diagnostics.retried``); ``False``
-        keeps the divergent run.
+        (``RETRY_TARGET_ACCEPT``) and keep the new run (``Diagnostics.retried``). Then, when
+        the run still fails the gate (a nutpie sampler with the diagonal mass matrix, at least
+        4 x 1000 draws, no stuck chain), sample it once more with the low-rank mass matrix and
+        keep the better run by the gate (``Diagnostics.low_rank_retry``; see
+        :func:`sample_posterior`). ``False`` keeps the first run.
 
     Returns
     -------
@@ -535,6 +612,7 @@ def fit(
         progress=progress,
         max_extensions=MAX_EXTENSIONS if extend else 0,
         retry_target_accept=RETRY_TARGET_ACCEPT if retry else None,
+        low_rank_retry=retry,
         solver=solver,
         on_progress=on_progress,
         low_rank=low_rank,
@@ -578,6 +656,8 @@ def fit(
     diag.restarted_chains = restarted
     diag.extended_chains = extended
     diag.retried = timings.pop("retried", {}) or {}
+    diag.low_rank_retry = timings.pop("low_rank_retry", {}) or {}
+    diag.lengthened = timings.pop("lengthened", {}) or {}
     settings = {
         "solver": solver,
         "kinetics": getattr(model, "bayes_cart_kinetics", spec.kinetics),

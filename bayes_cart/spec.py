@@ -62,8 +62,31 @@ FROM_DATA = ("first_sample", "peak_time", "nadir_time")
 #: Student-t's nu may take (a ``Uniform`` needs ``lower >= 0`` besides).
 POSITIVE_PRIORS = ("HalfNormal", "HalfStudentT", "Exponential", "LogNormal", "Uniform")
 
-#: Priors an IIV SD may take (``initial_values`` reads their ``sigma`` as the start's scale).
-IIV_PRIORS = ("HalfNormal", "HalfStudentT", "Exponential")
+#: Priors an IIV SD may take. ``LogNormal`` is zero-avoiding: it keeps omega away from the
+#: neck of the funnel where a barely informed IIV otherwise diverges (``docs/model.md``).
+IIV_PRIORS = ("HalfNormal", "HalfStudentT", "Exponential", "LogNormal")
+
+
+def iiv_prior_scale(prior: PriorSpec | None) -> float:
+    """Return the typical size of an IIV SD under its prior (0 without IIV).
+
+    ``sigma`` of a half-normal or half-Student-t, ``1 / lam`` of an exponential, the median of
+    a log-normal: the spread the starting estimates allow around the typical value.
+
+    Examples
+    --------
+    >>> iiv_prior_scale(PriorSpec(dist="LogNormal", median=0.6, sigma=0.5))
+    0.6
+    >>> iiv_prior_scale(PriorSpec(dist="Exponential", lam=2.0)), iiv_prior_scale(None)
+    (0.5, 0.0)
+    """
+    if prior is None:
+        return 0.0
+    if prior.dist == "LogNormal":
+        return float(prior.median)
+    if prior.dist == "Exponential":
+        return 1.0 / float(prior.lam)
+    return float(prior.sigma) if prior.sigma is not None else 0.0
 
 
 class _Frozen(BaseModel):

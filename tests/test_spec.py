@@ -269,3 +269,34 @@ def test_form_problems_are_all_listed_at_once():
         ]
     ), problems
     assert all("Value error" not in p for p in problems)
+
+
+def test_a_lognormal_iiv_prior_is_zero_avoiding_in_the_model():
+    """``iiv = {dist = "LogNormal"}`` is accepted, enters the model as a log-normal omega (its
+    density is scipy's), and the starting estimates read its median as the IIV's scale."""
+    import pymc as pm
+    from scipy import stats
+
+    from bayes_cart.example import load_example
+    from bayes_cart.initial_values import starting_point
+    from bayes_cart.model import build_model
+    from bayes_cart.spec import PriorSpec, iiv_prior_scale
+
+    raw = _raw("stein2019")
+    raw["parameters"]["beta"]["iiv"] = {"dist": "LogNormal", "median": 0.7, "sigma": 0.6}
+    spec = spec_from_dict(raw)
+    assert spec.doc.parameters["beta"].iiv == PriorSpec(dist="LogNormal", median=0.7, sigma=0.6)
+    assert iiv_prior_scale(spec.doc.parameters["beta"].iiv) == 0.7
+    data = load_example()
+    data = data.subset(data.patient_ids[:6])
+    model = build_model(data, spec)
+    omega = model["omega_beta"]
+    for value in (0.05, 0.7, 2.0):
+        logp = pm.logp(omega, value).eval()
+        assert logp == pytest.approx(stats.lognorm(s=0.6, scale=0.7).logpdf(value), rel=1e-9)
+    # zero-avoiding: the density vanishes at 0, where a half-normal's is largest
+    assert pm.logp(omega, 1e-4).eval() < pm.logp(omega, 0.7).eval() - 50
+    from bayes_cart.model_data import prepare_model_data
+
+    start = starting_point(spec, prepare_model_data(data, spec))
+    assert 0.1 <= start["omegas"]["beta"] <= 1.5

@@ -201,6 +201,8 @@ def print_fit_outcome(console: Console, result: Any, chains: int, indent: str = 
     indent : str
         Prefix of every line (the step layout of ``run-example``).
     """
+    from bayes_cart.diagnostics import lengthened_text
+
     d = result.diagnostics
     verdict = "[green]PASSED[/green]" if d.passed else "[red]FAILED[/red]"
     timings = result.timings
@@ -227,5 +229,11 @@ def print_fit_outcome(console: Console, result: Any, chains: int, indent: str = 
             f"{indent}  [yellow]- the first {chains} chains mixed too slowly for the gate; "
             f"{d.extended_chains} more chains were sampled and kept[/yellow]"
         )
+    if d.lengthened:
+        console.print(f"{indent}  [yellow]- {lengthened_text(d.lengthened)}[/yellow]")
+    if d.low_rank_retry:
+        from bayes_cart.diagnostics import low_rank_retry_text
+
+        console.print(f"{indent}  [yellow]- {low_rank_retry_text(d.low_rank_retry)}[/yellow]")
     for a in d.advice:
         console.print(f"{indent}  [yellow]- {escape(a)}[/yellow]")

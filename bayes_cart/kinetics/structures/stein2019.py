@@ -2,8 +2,11 @@
 
 Exponential growth to ``Cmax`` at ``Tmax`` (``foldx`` the fold expansion), then a
 bi-exponential decline ``(1 - FB) e^(-alpha tau) + FB e^(-beta tau)``. The decline is symmetric
-under swapping its two phases; the shipped spec samples it ordered (beta < alpha, see
-``docs/model.md``). CK metrics are the Liu metrics of the equivalent Liu parameters
+under swapping its two phases (alpha with beta, FB with 1 - FB). The phases are not ordered in
+the model: the priors (typical beta 50x below alpha) and the starting estimates (the slow
+phase only where it is at least 3x slower than the fast one, :func:`stein_initial_estimates`)
+keep the chains in the labelled mode (``docs/benchmarks.md``, session 4). CK metrics are the
+Liu metrics of the equivalent Liu parameters
 (:func:`bayes_cart.kinetics.mapping.stein_to_liu`), NaN where a draw has none.
 """
 
