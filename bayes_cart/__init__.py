@@ -36,8 +36,8 @@ from bayes_cart.kinetics import KineticModel, get_kinetics, list_kinetics, regis
 #: public name -> module that defines it (imported on first access)
 _LAZY = {
     # data
-    "load_dataset": "bayes_cart.dataset",
-    "summarise_nca": "bayes_cart.nca",
+    "load_dataset": "bayes_cart.data.dataset",
+    "summarise_nca": "bayes_cart.data.nca",
     # model specs
     "load_spec": "bayes_cart.spec",
     "list_specs": "bayes_cart.spec",
@@ -88,15 +88,24 @@ __all__ = [
 ]
 
 
-#: functions named like their module: ``bc.nca.nca(...)``, ``bc.vpc.vpc(...)`` (a package
-#: attribute named like a submodule is replaced by the module once it is imported)
-_SUBMODULES = ("nca", "vpc", "gof", "ppc", "loo", "contrasts", "simulate", "report")
+#: modules reached from the top, several named like their function (``bc.nca.nca(...)``,
+#: ``bc.vpc.vpc(...)``): top-level name -> the module, wherever it lives in the subpackages
+_SUBMODULES = {
+    "nca": "bayes_cart.data.nca",
+    "vpc": "bayes_cart.vpc",
+    "gof": "bayes_cart.gof",
+    "ppc": "bayes_cart.ppc",
+    "loo": "bayes_cart.loo",
+    "contrasts": "bayes_cart.contrasts",
+    "simulate": "bayes_cart.simulate",
+    "report": "bayes_cart.report",
+}
 
 
 def __getattr__(name: str) -> Any:
     """Import a public name from its module on first access (PEP 562)."""
     if name in _SUBMODULES:
-        return import_module(f"bayes_cart.{name}")
+        return import_module(_SUBMODULES[name])
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'bayes_cart' has no attribute {name!r}")

@@ -479,7 +479,7 @@ def reconcile_nca(
     """Model-based vs observed-data (NCA) Cmax, Tmax and AUC per patient.
 
     The model-based value is the posterior median of the metric of the patient's fitted curve
-    (continuous in time), the NCA value that of :func:`bayes_cart.nca.nca` on the observed
+    (continuous in time), the NCA value that of :func:`bayes_cart.data.nca.nca` on the observed
     samples. ``ratio = model / NCA``: near 1 when the sampling is rich; the NCA Cmax is below
     the model's when the true peak falls between samples, and an incomplete NCA AUC
     (``complete = False``, last sample before the window end) is below the model's.
@@ -493,13 +493,13 @@ def reconcile_nca(
     auc_window : (float, float)
         AUC window (days), used by both.
     nca_table : DataFrame, optional
-        A precomputed :func:`bayes_cart.nca.nca` table (same window).
+        A precomputed :func:`bayes_cart.data.nca.nca` table (same window).
     n_draws : int, optional
         Random subset of posterior draws.
     random_seed : int or Generator
         Seed of the subset.
     **nca_options
-        Passed to :func:`bayes_cart.nca.nca` (``blq_rule``, ``intermediate_blq``).
+        Passed to :func:`bayes_cart.data.nca.nca` (``blq_rule``, ``intermediate_blq``).
 
     Returns
     -------
@@ -508,7 +508,7 @@ def reconcile_nca(
         model_q<hi>, ratio, nca_in_interval, complete`` and the patient covariates. ``metric``
         is ``Cmax``, ``Tmax`` or ``AUC_<a>_<b>``.
     """
-    from bayes_cart.nca import auc_column, nca
+    from bayes_cart.data.nca import auc_column, nca
 
     auc_name = auc_column(auc_window)
     if nca_table is None:

@@ -30,7 +30,7 @@ class Fit:
         log_likelihood, observed_data, constant_data and ``fitted_data`` groups.
     spec : ModelSpec
         The spec that was fitted.
-    dataset : bayes_cart.dataset.Dataset
+    dataset : bayes_cart.data.dataset.Dataset
         The data that were fitted.
     model_data : ModelData
         What the model saw (covariate design, notes on imputation...).

@@ -37,7 +37,7 @@ import xarray as xr
 
 from bayes_cart import __version__
 from bayes_cart.covariates import CovariateDesign
-from bayes_cart.dataset import load_dataset, native_columns
+from bayes_cart.data.dataset import load_dataset, native_columns
 from bayes_cart.diagnostics import Diagnostics
 from bayes_cart.errors import FitFileError, OutputError, SpecError
 from bayes_cart.fit_result import Fit

@@ -487,7 +487,7 @@ def build_model(
 
     Parameters
     ----------
-    dataset : bayes_cart.dataset.Dataset
+    dataset : bayes_cart.data.dataset.Dataset
         The validated dataset.
     spec : ModelSpec
         The model spec (see ``models/``).

@@ -143,7 +143,7 @@ def infusion_schedule(dataset: Any) -> Infusions:
     Examples
     --------
     >>> import pandas as pd
-    >>> from bayes_cart.dataset import load_dataset
+    >>> from bayes_cart.data.dataset import load_dataset
     >>> frame = pd.DataFrame({"ID": [1, 1, 1, 1], "TIME": [0, 5, 60, 70],
     ...                       "DV": [None, 9.0, None, 50.0], "EVID": [1, 0, 1, 0],
     ...                       "AMT": [100.0, None, 50.0, None]})
@@ -178,7 +178,7 @@ def prepare_model_data(dataset: Any, spec: ModelSpec) -> ModelData:
 
     Parameters
     ----------
-    dataset : bayes_cart.dataset.Dataset
+    dataset : bayes_cart.data.dataset.Dataset
         A validated dataset.
     spec : ModelSpec
         The model spec.

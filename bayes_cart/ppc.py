@@ -90,7 +90,7 @@ def lloq_per_observation(
 
     Parameters
     ----------
-    dataset : bayes_cart.dataset.Dataset
+    dataset : bayes_cart.data.dataset.Dataset
         Validated data.
     lloq : float, str, mapping or Series, optional
         User LLOQ (see above).
@@ -111,7 +111,7 @@ def lloq_per_observation(
     Examples
     --------
     >>> import pandas as pd
-    >>> from bayes_cart.dataset import load_dataset
+    >>> from bayes_cart.data.dataset import load_dataset
     >>> data = load_dataset(pd.DataFrame({"ID": [1, 1, 2, 2], "TIME": [1, 9, 1, 9],
     ...                                   "DV": [80, 20, 60, 30], "CENS": [0, 1, 0, 0]}))
     >>> lloq_per_observation(data).tolist()

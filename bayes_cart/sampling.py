@@ -447,8 +447,8 @@ def fit(
 
     Parameters
     ----------
-    dataset : bayes_cart.dataset.Dataset
-        Validated data (:func:`bayes_cart.dataset.load_dataset`).
+    dataset : bayes_cart.data.dataset.Dataset
+        Validated data (:func:`bayes_cart.data.dataset.load_dataset`).
     spec : ModelSpec
         Model spec (:func:`bayes_cart.spec.load_spec`).
     sampler : str

@@ -428,7 +428,7 @@ def _sample_rows(design: pd.DataFrame) -> pd.DataFrame:
 
 def _design_infusions(design: Any) -> pd.DataFrame:
     """Return the infusions of a design: ``ID, INFUSION, TIME, AMT`` (empty without doses)."""
-    from bayes_cart.dataset_checks import infusion_table
+    from bayes_cart.data.checks import infusion_table
 
     if hasattr(design, "infusions") and hasattr(design, "patients"):
         return design.infusions

@@ -282,13 +282,13 @@ class DataSpec(_Frozen):
     """How to read the data file a spec is fitted to: column roles and the unit of TIME.
 
     ``columns`` maps a role (``ID``, ``TIME``, ``DV``, ... of
-    :data:`bayes_cart.column_roles.ROLE_NAMES`) to a header of the file, or ``IGNORE``,
+    :data:`bayes_cart.data.column_roles.ROLE_NAMES`) to a header of the file, or ``IGNORE``,
     ``COVARIATE``, ``CAT``, ``CONT`` to a list of headers, exactly like
     ``load_dataset(columns=...)`` and ``--columns ROLE=NAME``. ``time_unit`` is the unit of
     TIME in the file (``day``, ``hour``, ``week``, ``month``); None leaves it to the caller
     (``day`` by default). Used when the data are loaded with the spec
     (``load_dataset(path, spec=spec)``, ``bayes-cart fit --model``); ``--columns`` and
-    ``--time-unit`` take precedence (:func:`bayes_cart.column_roles.merge_declarations`).
+    ``--time-unit`` take precedence (:func:`bayes_cart.data.column_roles.merge_declarations`).
 
     Checked on construction: every role known, a single-column role given one name, no column
     given two roles (all problems at once, each with its key). That the columns exist is
@@ -305,7 +305,7 @@ class DataSpec(_Frozen):
 
     @model_validator(mode="after")
     def _check_columns(self) -> DataSpec:
-        from bayes_cart.column_roles import declaration_problems
+        from bayes_cart.data.column_roles import declaration_problems
         from bayes_cart.units import to_days
 
         problems = [
@@ -322,7 +322,7 @@ class DataSpec(_Frozen):
 
     def declaration(self) -> dict[str, str | tuple[str, ...]]:
         """Return the column declaration (upper-case roles; tuples for the list roles)."""
-        from bayes_cart.column_roles import normalise_columns
+        from bayes_cart.data.column_roles import normalise_columns
 
         return normalise_columns(self.columns)
 

@@ -86,7 +86,7 @@ def child(spec_name: str, data: str, backend: str, solver: str) -> dict[str, Any
     import nutpie
     import nutpie.compile_pymc as ncp
 
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
     from bayes_cart.model import build_model
     from bayes_cart.model_data import prepare_model_data
     from bayes_cart.sampling import _compile_nutpie
@@ -170,7 +170,7 @@ def throughput(spec_name: str, data: Path, tune: int, draws: int) -> dict[str, A
     """Wall milliseconds per leapfrog step of the Numba and JAX builds, 1 and 2 chains."""
     import nutpie
 
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
     from bayes_cart.model import build_model
     from bayes_cart.model_data import prepare_model_data
     from bayes_cart.sampling import _compile_nutpie

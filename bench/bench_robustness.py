@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.example import (
     DLBCL_SCHEDULE,
     EXAMPLE_POPULATION,

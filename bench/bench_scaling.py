@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.example import EXAMPLE_POPULATION, EXAMPLE_TRIALS, generate_meta_analysis
 from bayes_cart.io import save_fit
 from bayes_cart.model import build_model

@@ -95,7 +95,7 @@ def _run(compiled: Any, seed: int, flush: bool, tune: int, draws: int) -> dict[s
 
 
 def measure(case: str, seed: int, tune: int, draws: int, tmp: Path) -> dict[str, Any]:
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
     from bayes_cart.model import build_model
     from bayes_cart.model_data import prepare_model_data
     from bayes_cart.sampling import _compile_nutpie

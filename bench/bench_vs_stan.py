@@ -216,7 +216,7 @@ def load_data(name: str, seed: int) -> tuple[Any, str]:
     ``sim<N>``: N patients on the example's heme schedule, simulated from its true
     population (:func:`bayes_cart.example.example_truth`), half responders, LLOQ 10.
     """
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
 
     if name == "example":
         from bayes_cart.example import load_example

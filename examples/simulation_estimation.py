@@ -15,7 +15,7 @@ import argparse
 
 import pandas as pd
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.sampling import fit
 from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
 from bayes_cart.spec import load_spec

@@ -101,7 +101,7 @@ def analysis_data():
     """A small simulated dataset (18 patients, 3 trials, RESPONSE with missing values)."""
     import warnings
 
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
     from bayes_cart.errors import DataWarning
 
     sim = _analysis_simulation()
@@ -235,7 +235,7 @@ def point_mass_fit(sim, *, n_draws: int = 100, overrides=None, random_seed: int 
     import numpy as np
     import xarray as xr
 
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
     from bayes_cart.diagnostics import Diagnostics
     from bayes_cart.errors import DataWarning
     from bayes_cart.kinetics import get_kinetics

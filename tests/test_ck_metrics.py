@@ -102,7 +102,7 @@ def test_metric_draws_are_computed_draw_by_draw(analysis_data, analysis_spec, fa
 
 
 def test_patient_lloq_own_then_trial_then_overall(write_csv):
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
 
     path = write_csv(
         "ID,TIME,DV,CENS,TRIAL\n"
@@ -147,7 +147,7 @@ def test_typical_metrics_per_group(truth_fit):
 
 
 def test_reconciliation_on_rich_noise_free_data_gives_ratios_near_one(fake_fit_factory):
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
     from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
     from bayes_cart.spec import load_spec
 

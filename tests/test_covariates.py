@@ -21,7 +21,7 @@ B_CR = 0.3
 @pytest.fixture(scope="module")
 def age_data(analysis_data):
     """The analysis dataset plus AGE (one patient missing) and WT, constant per patient."""
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
 
     _, sim = analysis_data
     frame = sim.data.copy()

@@ -1,4 +1,4 @@
-"""Tests of bayes_cart.dataset: rejections name row, column, patient and reason; edge cases kept."""
+"""bayes_cart.data.dataset: rejections name row, column, patient and reason; edge cases kept."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from bayes_cart.dataset import Dataset, load_dataset
+from bayes_cart.data.dataset import Dataset, load_dataset
 from bayes_cart.errors import DataError, DataWarning
 
 H = "ID,TIME,DV\n"

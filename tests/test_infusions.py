@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import CHECKS_OMEGA, CHECKS_TYPICAL, point_mass_fit
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.errors import DataWarning
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.superposition import (

@@ -149,7 +149,7 @@ def test_fits_of_different_data_are_refused(
     data, sim = analysis_data
     frame = sim.data.copy()
     frame.loc[5, "DV"] = frame.loc[5, "DV"] * 2.0
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -210,7 +210,7 @@ def _no_memory_spec(spec):
 @pytest.mark.slow
 def test_true_model_beats_a_model_without_memory_on_real_fits():
     """Two tiny real fits (~30 s): data with a memory plateau; the model with memory wins."""
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
     from bayes_cart.sampling import fit
     from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
     from bayes_cart.spec import load_spec, spec_from_dict

@@ -21,7 +21,7 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp, softmax
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.errors import DataWarning, SpecError
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.likelihood import CensoringIndex, censored_loglik

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import point_mass_fit
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.errors import DataError, DataWarning
 from bayes_cart.ppc import (
     lloq_per_observation,

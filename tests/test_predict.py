@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import checks_simulation
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.likelihood import CensoringIndex, censored_loglik
 from bayes_cart.model import build_model

@@ -19,10 +19,12 @@ def test_each_public_name_is_the_modules_own(name):
     assert name in bc.__all__ and name in dir(bc)
 
 
-@pytest.mark.parametrize("name", ["nca", "vpc", "gof", "report"])
+@pytest.mark.parametrize("name", sorted(bc._SUBMODULES))
 def test_modules_named_like_their_function_are_reached_as_modules(name):
     module = getattr(bc, name)
-    assert module.__name__ == f"bayes_cart.{name}"
+    assert module.__name__ == bc._SUBMODULES[name]
+    assert module.__name__.rsplit(".", 1)[-1] == name
+    assert name in dir(bc)
 
 
 def test_unknown_name_is_an_attribute_error():

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.sampling import fit
 from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients

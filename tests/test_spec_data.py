@@ -19,8 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bayes_cart.cli import app
-from bayes_cart.column_roles import declaration_problems, merge_declarations
-from bayes_cart.dataset import Dataset, load_dataset
+from bayes_cart.data.column_roles import declaration_problems, merge_declarations
+from bayes_cart.data.dataset import Dataset, load_dataset
 from bayes_cart.errors import DataError, DataWarning, SpecError
 from bayes_cart.example import example_data_path, load_example
 from bayes_cart.spec import list_specs, load_spec, spec_from_dict

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import CHECKS_OMEGA, CHECKS_TIMES, CHECKS_TYPICAL
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.errors import DataError, SpecError
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.step_change import with_step_change

@@ -41,7 +41,7 @@ def load_data_or_exit(
     its ``[data]`` table's column roles and unit of TIME, under ``--columns`` and
     ``--time-unit`` (day when neither says).
     """
-    from bayes_cart.column_roles import parse_column_options
+    from bayes_cart.data.column_roles import parse_column_options
     from bayes_cart.errors import DataError
 
     try:
@@ -51,7 +51,7 @@ def load_data_or_exit(
             from bayes_cart.example import load_example
 
             return load_example()
-        from bayes_cart.dataset import load_dataset
+        from bayes_cart.data.dataset import load_dataset
 
         if data == "example":
             from bayes_cart.example import example_data_path

@@ -1,6 +1,6 @@
-"""Row, column and covariate checks behind :func:`bayes_cart.dataset.load_dataset`.
+"""Row, column and covariate checks behind :func:`bayes_cart.data.dataset.load_dataset`.
 
-The reader in :mod:`bayes_cart.dataset` turns a file or a DataFrame into a :class:`RawTable`
+The reader in :mod:`bayes_cart.data.dataset` turns a file or a DataFrame into a :class:`RawTable`
 (every cell a stripped string, a Python scalar or ``None`` for a missing value). :func:`check_table`
 then classifies the rows (observation, NONMEM dose, excluded), checks every value and collects
 **all** problems before raising one :class:`~bayes_cart.errors.DataError`.
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayes_cart.column_roles import ROLE_MEANINGS, ColumnRoles, resolve_roles
+from bayes_cart.data.column_roles import ROLE_MEANINGS, ColumnRoles, resolve_roles
 from bayes_cart.errors import DataError, Problem
 
 NA_STRINGS = frozenset({"", ".", "na", "nan", "n/a", "null", "none"})
@@ -26,7 +26,7 @@ NA_STRINGS = frozenset({"", ".", "na", "nan", "n/a", "null", "none"})
 
 REQUIRED = ("ID", "TIME", "DV")
 NOT_COVARIATES = ("CMT", "RATE", "ADDL", "II", "SS", "YTYPE", "OCC", "TIMEUNIT", "BLQ", "LLOQ")
-"""Monolix/NONMEM roles checked by :mod:`bayes_cart.dataset_conventions`, never covariates."""
+"""Monolix/NONMEM roles checked by :mod:`bayes_cart.data.conventions`, never covariates."""
 BASELINE = "pre-infusion baseline sample (TIME < 0): kept in Dataset.baseline, not fitted"
 
 EVID_NAMES = {2: "other-type event", 3: "reset", 4: "reset and dose"}
@@ -65,7 +65,7 @@ class RawTable:
 
 @dataclass
 class CheckedTable:
-    """What :func:`check_table` hands back to :func:`~bayes_cart.dataset.load_dataset`."""
+    """What :func:`check_table` hands back to :func:`~bayes_cart.data.dataset.load_dataset`."""
 
     observations: pd.DataFrame
     patients: pd.DataFrame
@@ -182,7 +182,7 @@ def map_columns(
     -------
     roles : ColumnRoles
         Role (``ID``, ``TIME``, ``DV``, ``CENS``, ``LIMIT``, ``EVID``, ``MDV``, ``AMT``, and the
-        Monolix/NONMEM conventions of :mod:`bayes_cart.column_roles`) -> header name, and the
+        Monolix/NONMEM conventions of :mod:`bayes_cart.data.column_roles`) -> header name, and the
         columns that are neither roles nor covariates.
     covariates, time_varying : list of str
         Patient-level covariates and declared time-varying covariates, as spelled in the header.
@@ -263,17 +263,17 @@ def check_table(
     time_unit : str
         Name of the file's TIME unit (compared with a ``TIMEUNIT`` column).
     columns : mapping, optional
-        Declared column roles (:func:`bayes_cart.column_roles.normalise_columns`).
+        Declared column roles (:func:`bayes_cart.data.column_roles.normalise_columns`).
     origins : mapping, optional
         Declared column name (upper-case) -> where it was declared, when not ``--columns``
-        (:func:`bayes_cart.column_roles.resolve_roles`).
+        (:func:`bayes_cart.data.column_roles.resolve_roles`).
 
     Returns
     -------
     CheckedTable
-        The pieces of a :class:`~bayes_cart.dataset.Dataset`.
+        The pieces of a :class:`~bayes_cart.data.dataset.Dataset`.
     """
-    from bayes_cart import dataset_conventions as conv
+    from bayes_cart.data import conventions as conv
 
     problems = _Problems(raw.problems)
     cells = raw.cells
@@ -491,7 +491,7 @@ def _check_time(cells, roles, frame, is_dose, is_obs, factor, problems) -> np.nd
 
 def _check_observations(cells, roles, frame, is_obs, problems, notes):
     """Check DV, CENS (or BLQ, LLOQ) and LIMIT of observation rows; return (dv, cens, limit)."""
-    from bayes_cart import dataset_conventions as conv
+    from bayes_cart.data import conventions as conv
 
     dv_col = roles["DV"]
     raw_dv = cells[dv_col].to_numpy()

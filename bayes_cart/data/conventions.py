@@ -1,9 +1,9 @@
-"""NONMEM and Monolix row conventions behind :func:`bayes_cart.dataset.load_dataset`.
+"""NONMEM and Monolix row conventions behind :func:`bayes_cart.data.dataset.load_dataset`.
 
-:mod:`bayes_cart.column_roles` says which column holds what; this module reads the values of the
-roles that are conventions of the two tools rather than data the model uses directly, and turns
-them into the loader's canonical meaning or refuses them with a message naming the file, row,
-column and patient:
+:mod:`bayes_cart.data.column_roles` says which column holds what; this module reads the values of
+the roles that are conventions of the two tools rather than data the model uses directly, and turns
+them into the loader's canonical meaning or refuses them with a message naming the file, row, column
+and patient:
 
 * ``BLQ``/``BQL`` flags and an ``LLOQ`` column (NONMEM's M3 layout) -> censored rows whose limit
   is that LLOQ;
@@ -16,7 +16,7 @@ column and patient:
   dose, a first dose not at TIME 0, and every sample at one TIME.
 
 Functions that check rows add to a ``problems`` collector (``add`` / ``per_row``, see
-:class:`bayes_cart.dataset_checks._Problems`); functions that only warn return or append text.
+:class:`bayes_cart.data.checks._Problems`); functions that only warn return or append text.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bayes_cart.dataset_checks import _list, _n, labels, to_numbers
+from bayes_cart.data.checks import _list, _n, labels, to_numbers
 from bayes_cart.units import to_days
 
 MAX_INFUSION_DAYS = 1.0

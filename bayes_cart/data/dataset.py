@@ -6,7 +6,7 @@ Format (column names are matched case-insensitively):
   ``time_unit=`` says otherwise), ``DV`` (observed level) are required. Monolix and NONMEM
   headers (``y``/``obs`` for DV, ``BLQ``/``BQL``, ``LLOQ``, ``CMT``, ``OCC``, ...) are recognised
   and any column can be given a role with ``columns={"DV": "CONC"}``
-  (:mod:`bayes_cart.column_roles`). A negative TIME is a pre-infusion baseline sample: kept in
+  (:mod:`bayes_cart.data.column_roles`). A negative TIME is a pre-infusion baseline sample: kept in
   ``Dataset.baseline``, not fitted.
 * ``CENS``: 0 quantified, 1 left-censored (true value below DV, DV holds the LLOQ), -1
   right-censored (true value above DV). No CENS column means every row is quantified.
@@ -20,7 +20,7 @@ Format (column names are matched case-insensitively):
   becomes covariate ``DOSE``.
   ``EVID`` 2/3/4 rows and ``MDV=1`` observation rows are excluded and listed in the report.
   NONMEM items ``CMT, RATE, ADDL, II, SS`` are checked (one infusion at its TIME is accepted,
-  repeated or long infusions are refused; :mod:`bayes_cart.dataset_conventions`).
+  repeated or long infusions are refused; :mod:`bayes_cart.data.conventions`).
 * Every other column is a covariate: patient-level (constant within a patient) unless declared
   with ``time_varying=[...]``. An empty cell, ``.``, ``NA`` or ``NaN`` is a missing value. A column
   whose present values are all numbers is numeric, otherwise categorical.
@@ -55,8 +55,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from bayes_cart.column_roles import merge_declarations, normalise_columns
-from bayes_cart.dataset_checks import RawTable, check_table, infusion_table, normalise_cell
+from bayes_cart.data.checks import RawTable, check_table, infusion_table, normalise_cell
+from bayes_cart.data.column_roles import merge_declarations, normalise_columns
 from bayes_cart.errors import DataError, DataWarning, Problem
 from bayes_cart.units import to_days
 
@@ -377,12 +377,12 @@ def load_dataset(
         ``{"ID": "SUBJECT", "DV": "CONC", "IGNORE": ["NOTE"], "CAT": ["SITE"]}``. Roles:
         ``ID, TIME, DV, CENS, LIMIT, EVID, MDV, AMT, BLQ, LLOQ, CMT, RATE, ADDL, II, SS, YTYPE,
         OCC, TIMEUNIT``, and ``IGNORE`` (not used), ``COVARIATE``, ``CAT`` (categorical),
-        ``CONT`` (numeric) taking a list. See :data:`bayes_cart.column_roles.ROLE_NAMES` for the
-        names recognised without a declaration.
+        ``CONT`` (numeric) taking a list. See :data:`bayes_cart.data.column_roles.ROLE_NAMES` for
+        the names recognised without a declaration.
     spec : ModelSpec, optional
         A model spec whose ``[data]`` table declares column roles (``columns``) and the unit
         of TIME: used unless ``columns`` / ``time_unit`` say otherwise for a role or the unit
-        (:func:`bayes_cart.column_roles.merge_declarations`).
+        (:func:`bayes_cart.data.column_roles.merge_declarations`).
 
     Returns
     -------

@@ -7,7 +7,7 @@ found **by name**, case-insensitively, from the headers Monolix and NONMEM users
 on the command line. Every column without a role is a covariate, unless declared ``IGNORE``.
 
 This module only names columns; what the values of a role mean is checked in
-:mod:`bayes_cart.dataset_checks` and :mod:`bayes_cart.dataset_conventions`.
+:mod:`bayes_cart.data.checks` and :mod:`bayes_cart.data.conventions`.
 
 Examples
 --------

@@ -244,7 +244,7 @@ def nca_profile(
 def _observations_and_patients(data: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Observations and patient table of a Dataset (or of anything load_dataset reads)."""
     if not (hasattr(data, "observations") and hasattr(data, "patients")):
-        from bayes_cart.dataset import load_dataset
+        from bayes_cart.data.dataset import load_dataset
 
         data = load_dataset(data)
     return data.observations, data.patients
@@ -271,8 +271,8 @@ def nca(
     Parameters
     ----------
     dataset : Dataset, DataFrame or path
-        A :class:`bayes_cart.dataset.Dataset`, or anything
-        :func:`bayes_cart.dataset.load_dataset` reads.
+        A :class:`bayes_cart.data.dataset.Dataset`, or anything
+        :func:`bayes_cart.data.dataset.load_dataset` reads.
     auc_window : (float, float)
         AUC window in days; the column is named ``AUC_<a>_<b>`` (``AUC_0_28`` by default).
     blq_rule : {"stop_after_last_quantifiable", "stop_after_two_consecutive_blq"}
