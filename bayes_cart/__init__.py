@@ -16,7 +16,7 @@ One import gives the main steps of an analysis script::
 
 The names are loaded on first use (PEP 562), so ``import bayes_cart`` stays light and
 ``bc.load_fit`` does not import PyMC before it needs to; every submodule stays importable for
-advanced use (``bayes_cart.model.build_model``, ``bayes_cart.sampling.sample_posterior``...).
+advanced use (``bayes_cart.model.build.build_model``, ``bayes_cart.sampling.sample_posterior``...).
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ _LAZY = {
     "load_dataset": "bayes_cart.data.dataset",
     "summarise_nca": "bayes_cart.data.nca",
     # model specs
-    "load_spec": "bayes_cart.spec",
-    "list_specs": "bayes_cart.spec",
-    "spec_from_dict": "bayes_cart.spec",
+    "load_spec": "bayes_cart.model.spec",
+    "list_specs": "bayes_cart.model.spec",
+    "spec_from_dict": "bayes_cart.model.spec",
     # inference
     "fit": "bayes_cart.sampling",
     "Fit": "bayes_cart.sampling",
-    "build_model": "bayes_cart.model",
+    "build_model": "bayes_cart.model.build",
     "sample_posterior": "bayes_cart.sampling",
     "save_fit": "bayes_cart.io",
     "load_fit": "bayes_cart.io",

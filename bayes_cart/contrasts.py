@@ -46,10 +46,10 @@ import numpy as np
 import pandas as pd
 
 from bayes_cart.ck_metrics import interval_columns, metric_draws
-from bayes_cart.covariates import formula_columns
 from bayes_cart.kinetics import get_kinetics
+from bayes_cart.model.covariates import formula_columns
+from bayes_cart.model.spec import parse_subset_expression
 from bayes_cart.predict import fit_kinetics, fit_solver
-from bayes_cart.spec import parse_subset_expression
 from bayes_cart.virtual_population import GroupSpec, typical_parameters
 
 __all__ = ["CONTRAST_COLUMNS", "contrast", "covariate_in_model", "summarise_contrast"]

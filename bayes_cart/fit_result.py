@@ -13,8 +13,8 @@ from typing import Any
 import arviz as az
 
 from bayes_cart.diagnostics import Diagnostics
-from bayes_cart.model_data import ModelData
-from bayes_cart.spec import ModelSpec
+from bayes_cart.model.model_data import ModelData
+from bayes_cart.model.spec import ModelSpec
 
 __all__ = ["Fit"]
 

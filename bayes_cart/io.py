@@ -10,7 +10,7 @@ groups it holds:
   ``sampler``, timings, diagnostics, the model notes (imputations...) and
   ``covariate_design_json``: the constants that code covariates for new patients as in the fit
   (the means and SDs of ``center``/``scale``, the medians of missing values, the categorical
-  levels; :meth:`bayes_cart.covariates.CovariateDesign.to_state`).
+  levels; :meth:`bayes_cart.model.covariates.CovariateDesign.to_state`).
 
 :func:`load_fit` checks the identity: the stored hash must match the stored spec, the spec must
 still validate, the data hash must match the stored data (when the file has one), the data
@@ -36,13 +36,13 @@ import pandas as pd
 import xarray as xr
 
 from bayes_cart import __version__
-from bayes_cart.covariates import CovariateDesign
 from bayes_cart.data.dataset import load_dataset, native_columns
 from bayes_cart.diagnostics import Diagnostics
 from bayes_cart.errors import FitFileError, OutputError, SpecError
 from bayes_cart.fit_result import Fit
-from bayes_cart.model_data import ModelData, prepare_model_data
-from bayes_cart.spec import spec_from_dict
+from bayes_cart.model.covariates import CovariateDesign
+from bayes_cart.model.model_data import ModelData, prepare_model_data
+from bayes_cart.model.spec import spec_from_dict
 
 #: Variables not written to disk: the standard-normal draws behind non-centred effects and the
 #: partially centred coordinates (``eta_<p>`` and ``<p>_i`` hold the same information).

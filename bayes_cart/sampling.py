@@ -4,7 +4,7 @@ Backends (``sampler=``):
 
 * ``"auto"`` (default): ``"nutpie"`` for the closed form, ``"nutpie-jax"`` for the JAX solvers
   (``solver="linear"`` or ``"ode"``); :func:`sample_posterior` reads the solver a model was
-  built with from ``model.bayes_cart_solver`` (:func:`bayes_cart.model.build_model`);
+  built with from ``model.bayes_cart_solver`` (:func:`bayes_cart.model.build.build_model`);
 * ``"nutpie"``: nutpie's Rust NUTS on the Numba-compiled graph: about 20 s to compile, then the
   fastest per gradient (no Python in the loop, chains truly parallel; docs/benchmarks.md);
 * ``"nutpie-jax"``: nutpie on a JAX-compiled graph: compiles in seconds, about half the speed
@@ -40,11 +40,11 @@ from bayes_cart.diagnostics import (
 )
 from bayes_cart.fit_result import Fit
 from bayes_cart.floating_point import flush_subnormals as _flush
-from bayes_cart.initial_values import patient_level_variables
 from bayes_cart.kinetics.solvers import JAX_SOLVERS, SOLVERS
-from bayes_cart.model import build_model
-from bayes_cart.model_data import ModelData, prepare_model_data
-from bayes_cart.spec import ModelSpec
+from bayes_cart.model.build import build_model
+from bayes_cart.model.initial_values import patient_level_variables
+from bayes_cart.model.model_data import ModelData, prepare_model_data
+from bayes_cart.model.spec import ModelSpec
 from bayes_cart.start_check import check_start
 
 SAMPLERS = ("auto", "nutpie", "nutpie-jax", "pymc", "numpyro")
@@ -94,7 +94,7 @@ def resolve_sampler(sampler: str, solver: str = "closed_form") -> str:
 def model_solver(model: pm.Model) -> str:
     """Return the kinetic solver ``model`` was built with (``"closed_form"`` if it does not say).
 
-    :func:`bayes_cart.model.build_model` records it as ``model.bayes_cart_solver``; a model
+    :func:`bayes_cart.model.build.build_model` records it as ``model.bayes_cart_solver``; a model
     built otherwise is taken to be closed form.
     """
     return getattr(model, "bayes_cart_solver", "closed_form")
@@ -450,7 +450,7 @@ def fit(
     dataset : bayes_cart.data.dataset.Dataset
         Validated data (:func:`bayes_cart.data.dataset.load_dataset`).
     spec : ModelSpec
-        Model spec (:func:`bayes_cart.spec.load_spec`).
+        Model spec (:func:`bayes_cart.model.spec.load_spec`).
     sampler : str
         One of :data:`SAMPLERS`; ``"auto"`` picks the backend for ``solver``
         (:func:`resolve_sampler`).

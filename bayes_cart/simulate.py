@@ -38,7 +38,7 @@ import pandas as pd
 from bayes_cart.errors import DataError, DataWarning, Problem, SpecError
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.solvers import available_solvers, batched_log_total, output_names
-from bayes_cart.scales import from_scale, to_scale
+from bayes_cart.model.scales import from_scale, to_scale
 
 __all__ = [
     "PopulationParameters",
@@ -128,7 +128,7 @@ class PopulationParameters:
     logit : tuple of str
         Parameters in ``typical`` that are fractions in (0, 1) varying logit-normally
         (Stein's ``FB``): their IIV, covariate effects and group deviations act on the logit
-        scale, ``logit p_i = logit p_typical + ...`` (:mod:`bayes_cart.scales`).
+        scale, ``logit p_i = logit p_typical + ...`` (:mod:`bayes_cart.model.scales`).
 
     Examples
     --------

@@ -87,7 +87,7 @@ def start_point(model: pm.Model) -> dict[str, np.ndarray]:
     Parameters
     ----------
     model : pymc.Model
-        A model from :func:`bayes_cart.model.build_model` (its ``bayes_cart_initvals``, the
+        A model from :func:`bayes_cart.model.build.build_model` (its ``bayes_cart_initvals``, the
         data-informed start, override PyMC's defaults).
 
     Returns

@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_cart.covariates import formula_columns
 from bayes_cart.errors import DataError, Problem
+from bayes_cart.model.covariates import formula_columns
 from bayes_cart.predict import (
     curve_states,
     fit_kinetics,
@@ -147,7 +147,7 @@ def _is_numeric(series: pd.Series) -> bool:
 
 def _categorical_values(series: pd.Series) -> pd.Series:
     """Text values with missing values as the model's explicit ``unknown`` level."""
-    from bayes_cart.covariates import UNKNOWN_LEVEL
+    from bayes_cart.model.covariates import UNKNOWN_LEVEL
 
     return series.astype(object).where(series.notna(), UNKNOWN_LEVEL).astype(str)
 

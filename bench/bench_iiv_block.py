@@ -14,8 +14,8 @@ import warnings
 
 from bayes_cart.example import load_example
 from bayes_cart.loo import compare_fits
+from bayes_cart.model.spec import load_spec, spec_from_dict
 from bayes_cart.sampling import fit
-from bayes_cart.spec import load_spec, spec_from_dict
 
 warnings.filterwarnings("ignore")
 

@@ -47,10 +47,10 @@ from bayes_cart.kinetics import LIU_PHASES, get_kinetics
 from bayes_cart.kinetics.engines.diffrax_ode import make_batched_log_total
 from bayes_cart.kinetics.engines.linear import make_linear_log_total
 from bayes_cart.kinetics.engines.pytensor_op import MCMC_OPTIONS
-from bayes_cart.model import build_model
-from bayes_cart.model_data import prepare_model_data
+from bayes_cart.model.build import build_model
+from bayes_cart.model.model_data import prepare_model_data
+from bayes_cart.model.spec import load_spec
 from bayes_cart.sampling import fit
-from bayes_cart.spec import load_spec
 
 warnings.filterwarnings("ignore")
 LIU = get_kinetics("liu2021")

@@ -44,9 +44,9 @@ from bayes_cart.example import (
     TrialDesign,
     generate_meta_analysis,
 )
+from bayes_cart.model.spec import load_spec, spec_from_dict
 from bayes_cart.sampling import fit
 from bayes_cart.simulate import PopulationParameters, write_data_csv
-from bayes_cart.spec import load_spec, spec_from_dict
 from bayes_cart.summary import population_summary
 
 warnings.filterwarnings("ignore")

@@ -96,10 +96,10 @@ def _run(compiled: Any, seed: int, flush: bool, tune: int, draws: int) -> dict[s
 
 def measure(case: str, seed: int, tune: int, draws: int, tmp: Path) -> dict[str, Any]:
     from bayes_cart.data.dataset import load_dataset
-    from bayes_cart.model import build_model
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.build import build_model
+    from bayes_cart.model.model_data import prepare_model_data
+    from bayes_cart.model.spec import load_spec
     from bayes_cart.sampling import _compile_nutpie
-    from bayes_cart.spec import load_spec
 
     spec_name, data_name = case.split(":")
     dataset = load_dataset(_dataset(data_name, tmp))

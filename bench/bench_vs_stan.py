@@ -647,9 +647,9 @@ def main() -> None:
     ap.add_argument("--json", default="", help="results file (default vs_stan/<dataset>.json)")
     args = ap.parse_args()
 
-    from bayes_cart.model import build_model
-    from bayes_cart.model_data import prepare_model_data
-    from bayes_cart.spec import load_spec
+    from bayes_cart.model.build import build_model
+    from bayes_cart.model.model_data import prepare_model_data
+    from bayes_cart.model.spec import load_spec
 
     data, label = load_data(args.dataset, args.seed)
     spec = load_spec("liu2021")

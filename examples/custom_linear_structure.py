@@ -27,8 +27,8 @@ import numpy as np
 from bayes_cart.example import load_example
 from bayes_cart.kinetics import LIU_PHASES, Phase, register_ode_kinetics
 from bayes_cart.kinetics.structures.liu2021 import liu_log_peak_shift
+from bayes_cart.model.spec import load_spec, spec_from_dict
 from bayes_cart.sampling import fit
-from bayes_cart.spec import load_spec, spec_from_dict
 from bayes_cart.summary import population_summary
 from bayes_cart.units import DELTA_E_PER_DAY
 

@@ -16,9 +16,9 @@ import argparse
 import pandas as pd
 
 from bayes_cart.data.dataset import load_dataset
+from bayes_cart.model.spec import load_spec
 from bayes_cart.sampling import fit
 from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
-from bayes_cart.spec import load_spec
 from bayes_cart.summary import population_summary
 
 TYPICAL = {"C0": 50.0, "beta": 0.40, "T1": 12.0, "alpha": 0.124, "rM": 0.0015, "deltaM": 0.004}

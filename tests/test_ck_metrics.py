@@ -40,7 +40,7 @@ def _typical_posterior(design) -> dict:
 @pytest.fixture(scope="module")
 def truth_fit(analysis_data, analysis_spec, fake_fit_factory):
     """Individual parameters = the simulation truth in every draw (a point-mass posterior)."""
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     data, sim = analysis_data
     truth = sim.truth.set_index("ID").loc[list(data.patient_ids)]
@@ -71,7 +71,7 @@ def test_individual_metrics_equal_kinetics_metrics_of_the_truth(truth_fit):
 
 
 def test_metric_draws_are_computed_draw_by_draw(analysis_data, analysis_spec, fake_fit_factory):
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     data, sim = analysis_data
     n, s = data.n_patients, 30
@@ -148,8 +148,8 @@ def test_typical_metrics_per_group(truth_fit):
 
 def test_reconciliation_on_rich_noise_free_data_gives_ratios_near_one(fake_fit_factory):
     from bayes_cart.data.dataset import load_dataset
+    from bayes_cart.model.spec import load_spec
     from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
-    from bayes_cart.spec import load_spec
 
     pop = PopulationParameters(
         typical=TYPICAL, omega={"C0": 0.5, "beta": 0.2, "T1": 0.2, "alpha": 0.3}, sigma=0.0

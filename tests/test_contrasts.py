@@ -35,7 +35,7 @@ def effect_draws():
 
 @pytest.fixture(scope="module")
 def fit(analysis_data, analysis_spec, effect_draws, fake_fit_factory):
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     data, _ = analysis_data
     design = prepare_model_data(data, analysis_spec).design

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_cart.covariates import CovariateDesign, build_covariate_design, formula_columns
 from bayes_cart.errors import DataWarning, FormulaWarning, SpecError
+from bayes_cart.model.covariates import CovariateDesign, build_covariate_design, formula_columns
 
 TYPICAL = {"C0": 20.0, "beta": 0.45, "T1": 11.0, "alpha": 0.15, "rM": 0.003, "deltaM": 0.01}
 B_AGE = 0.02  # per year, on log beta
@@ -192,7 +192,7 @@ def test_no_minus_warning_for_arithmetic_inside_a_call_or_intercept_removal(pati
 
 
 def test_the_suggested_I_formula_passes_spec_validation():
-    from bayes_cart.spec import load_spec
+    from bayes_cart.model.spec import load_spec
 
     spec = load_spec("liu2021").with_overrides(covariates={"beta": "I(log(DOSE) - log(WT))"})
     assert spec.doc.covariates.formulas["beta"] == "I(log(DOSE) - log(WT))"
@@ -205,7 +205,7 @@ def test_the_suggested_I_formula_passes_spec_validation():
 
 @pytest.fixture(scope="module")
 def age_spec():
-    from bayes_cart.spec import load_spec
+    from bayes_cart.model.spec import load_spec
 
     return load_spec("liu2021").with_overrides(
         covariates={"beta": "center(AGE) + RESPONSE"}, reference={"RESPONSE": "PD/NR"}
@@ -214,7 +214,7 @@ def age_spec():
 
 @pytest.fixture(scope="module")
 def age_fit(age_data, age_spec, fake_fit_factory):
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     design = prepare_model_data(age_data, age_spec).design
     values = {"center(AGE)": B_AGE, "RESPONSE[CR/PR]": B_CR}

@@ -8,8 +8,8 @@ import pytest
 from bayes_cart.errors import FitFileError
 from bayes_cart.example import load_example
 from bayes_cart.io import load_fit, save_fit
+from bayes_cart.model.spec import load_spec
 from bayes_cart.sampling import fit
-from bayes_cart.spec import load_spec
 from bayes_cart.summary import COLUMNS, population_summary
 
 

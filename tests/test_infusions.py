@@ -19,9 +19,10 @@ from bayes_cart.kinetics.superposition import (
     infusion_pairs,
     superposed_solve,
 )
-from bayes_cart.likelihood import CensoringIndex, censored_loglik
-from bayes_cart.model import build_model
-from bayes_cart.model_data import infusion_schedule, prepare_model_data
+from bayes_cart.model.build import build_model
+from bayes_cart.model.likelihood import CensoringIndex, censored_loglik
+from bayes_cart.model.model_data import infusion_schedule, prepare_model_data
+from bayes_cart.model.spec import load_spec
 from bayes_cart.predict import predict_at_observations, predict_curves
 from bayes_cart.simulate import (
     PopulationParameters,
@@ -30,7 +31,6 @@ from bayes_cart.simulate import (
     make_infusions,
     simulate_patients,
 )
-from bayes_cart.spec import load_spec
 
 LIU = get_kinetics("liu2021")
 #: A patient of the checks population, re-infused on day 60 with twice the first dose.
@@ -247,7 +247,7 @@ def test_the_routes_agree_on_a_two_infusion_patient(solver: str, atol: float) ->
 
 def test_a_step_change_acts_on_every_cohort_from_the_same_day() -> None:
     """Tocilizumab from day 70: on the second cohort's clock (infused day 60) at day 10."""
-    from bayes_cart.step_covariates import step_structure
+    from bayes_cart.model.step_covariates import step_structure
 
     toci = step_structure("liu2021", ("alpha",))  # registered, as a fit does
     p = dict(PATIENT, TC=70.0, alpha_after=0.4)

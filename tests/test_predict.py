@@ -10,9 +10,10 @@ from conftest import checks_simulation
 
 from bayes_cart.data.dataset import load_dataset
 from bayes_cart.kinetics import get_kinetics
-from bayes_cart.likelihood import CensoringIndex, censored_loglik
-from bayes_cart.model import build_model
-from bayes_cart.model_data import prepare_model_data
+from bayes_cart.model.build import build_model
+from bayes_cart.model.likelihood import CensoringIndex, censored_loglik
+from bayes_cart.model.model_data import prepare_model_data
+from bayes_cart.model.spec import load_spec
 from bayes_cart.predict import (
     curve_states,
     draw_index,
@@ -20,7 +21,6 @@ from bayes_cart.predict import (
     predict_at_observations,
     predict_curves,
 )
-from bayes_cart.spec import load_spec
 
 
 @pytest.fixture(scope="module")

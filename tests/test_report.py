@@ -35,8 +35,8 @@ def report_fit(analysis_data, analysis_spec, fake_fit_factory):
     import xarray as xr
 
     from bayes_cart.kinetics import get_kinetics
-    from bayes_cart.likelihood import CensoringIndex, censored_loglik
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.likelihood import CensoringIndex, censored_loglik
+    from bayes_cart.model.model_data import prepare_model_data
 
     data, sim = analysis_data
     md = prepare_model_data(data, analysis_spec)

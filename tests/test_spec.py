@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bayes_cart.errors import SpecError
-from bayes_cart.spec import (
+from bayes_cart.model.spec import (
     evaluate_subset,
     list_specs,
     load_spec,

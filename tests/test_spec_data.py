@@ -23,7 +23,7 @@ from bayes_cart.data.column_roles import declaration_problems, merge_declaration
 from bayes_cart.data.dataset import Dataset, load_dataset
 from bayes_cart.errors import DataError, DataWarning, SpecError
 from bayes_cart.example import example_data_path, load_example
-from bayes_cart.spec import list_specs, load_spec, spec_from_dict
+from bayes_cart.model.spec import list_specs, load_spec, spec_from_dict
 
 WIDE = {"COLUMNS": "200"}
 runner = CliRunner()

@@ -10,8 +10,8 @@ import pytest
 
 from bayes_cart.errors import StartError
 from bayes_cart.example import load_example
-from bayes_cart.model import build_model
-from bayes_cart.spec import load_spec
+from bayes_cart.model.build import build_model
+from bayes_cart.model.spec import load_spec
 from bayes_cart.start_check import check_start, start_point
 
 POISONED = 2  # the patient whose start is made NaN

@@ -13,12 +13,12 @@ from bayes_cart.data.dataset import load_dataset
 from bayes_cart.errors import DataError, SpecError
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.step_change import with_step_change
-from bayes_cart.likelihood import CensoringIndex, censored_loglik
-from bayes_cart.model import build_model
-from bayes_cart.model_data import prepare_model_data
+from bayes_cart.model.build import build_model
+from bayes_cart.model.likelihood import CensoringIndex, censored_loglik
+from bayes_cart.model.model_data import prepare_model_data
+from bayes_cart.model.spec import load_spec
+from bayes_cart.model.step_covariates import find_step_covariate, split_step_terms
 from bayes_cart.predict import predict_at_observations
-from bayes_cart.spec import load_spec
-from bayes_cart.step_covariates import find_step_covariate, split_step_terms
 
 TRUE_EFFECT = np.log(2.5)  # tocilizumab multiplies the contraction rate alpha by 2.5
 SWITCH_DAYS = (14.0, 21.0, 28.0)  # on sampling days, so the data place the change exactly

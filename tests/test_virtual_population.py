@@ -43,7 +43,7 @@ def _posterior(design, omega_c0: float = 0.0) -> dict:
 
 @pytest.fixture(scope="module")
 def design(analysis_data, analysis_spec):
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     return prepare_model_data(analysis_data[0], analysis_spec).design
 

@@ -78,7 +78,7 @@ def load_data_or_exit(
 def read_spec(model: str):
     """Load the spec ``model`` (a shipped name or a TOML file) for a command.
 
-    :func:`bayes_cart.spec.load_spec` with what it does not catch turned into a SpecError of
+    :func:`bayes_cart.model.spec.load_spec` with what it does not catch turned into a SpecError of
     one problem: a path that is a folder, a file without the ``.toml`` suffix, a file that is
     not UTF-8 text or cannot be read.
 
@@ -90,7 +90,7 @@ def read_spec(model: str):
     from pathlib import Path
 
     from bayes_cart.errors import SpecError
-    from bayes_cart.spec import load_spec
+    from bayes_cart.model.spec import load_spec
 
     path = Path(model)
     if path.is_dir():

@@ -90,7 +90,7 @@ def check_before_fitting(
 def check_spec_against_data(dataset: Any, spec: Any) -> None:
     """Exit 1 with the problem when the spec does not fit the data (covariates, groups...).
 
-    :func:`bayes_cart.model_data.prepare_model_data` run once before the sampling modules are
+    :func:`bayes_cart.model.model_data.prepare_model_data` run once before the sampling modules are
     imported (it runs again inside the fit, which then prints its warnings): a formula naming
     no column, an unknown reference level or trial column is reported in about a second
     instead of after the PyMC import.
@@ -99,7 +99,7 @@ def check_spec_against_data(dataset: Any, spec: Any) -> None:
 
     from bayes_cart.cli.common import error_line
     from bayes_cart.errors import BayesCartError
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     try:
         with warnings.catch_warnings():
@@ -230,7 +230,7 @@ def fit(
     """Fit a hierarchical model and write DIR/fit.nc, DIR/summary.csv and DIR/diagnostics.json."""
     from bayes_cart.cli.common import error_line, load_data_or_exit, read_spec
     from bayes_cart.errors import SpecError
-    from bayes_cart.spec import parse_covariate_option
+    from bayes_cart.model.spec import parse_covariate_option
 
     # cheap checks first (no PyMC, no ArviZ imported yet): options, then the spec
     problem = _option_problem(
@@ -260,7 +260,7 @@ def fit(
         if distribution is not None:
             import json as _json
 
-            from bayes_cart.spec import spec_from_dict
+            from bayes_cart.model.spec import spec_from_dict
 
             raw = _json.loads(spec.text)
             raw["distribution_phase"] = {"enabled_if": distribution}

@@ -61,7 +61,7 @@ from bayes_cart.errors import DataError, DataWarning, Problem
 from bayes_cart.units import to_days
 
 if TYPE_CHECKING:
-    from bayes_cart.spec import ModelSpec
+    from bayes_cart.model.spec import ModelSpec
 
 __all__ = ["Dataset", "ValidationReport", "load_dataset", "native_columns"]
 

@@ -94,7 +94,7 @@ def predict_curves(
         The route, normally the fit's (:func:`fit_solver`).
     infusions : Infusions, optional
         The patients' infusions (:meth:`ModelData.infusion_schedule
-        <bayes_cart.model_data.ModelData.infusion_schedule>`, subset to these patients): with
+        <bayes_cart.model.model_data.ModelData.infusion_schedule>`, subset to these patients): with
         several, each curve is the sum of one cohort per infusion
         (:mod:`bayes_cart.kinetics.superposition`). None: one infusion at TIME 0.
 

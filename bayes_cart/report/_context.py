@@ -254,7 +254,7 @@ def _param_unit(fit: Any, name: str) -> str:
 
 
 def _formula_columns(rhs: str) -> set[str]:
-    from bayes_cart.spec import formula_variables
+    from bayes_cart.model.spec import formula_variables
 
     return {n.lower() for n in formula_variables(rhs)[0]}
 
@@ -262,7 +262,7 @@ def _formula_columns(rhs: str) -> set[str]:
 def _expression_columns(expr: str | None) -> set[str]:
     if not expr:
         return set()
-    from bayes_cart.spec import parse_subset_expression
+    from bayes_cart.model.spec import parse_subset_expression
 
     tree = parse_subset_expression(expr)
     return {node.id.lower() for node in ast.walk(tree) if isinstance(node, ast.Name)}
@@ -304,8 +304,8 @@ def _true_typical(
     reference, no random effect; for the trial column the realised trial effect and the
     distribution phase of the trials that have one. An ``unknown`` level has no truth (NaN).
     """
-    from bayes_cart.covariates import UNKNOWN_LEVEL
     from bayes_cart.kinetics import get_kinetics
+    from bayes_cart.model.covariates import UNKNOWN_LEVEL
 
     pop = _truth_population(truth)
     if pop.get("kinetics", truth.get("kinetics", fit.spec.kinetics)) != fit.spec.kinetics:

@@ -5,7 +5,7 @@
 matrix exponentials of linear phases for ``solver="linear"``) with :func:`pytensor.wrap_jax`.
 The resulting op evaluates ``log(E + M)`` at every observation from per-patient parameter
 vectors, and its gradient is JAX's reverse mode. It is used by
-:func:`bayes_cart.model.build_model` with ``solver="ode"`` and ``solver="linear"``.
+:func:`bayes_cart.model.build.build_model` with ``solver="ode"`` and ``solver="linear"``.
 
 Which samplers can run it
 -------------------------

@@ -12,7 +12,7 @@ Missing values never drop a patient:
   level ``unknown`` whose effect is estimated like any other level;
 * categorical, ``"marginalize"``: the levels are the observed ones only and a missing cell is
   coded as the reference level in the design (a placeholder: the model sums such a patient's
-  density over every level, :mod:`bayes_cart.marginal`);
+  density over every level, :mod:`bayes_cart.model.marginal`);
 * continuous: the missing cells are set to the median of the observed values (either way).
 
 The chosen handling is reported (:attr:`CovariateDesign.imputed`, the fit's notes).
@@ -43,7 +43,7 @@ from formulaic.transforms import TRANSFORMS
 from formulaic.utils.variables import Variable, get_required_variables
 
 from bayes_cart.errors import DataWarning, FormulaWarning, SpecError
-from bayes_cart.spec import formula_variables
+from bayes_cart.model.spec import formula_variables
 
 UNKNOWN_LEVEL = "unknown"
 

@@ -1,4 +1,4 @@
-"""The PyMC terms of ``covariates.missing = "marginalize"`` (see :mod:`bayes_cart.marginal`).
+"""The PyMC terms of ``covariates.missing = "marginalize"`` (see :mod:`bayes_cart.model.marginal`).
 
 **Coordinates.** For a patient with a missing marginalised covariate, every parameter whose
 formula uses that covariate (and every parameter in a correlated block with one) is sampled
@@ -39,7 +39,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pytensor.graph.traversal import ancestors, toposort
 
-from bayes_cart.marginal import MarginalDesign
+from bayes_cart.model.marginal import MarginalDesign
 
 __all__ = ["POTENTIAL", "add_marginal_terms", "centre_missing_patients"]
 
@@ -75,7 +75,7 @@ def centre_missing_patients(
     marginal : MarginalDesign
         What is marginalised.
     names : list of str
-        Parameters :func:`bayes_cart.model._random_effects` builds.
+        Parameters :func:`bayes_cart.model.build._random_effects` builds.
     n : int
         Number of patients.
     centered, masks, weights : set, dict, dict

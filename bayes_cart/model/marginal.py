@@ -12,9 +12,9 @@ prior weight ``prod_c pi_c[l_c]`` (at most :data:`MAX_COMPONENTS` combinations p
 
 This module holds the data side: which patients miss what, the level combinations
 (*components*) of each such patient, and the design rows of every affected parameter under
-each component (coded by :meth:`bayes_cart.covariates.CovariateDesign.evaluate`, so
+each component (coded by :meth:`bayes_cart.model.covariates.CovariateDesign.evaluate`, so
 interactions and transforms are coded exactly as in the fit). The PyMC terms are in
-:mod:`bayes_cart.marginal_model`.
+:mod:`bayes_cart.model.marginal_model`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayes_cart.covariates import CovariateDesign, formula_columns
 from bayes_cart.errors import SpecError
+from bayes_cart.model.covariates import CovariateDesign, formula_columns
 
 #: Most level combinations summed over for one patient (the product of the levels of the
 #: marginalised covariates it misses); more is refused with a SpecError.

@@ -76,7 +76,7 @@ class PriorSpec(_Frozen):
     """A prior distribution, named and parameterised in plain terms.
 
     ``LogNormal`` takes ``median`` (natural scale) and ``sigma`` (log scale); ``LogitNormal``
-    (a fraction in (0, 1), see :mod:`bayes_cart.scales`) ``median`` (natural scale) and
+    (a fraction in (0, 1), see :mod:`bayes_cart.model.scales`) ``median`` (natural scale) and
     ``sigma`` (logit scale); ``Normal`` takes
     ``mu`` and ``sigma``; ``HalfNormal`` ``sigma``; ``HalfStudentT`` ``nu`` and ``sigma``;
     ``Exponential`` ``lam``; ``Uniform`` ``lower`` and ``upper``.
@@ -228,7 +228,7 @@ class CovariateSpec(_Frozen):
 
     ``missing`` says what a missing categorical value is: ``"level"`` (default) codes it as
     its own level ``unknown``; ``"marginalize"`` sums the patient's density over the observed
-    levels with an estimated prevalence (:mod:`bayes_cart.marginal`). Missing continuous
+    levels with an estimated prevalence (:mod:`bayes_cart.model.marginal`). Missing continuous
     values get the median either way.
     """
 

@@ -7,12 +7,12 @@ say little, where the centred form becomes a funnel. A spec lists the parameters
 inform the parameter are centred, the others sampled non-centred (the same model either way).
 
 "Inform" is measured, not guessed: at the data-informed starting point
-(:mod:`bayes_cart.initial_values`), the Fisher information of each patient's own log-likelihood
-about ``log p_i`` is estimated by a central second difference of the closed-form likelihood
-(separable by patient, so one evaluation per step moves every patient at once). A patient is
-centred for ``p`` when that information exceeds the prior's, ``1 / omega_p^2``, i.e. when the
-data determine ``log p_i`` better than the population does. For a correlated block, a patient
-is centred when the data inform every parameter of the block.
+(:mod:`bayes_cart.model.initial_values`), the Fisher information of each patient's own
+log-likelihood about ``log p_i`` is estimated by a central second difference of the closed-form
+likelihood (separable by patient, so one evaluation per step moves every patient at once). A patient
+is centred for ``p`` when that information exceeds the prior's, ``1 / omega_p^2``, i.e. when the
+data determine ``log p_i`` better than the population does. For a correlated block, a patient is
+centred when the data inform every parameter of the block.
 
 ``sampling.centering = "partial"`` goes one step further, after Papaspiliopoulos, Roberts and
 Skold (2007) and Gorinova, Moore and Hoffman (2020): each independent random effect is sampled
@@ -31,10 +31,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from bayes_cart.kinetics import get_kinetics
-from bayes_cart.likelihood import CensoringIndex, censored_loglik
-from bayes_cart.model_data import ModelData
-from bayes_cart.scales import from_scale, parameter_scale, to_scale
-from bayes_cart.spec import ModelSpec
+from bayes_cart.model.likelihood import CensoringIndex, censored_loglik
+from bayes_cart.model.model_data import ModelData
+from bayes_cart.model.scales import from_scale, parameter_scale, to_scale
+from bayes_cart.model.spec import ModelSpec
 
 #: Step of the second difference on the log scale.
 STEP = 0.05
@@ -55,7 +55,7 @@ def patient_information(
 ) -> dict[str, np.ndarray]:
     """Per-patient information of the data about each parameter in ``names``, on its scale.
 
-    The scale is log (logit for a logit-normal fraction, :mod:`bayes_cart.scales`).
+    The scale is log (logit for a logit-normal fraction, :mod:`bayes_cart.model.scales`).
 
     Parameters
     ----------

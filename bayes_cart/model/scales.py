@@ -27,7 +27,7 @@ __all__ = ["Scale", "from_scale", "parameter_scale", "scaled_name", "to_scale"]
 
 
 def parameter_scale(parameter: Any) -> Scale:
-    """Return the scale of a :class:`~bayes_cart.spec.ParameterSpec`'s variability.
+    """Return the scale of a :class:`~bayes_cart.model.spec.ParameterSpec`'s variability.
 
     ``"logit"`` for a ``LogitNormal`` typical prior, ``"log"`` otherwise (log-normal,
     fixed, or set from the data).

@@ -15,8 +15,8 @@ Observations: ``log DV ~ Normal(log(E + M), sigma)`` (proportional error with lo
 residuals), with M3 censoring: a left-censored sample contributes ``log Phi((log LLOQ - mu) /
 sigma)``, an interval-censored one ``log(Phi(log LLOQ) - Phi(log LIMIT))`` and a right-censored one
 ``log(1 - Phi)``; the combined and Student-t error models get the same terms with their own
-distribution (:func:`bayes_cart.likelihood.censored_terms`). Variables are named after the paper
-(``beta``, ``T1``...; ``omega_<p>``, ``eta_<p>``, ``sigma``) with dims ``patient``, ``obs``,
+distribution (:func:`bayes_cart.model.likelihood.censored_terms`). Variables are named after the
+paper (``beta``, ``T1``...; ``omega_<p>``, ``eta_<p>``, ``sigma``) with dims ``patient``, ``obs``,
 ``trial`` and ``<p>_effect``.
 """
 
@@ -29,14 +29,14 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_cart.errors import SpecError
-from bayes_cart.initial_values import initial_values
 from bayes_cart.kinetics import get_kinetics
-from bayes_cart.likelihood import CensoringIndex, censored_loglik, student_t_censored_loglik
-from bayes_cart.marginal_model import add_marginal_terms, centre_missing_patients
-from bayes_cart.model_data import ModelData, prepare_model_data
-from bayes_cart.scales import Scale, from_scale, parameter_scale, scaled_name, to_scale
-from bayes_cart.spec import ModelSpec, PriorSpec
-from bayes_cart.step_covariates import step_solver, step_structure
+from bayes_cart.model.initial_values import initial_values
+from bayes_cart.model.likelihood import CensoringIndex, censored_loglik, student_t_censored_loglik
+from bayes_cart.model.marginal_model import add_marginal_terms, centre_missing_patients
+from bayes_cart.model.model_data import ModelData, prepare_model_data
+from bayes_cart.model.scales import Scale, from_scale, parameter_scale, scaled_name, to_scale
+from bayes_cart.model.spec import ModelSpec, PriorSpec
+from bayes_cart.model.step_covariates import step_solver, step_structure
 
 
 def prior_dist(prior: PriorSpec, name: str | None = None, log_scale: bool = False, **kwargs: Any):
@@ -99,10 +99,10 @@ def _log_mean(
     """Return the population mean per patient on the parameter's scale (typical, covariates, group).
 
     The scale is log for a log-normal parameter and logit for a logit-normal one
-    (:mod:`bayes_cart.scales`); the typical value is ``log_<p>`` or ``logit_<p>``. With
+    (:mod:`bayes_cart.model.scales`); the typical value is ``log_<p>`` or ``logit_<p>``. With
     ``design`` (a parameter that uses a marginalised covariate) the design matrix is a
     tensor of its own, stored there as ``design[name]``, that
-    :func:`bayes_cart.marginal_model.add_marginal_terms` replaces per level.
+    :func:`bayes_cart.model.marginal_model.add_marginal_terms` replaces per level.
     """
     doc = spec.doc
     scale = parameter_scale(doc.parameters[name])
@@ -235,15 +235,16 @@ def _random_effects(
     ``sampling.centered`` and non-centred (``eta = omega z``, ``z ~ Normal(0, 1)``) otherwise:
     centring suits parameters the data inform well per patient, non-centring weakly informed
     ones (funnel geometry). With ``masks`` (``sampling.centering = "informed"``,
-    :mod:`bayes_cart.centring`) a listed parameter is centred for the patients its mask
+    :mod:`bayes_cart.model.centring`) a listed parameter is centred for the patients its mask
     selects and non-centred for the others: the variables ``log_<p>_i`` and ``z_<p>`` then
     hold those two subsets. With ``weights`` (``sampling.centering = "partial"``) an
     independent parameter is sampled partially centred with one weight per patient, variable
     ``pc_<p>`` (:func:`_partially_centred`). ``centered`` replaces ``sampling.centered`` (the
-    marginalised patients' additions, :func:`bayes_cart.marginal_model.centre_missing_patients`);
-    ``rows`` receives the patient positions of each variable that holds a subset of patients.
-    ``weight_omegas`` (``centering = "partial_dynamic"``): the IIV SD each parameter's weights
-    were computed at; the weights then follow the sampled IIV SD (:func:`_partially_centred`).
+    marginalised patients' additions,
+    :func:`bayes_cart.model.marginal_model.centre_missing_patients`); ``rows`` receives the patient
+    positions of each variable that holds a subset of patients. ``weight_omegas`` (``centering =
+    "partial_dynamic"``): the IIV SD each parameter's weights were computed at; the weights then
+    follow the sampled IIV SD (:func:`_partially_centred`).
     """
     masks = masks or {}
     weights = weights or {}
@@ -356,7 +357,7 @@ def _partially_centred(
     ``log p_i = mean_i + omega^(1 - w_i) (pc_<p>_i - w_i mean_i)``, so that ``log p_i ~
     Normal(mean_i, omega)`` exactly, for any weights ``w_i`` in [0, 1] that do not depend on
     the individual values (1: centred, 0: non-centred);
-    :func:`bayes_cart.centring.partial_centring_weights` sets them at the start.
+    :func:`bayes_cart.model.centring.partial_centring_weights` sets them at the start.
 
     With ``omega_start`` (``centering = "partial_dynamic"``) the weights follow the sampled
     IIV SD: ``w_i = I_i omega^2 / (1 + I_i omega^2)`` with the information ``I_i`` implied by
@@ -383,8 +384,8 @@ def _partial_weights(spec: ModelSpec, md: ModelData, names: list[str]) -> dict[s
     doc = spec.doc
     if doc.sampling.centering not in ("partial", "partial_dynamic"):
         return {}
-    from bayes_cart.centring import partial_centring_weights
-    from bayes_cart.initial_values import SIGMA_START, starting_point
+    from bayes_cart.model.centring import partial_centring_weights
+    from bayes_cart.model.initial_values import SIGMA_START, starting_point
 
     start = starting_point(spec, md)
     in_block = {b for block in doc.iiv.blocks if len(block) > 1 for b in block}
@@ -404,7 +405,7 @@ def _partial_start_omegas(
     spec: ModelSpec, md: ModelData, weights: dict[str, np.ndarray]
 ) -> dict[str, float]:
     """Return the starting IIV SDs the partial-centring ``weights`` were computed at."""
-    from bayes_cart.initial_values import starting_point
+    from bayes_cart.model.initial_values import starting_point
 
     omegas = starting_point(spec, md)["omegas"]
     return {p: float(omegas[p]) for p in weights}
@@ -420,8 +421,8 @@ def _centring_masks(spec: ModelSpec, md: ModelData) -> dict[str, np.ndarray]:
     """Patients to centre per listed parameter (``sampling.centering = "informed"``), else {}."""
     if spec.doc.sampling.centering != "informed" or spec.doc.sampling.parameterisation == "fold":
         return {}
-    from bayes_cart.centring import informed_patients
-    from bayes_cart.initial_values import SIGMA_START, starting_point
+    from bayes_cart.model.centring import informed_patients
+    from bayes_cart.model.initial_values import SIGMA_START, starting_point
 
     start = starting_point(spec, md)
     if not start["logs"]:
@@ -743,7 +744,7 @@ def _add_student_t(md: ModelData, mu, sigma, nu, idx: CensoringIndex, lim) -> No
     """Student-t residuals on the log scale (robust to outliers) with M3 censoring.
 
     Censored rows get the terms every error model gets (:func:`censored_terms
-    <bayes_cart.likelihood.censored_terms>`): the Student-t log CDF at the LLOQ, the log
+    <bayes_cart.model.likelihood.censored_terms>`): the Student-t log CDF at the LLOQ, the log
     probability of [LIMIT, LLOQ] for interval-censored rows and the log survival function at
     the ULOQ for right-censored rows.
     """

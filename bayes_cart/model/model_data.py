@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayes_cart.covariates import CovariateDesign, build_covariate_design
 from bayes_cart.errors import SpecError
 from bayes_cart.kinetics.superposition import Infusions, dose_parameter
-from bayes_cart.marginal import MarginalDesign, marginal_design
-from bayes_cart.spec import ModelSpec, evaluate_subset
-from bayes_cart.step_covariates import StepCovariate, find_step_covariate, split_step_terms
+from bayes_cart.model.covariates import CovariateDesign, build_covariate_design
+from bayes_cart.model.marginal import MarginalDesign, marginal_design
+from bayes_cart.model.spec import ModelSpec, evaluate_subset
+from bayes_cart.model.step_covariates import StepCovariate, find_step_covariate, split_step_terms
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,11 @@ class ModelData:
     notes : list of str
         What was imputed, set from data or excluded (shown in the fit output).
     step : StepCovariate or None
-        A time-varying 0/1 column in the formulas (:mod:`bayes_cart.step_covariates`): which
+        A time-varying 0/1 column in the formulas (:mod:`bayes_cart.model.step_covariates`): which
         parameters it acts on and each patient's change time.
     marginal : MarginalDesign or None
         Patients whose missing categorical covariates the model sums over
-        (``covariates.missing = "marginalize"``, :mod:`bayes_cart.marginal`); None otherwise.
+        (``covariates.missing = "marginalize"``, :mod:`bayes_cart.model.marginal`); None otherwise.
     infusions : Infusions or None
         Each patient's infusions (clock starts, log dose ratios to the first, counts; padded
         to the largest count) when some patient has several

@@ -6,7 +6,7 @@ only the population-level variables get the sampler's random jitter, so chains s
 apart where R-hat needs it, while no chain starts with patient-level values the data exclude.
 
 What is set, for each estimated parameter ``p`` with per-patient estimates ``x_i`` (``log``
-below is the parameter's scale: logit for a logit-normal fraction, :mod:`bayes_cart.scales`):
+below is the parameter's scale: logit for a logit-normal fraction, :mod:`bayes_cart.model.scales`):
 
 * the log typical value (``log_<p>`` or ``log_<p>_avg``): the median of ``log x_i``;
 * the IIV SD ``omega_<p>``: the spread of ``log x_i`` (clipped to 0.1-1.5);
@@ -34,9 +34,9 @@ import pymc as pm
 
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.initial_estimates import read_profiles
-from bayes_cart.model_data import ModelData
-from bayes_cart.scales import parameter_scale, scaled_name, to_scale
-from bayes_cart.spec import ModelSpec
+from bayes_cart.model.model_data import ModelData
+from bayes_cart.model.scales import parameter_scale, scaled_name, to_scale
+from bayes_cart.model.spec import ModelSpec
 
 #: Starting residual SD (log scale): a typical qPCR assay's.
 SIGMA_START = 0.5
