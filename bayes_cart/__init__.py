@@ -16,7 +16,8 @@ One import gives the main steps of an analysis script::
 
 The names are loaded on first use (PEP 562), so ``import bayes_cart`` stays light and
 ``bc.load_fit`` does not import PyMC before it needs to; every submodule stays importable for
-advanced use (``bayes_cart.model.build.build_model``, ``bayes_cart.sampling.sample_posterior``...).
+advanced use (``bayes_cart.model.build.build_model``,
+``bayes_cart.inference.sampling.sample_posterior``...).
 """
 
 from __future__ import annotations
@@ -43,26 +44,26 @@ _LAZY = {
     "list_specs": "bayes_cart.model.spec",
     "spec_from_dict": "bayes_cart.model.spec",
     # inference
-    "fit": "bayes_cart.sampling",
-    "Fit": "bayes_cart.sampling",
+    "fit": "bayes_cart.inference.sampling",
+    "Fit": "bayes_cart.inference.sampling",
     "build_model": "bayes_cart.model.build",
-    "sample_posterior": "bayes_cart.sampling",
-    "save_fit": "bayes_cart.io",
-    "load_fit": "bayes_cart.io",
-    "write_fit_outputs": "bayes_cart.io",
+    "sample_posterior": "bayes_cart.inference.sampling",
+    "save_fit": "bayes_cart.inference.io",
+    "load_fit": "bayes_cart.inference.io",
+    "write_fit_outputs": "bayes_cart.inference.io",
     # analysis
-    "population_summary": "bayes_cart.summary",
-    "contrast": "bayes_cart.contrasts",
-    "summarise_contrast": "bayes_cart.contrasts",
-    "typical_metrics": "bayes_cart.ck_metrics",
-    "individual_metrics": "bayes_cart.ck_metrics",
-    "simulate_virtual_population": "bayes_cart.virtual_population",
-    "compare_fits": "bayes_cart.loo",
-    "patient_loo": "bayes_cart.loo",
+    "population_summary": "bayes_cart.analysis.summary",
+    "contrast": "bayes_cart.analysis.contrasts",
+    "summarise_contrast": "bayes_cart.analysis.contrasts",
+    "typical_metrics": "bayes_cart.analysis.ck_metrics",
+    "individual_metrics": "bayes_cart.analysis.ck_metrics",
+    "simulate_virtual_population": "bayes_cart.analysis.virtual_population",
+    "compare_fits": "bayes_cart.analysis.loo",
+    "patient_loo": "bayes_cart.analysis.loo",
     # checks
-    "posterior_predictive_check": "bayes_cart.ppc",
-    "vpc_coverage": "bayes_cart.vpc",
-    "gof_table": "bayes_cart.gof",
+    "posterior_predictive_check": "bayes_cart.checks.ppc",
+    "vpc_coverage": "bayes_cart.checks.vpc",
+    "gof_table": "bayes_cart.checks.gof",
     "write_report": "bayes_cart.report",
     # simulation
     "make_design": "bayes_cart.simulate",
@@ -92,11 +93,11 @@ __all__ = [
 #: ``bc.vpc.vpc(...)``): top-level name -> the module, wherever it lives in the subpackages
 _SUBMODULES = {
     "nca": "bayes_cart.data.nca",
-    "vpc": "bayes_cart.vpc",
-    "gof": "bayes_cart.gof",
-    "ppc": "bayes_cart.ppc",
-    "loo": "bayes_cart.loo",
-    "contrasts": "bayes_cart.contrasts",
+    "vpc": "bayes_cart.checks.vpc",
+    "gof": "bayes_cart.checks.gof",
+    "ppc": "bayes_cart.checks.ppc",
+    "loo": "bayes_cart.analysis.loo",
+    "contrasts": "bayes_cart.analysis.contrasts",
     "simulate": "bayes_cart.simulate",
     "report": "bayes_cart.report",
 }

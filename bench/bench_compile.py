@@ -87,10 +87,10 @@ def child(spec_name: str, data: str, backend: str, solver: str) -> dict[str, Any
     import nutpie.compile_pymc as ncp
 
     from bayes_cart.data.dataset import load_dataset
+    from bayes_cart.inference.sampling import _compile_nutpie
     from bayes_cart.model.build import build_model
     from bayes_cart.model.model_data import prepare_model_data
     from bayes_cart.model.spec import load_spec
-    from bayes_cart.sampling import _compile_nutpie
 
     t1 = time.perf_counter()
     dataset = load_dataset(data)
@@ -171,10 +171,10 @@ def throughput(spec_name: str, data: Path, tune: int, draws: int) -> dict[str, A
     import nutpie
 
     from bayes_cart.data.dataset import load_dataset
+    from bayes_cart.inference.sampling import _compile_nutpie
     from bayes_cart.model.build import build_model
     from bayes_cart.model.model_data import prepare_model_data
     from bayes_cart.model.spec import load_spec
-    from bayes_cart.sampling import _compile_nutpie
 
     dataset = load_dataset(data)
     spec = load_spec(spec_name)

@@ -41,8 +41,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayes_cart.diagnostics import population_variables
 from bayes_cart.example import example_truth, load_example
+from bayes_cart.inference.diagnostics import population_variables
+from bayes_cart.inference.sampling import fit
 from bayes_cart.kinetics import LIU_PHASES, get_kinetics
 from bayes_cart.kinetics.engines.diffrax_ode import make_batched_log_total
 from bayes_cart.kinetics.engines.linear import make_linear_log_total
@@ -50,7 +51,6 @@ from bayes_cart.kinetics.engines.pytensor_op import MCMC_OPTIONS
 from bayes_cart.model.build import build_model
 from bayes_cart.model.model_data import prepare_model_data
 from bayes_cart.model.spec import load_spec
-from bayes_cart.sampling import fit
 
 warnings.filterwarnings("ignore")
 LIU = get_kinetics("liu2021")

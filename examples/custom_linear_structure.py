@@ -24,12 +24,12 @@ import json
 import jax.numpy as jnp
 import numpy as np
 
+from bayes_cart.analysis.summary import population_summary
 from bayes_cart.example import load_example
+from bayes_cart.inference.sampling import fit
 from bayes_cart.kinetics import LIU_PHASES, Phase, register_ode_kinetics
 from bayes_cart.kinetics.structures.liu2021 import liu_log_peak_shift
 from bayes_cart.model.spec import load_spec, spec_from_dict
-from bayes_cart.sampling import fit
-from bayes_cart.summary import population_summary
 from bayes_cart.units import DELTA_E_PER_DAY
 
 PARAMETERS = ("C0", "k", "T0", "beta", "T1", "alpha", "rM", "deltaM", "rE", "deltaE")
@@ -115,9 +115,9 @@ def main(argv: list[str] | None = None):
 
 def analyse(result, report: str | None) -> dict:
     """GOF, VPC and CK metrics of the fit (and the report): what a user runs next."""
-    from bayes_cart.ck_metrics import individual_metrics
-    from bayes_cart.gof import gof_table
-    from bayes_cart.vpc import vpc, vpc_coverage
+    from bayes_cart.analysis.ck_metrics import individual_metrics
+    from bayes_cart.checks.gof import gof_table
+    from bayes_cart.checks.vpc import vpc, vpc_coverage
 
     gof = gof_table(result, n_draws=50, n_simulations=50)
     vpc_result = vpc(result, n_replicates=50, n_bins=5)

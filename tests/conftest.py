@@ -170,7 +170,7 @@ def build_fake_fit(dataset, spec, posterior, n_draws: int = 200, extra_groups=No
     used = {d for _, (dims, _) in data_vars.items() for d in dims}
     post = xr.Dataset(data_vars, coords={k: v for k, v in coords.items() if k in used})
     idata = az.InferenceData(posterior=post, **(extra_groups or {}))
-    from bayes_cart.diagnostics import Diagnostics
+    from bayes_cart.inference.diagnostics import Diagnostics
 
     diag = Diagnostics(
         max_rhat=1.0,
@@ -236,13 +236,13 @@ def point_mass_fit(sim, *, n_draws: int = 100, overrides=None, random_seed: int 
     import xarray as xr
 
     from bayes_cart.data.dataset import load_dataset
-    from bayes_cart.diagnostics import Diagnostics
     from bayes_cart.errors import DataWarning
+    from bayes_cart.inference.diagnostics import Diagnostics
+    from bayes_cart.inference.sampling import Fit
     from bayes_cart.kinetics import get_kinetics
     from bayes_cart.model.likelihood import CensoringIndex, censored_loglik
     from bayes_cart.model.model_data import prepare_model_data
     from bayes_cart.model.spec import load_spec
-    from bayes_cart.sampling import Fit
 
     spec = load_spec("liu2021")
     with warnings.catch_warnings():

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_cart.ck_metrics import (
+from bayes_cart.analysis.ck_metrics import (
     as_liu,
     individual_metric_draws,
     individual_metrics,

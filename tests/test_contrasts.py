@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bayes_cart.contrasts import CONTRAST_COLUMNS, contrast, covariate_in_model, summarise_contrast
+from bayes_cart.analysis.contrasts import (
+    CONTRAST_COLUMNS,
+    contrast,
+    covariate_in_model,
+    summarise_contrast,
+)
 from bayes_cart.errors import DataError
 from bayes_cart.kinetics import auc, cmax
 
@@ -196,7 +201,7 @@ def test_compare_cli_writes_table_and_plot(fit, tmp_path):
     from typer.testing import CliRunner
 
     from bayes_cart.cli import app
-    from bayes_cart.io import save_fit
+    from bayes_cart.inference.io import save_fit
 
     path = save_fit(fit, tmp_path / "fit.nc")
     out, plot = tmp_path / "contrast.csv", tmp_path / "forest.png"

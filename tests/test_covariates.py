@@ -236,7 +236,7 @@ def test_typical_patient_at_a_non_mean_age_has_the_age_effect(age_fit, patients)
 
 
 def test_overall_typical_patient_is_at_the_median_age(age_fit, patients):
-    from bayes_cart.virtual_population import typical_parameters
+    from bayes_cart.analysis.virtual_population import typical_parameters
 
     st = _fit_stats(patients)
     params, groups = typical_parameters(age_fit, None)
@@ -245,7 +245,7 @@ def test_overall_typical_patient_is_at_the_median_age(age_fit, patients):
 
 
 def test_contrast_at_an_age_gives_the_implied_typical_values(age_fit, patients):
-    from bayes_cart.contrasts import contrast
+    from bayes_cart.analysis.contrasts import contrast
 
     st = _fit_stats(patients)
     table = contrast(
@@ -259,7 +259,7 @@ def test_contrast_at_an_age_gives_the_implied_typical_values(age_fit, patients):
 
 
 def test_contrast_by_age_values(age_fit, patients):
-    from bayes_cart.contrasts import contrast
+    from bayes_cart.analysis.contrasts import contrast
 
     st = _fit_stats(patients)
     table = contrast(age_fit, "AGE", levels=[40.0, 70.0], metrics=False)
@@ -285,7 +285,7 @@ def _rewrite_attrs(src, dst, change):
 
 @pytest.mark.filterwarnings("ignore::bayes_cart.errors.DataWarning")
 def test_a_saved_fit_predicts_identically(age_fit, tmp_path, patients):
-    from bayes_cart.io import load_fit, save_fit
+    from bayes_cart.inference.io import load_fit, save_fit
     from bayes_cart.predict import population_parameters
 
     path = save_fit(age_fit, tmp_path / "fit.nc")
@@ -308,7 +308,7 @@ def test_a_saved_fit_predicts_identically(age_fit, tmp_path, patients):
 
 @pytest.mark.filterwarnings("ignore::bayes_cart.errors.DataWarning")
 def test_an_old_fit_file_without_the_state_recomputes_it_from_the_fitted_data(age_fit, tmp_path):
-    from bayes_cart.io import load_fit, save_fit
+    from bayes_cart.inference.io import load_fit, save_fit
     from bayes_cart.predict import population_parameters
 
     path = save_fit(age_fit, tmp_path / "fit.nc")
@@ -325,7 +325,7 @@ def test_an_old_fit_file_without_the_state_recomputes_it_from_the_fitted_data(ag
 @pytest.mark.filterwarnings("ignore::bayes_cart.errors.DataWarning")
 def test_a_loaded_fit_codes_covariates_with_the_stored_constants(age_fit, tmp_path):
     from bayes_cart.errors import FitFileError
-    from bayes_cart.io import load_fit, save_fit
+    from bayes_cart.inference.io import load_fit, save_fit
 
     path = save_fit(age_fit, tmp_path / "fit.nc")
 

@@ -372,7 +372,7 @@ def test_simulated_reinfusions_reexpand_and_load_back() -> None:
 
 
 def test_individual_fit_curves_show_the_reinfusion() -> None:
-    from bayes_cart.gof import individual_fits
+    from bayes_cart.checks.gof import individual_fits
 
     sim, frame, inf = two_infusion_data(6)
     fit = point_mass_fit(SimpleNamespace(data=frame, population=sim.population, truth=sim.truth))
@@ -397,8 +397,8 @@ def test_a_reexpansion_after_a_reinfusion_is_recovered() -> None:
     The typical values of every kinetic parameter are covered by their 90% intervals, and
     the posterior curve of each re-infused patient rises again after the second infusion.
     """
+    from bayes_cart.inference.sampling import fit
     from bayes_cart.predict import individual_parameters
-    from bayes_cart.sampling import fit
 
     n = 36
     pop = PopulationParameters(
@@ -448,7 +448,7 @@ def test_a_reexpansion_after_a_reinfusion_is_recovered() -> None:
 
 
 def test_the_fit_file_predictions_and_replicates_keep_the_infusions(tmp_path) -> None:
-    from bayes_cart.io import load_fit, save_fit
+    from bayes_cart.inference.io import load_fit, save_fit
     from bayes_cart.predict import individual_predictions, simulate_observed_design
 
     sim, frame, _ = two_infusion_data(6)
@@ -478,9 +478,9 @@ def test_the_fit_file_predictions_and_replicates_keep_the_infusions(tmp_path) ->
 
 
 def test_the_plots_mark_the_later_infusions() -> None:
-    from bayes_cart.gof import individual_fits
-    from bayes_cart.plots_checks import plot_individual_fits, plot_vpc
-    from bayes_cart.vpc import vpc
+    from bayes_cart.checks.gof import individual_fits
+    from bayes_cart.checks.vpc import vpc
+    from bayes_cart.plots.checks import plot_individual_fits, plot_vpc
 
     sim, frame, _ = two_infusion_data(6)
     fit = point_mass_fit(SimpleNamespace(data=frame, population=sim.population, truth=sim.truth))

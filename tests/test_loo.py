@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from bayes_cart.loo import (
+from bayes_cart.analysis.loo import (
     IncomparableFitsError,
     bad_pareto_k,
     compare_fits,
@@ -177,7 +177,7 @@ def test_loo_cli_prints_and_writes_the_table(good_and_biased, tmp_path):
     from typer.testing import CliRunner
 
     from bayes_cart.cli import app
-    from bayes_cart.io import save_fit
+    from bayes_cart.inference.io import save_fit
 
     good, biased = good_and_biased
     a = save_fit(good, tmp_path / "a" / "fit.nc")
@@ -211,8 +211,8 @@ def _no_memory_spec(spec):
 def test_true_model_beats_a_model_without_memory_on_real_fits():
     """Two tiny real fits (~30 s): data with a memory plateau; the model with memory wins."""
     from bayes_cart.data.dataset import load_dataset
+    from bayes_cart.inference.sampling import fit
     from bayes_cart.model.spec import load_spec, spec_from_dict
-    from bayes_cart.sampling import fit
     from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
 
     pop = PopulationParameters(

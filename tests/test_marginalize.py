@@ -444,10 +444,10 @@ def _fake_marginal_fit(fake_fit_factory, n_draws: int = 400):
 
 
 def test_saved_fit_keeps_prevalence_and_level_probabilities(fake_fit_factory, tmp_path):
-    from bayes_cart.diagnostics import population_variables
-    from bayes_cart.io import load_fit, save_fit
-    from bayes_cart.sampling import Fit
-    from bayes_cart.summary import population_summary
+    from bayes_cart.analysis.summary import population_summary
+    from bayes_cart.inference.diagnostics import population_variables
+    from bayes_cart.inference.io import load_fit, save_fit
+    from bayes_cart.inference.sampling import Fit
 
     fake = _fake_marginal_fit(fake_fit_factory)
     fit = Fit(
@@ -503,7 +503,7 @@ RECOVERY_OMEGA = {"C0": 0.5, "beta": 0.2, "T1": 0.2, "alpha": 0.4, "rM": 0.4, "d
 @pytest.fixture(scope="module")
 def recovery():
     """50 patients, 40% CR/PR, beta x e^0.8 for CR/PR; RESPONSE hidden in 15 (30%)."""
-    from bayes_cart.sampling import fit
+    from bayes_cart.inference.sampling import fit
 
     n = 50
     rng = np.random.default_rng(20250110)
@@ -546,8 +546,8 @@ def recovery():
 
 @pytest.mark.slow
 def test_marginalised_fit_recovers_effect_prevalence_and_hidden_levels(recovery, tmp_path):
-    from bayes_cart.io import load_fit, save_fit
-    from bayes_cart.summary import population_summary
+    from bayes_cart.analysis.summary import population_summary
+    from bayes_cart.inference.io import load_fit, save_fit
 
     result, truth, hidden, fraction = recovery
     post = result.idata.posterior

@@ -22,7 +22,7 @@ from pymc.sampling.jax import get_jaxified_logp
 from pytensor.graph.traversal import applys_between
 from pytensor.link.jax.ops import JAXOp
 
-import bayes_cart.sampling as sampling
+import bayes_cart.inference.sampling as sampling
 from bayes_cart.example import load_example
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.engines.diffrax_ode import make_batched_log_total

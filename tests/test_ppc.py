@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 from conftest import point_mass_fit
 
-from bayes_cart.data.dataset import load_dataset
-from bayes_cart.errors import DataError, DataWarning
-from bayes_cart.ppc import (
+from bayes_cart.checks.ppc import (
     lloq_per_observation,
     observation_table,
     pit_values,
     posterior_predictive_check,
 )
+from bayes_cart.data.dataset import load_dataset
+from bayes_cart.errors import DataError, DataWarning
 
 
 def _load(frame: pd.DataFrame):

@@ -115,7 +115,7 @@ def test_the_fit_file_keeps_the_solver_and_the_settings(tmp_path) -> None:
 
     from conftest import point_mass_fit
 
-    from bayes_cart.io import load_fit, save_fit
+    from bayes_cart.inference.io import load_fit, save_fit
 
     fit = point_mass_fit(checks_simulation(n_patients=6, random_seed=4), n_draws=5)
     settings = {"solver": "linear", "sampler": "nutpie-jax", "chains": 2, "random_seed": 7}

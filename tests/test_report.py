@@ -276,7 +276,7 @@ def test_loo_comparison_with_other_fits(report_fit):
 
 def test_cli_writes_the_report_and_refuses_bad_fits(report_fit, tmp_path):
     from bayes_cart.cli import app
-    from bayes_cart.io import save_fit
+    from bayes_cart.inference.io import save_fit
 
     fit_path = save_fit(report_fit, tmp_path / "fit.nc")
     # the sampler settings `bayes-cart fit` writes beside the fit are shown

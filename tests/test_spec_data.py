@@ -111,7 +111,7 @@ def test_an_empty_data_table_is_the_same_spec_and_a_mapping_is_another():
 
 
 def test_fit_file_with_a_data_table_saves_and_loads(checks_fit, tmp_path):
-    from bayes_cart.io import load_fit, save_fit
+    from bayes_cart.inference.io import load_fit, save_fit
 
     raw = json.loads(checks_fit.spec.text)
     raw["data"] = {"columns": {"DV": "CONC", "ID": "SUBJ"}, "time_unit": "hour"}

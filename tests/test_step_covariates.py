@@ -127,8 +127,8 @@ def test_the_model_solves_the_step_and_numpy_predicts_it_exactly() -> None:
 @pytest.mark.slow
 def test_a_tocilizumab_effect_on_alpha_is_recovered() -> None:
     """Simulate with alpha x 2.5 from the switch, fit alpha ~ TOCI: the 90% interval covers it."""
+    from bayes_cart.inference.sampling import fit
     from bayes_cart.predict import individual_predictions
-    from bayes_cart.sampling import fit
 
     data = _load(toci_data(40, seed=11))
     result = fit(data, _spec(), chains=2, tune=600, draws=400, random_seed=3, prior_draws=0)
@@ -144,7 +144,7 @@ def test_a_tocilizumab_effect_on_alpha_is_recovered() -> None:
 
 
 def test_the_effect_is_summarised_as_parameter_and_column() -> None:
-    from bayes_cart.summary import _label
+    from bayes_cart.analysis.summary import _label
 
     assert _label("b_alpha_TOCI", None) == "alpha:TOCI"
     assert _label("b_beta", "RESPONSE[CR/PR]") == "beta:RESPONSE[CR/PR]"

@@ -147,10 +147,10 @@ def sampler_progress(console: Console, progress: bool | None) -> Any:
 
     Returns
     -------
-    bayes_cart.progress.ProgressDisplay
-        A context manager, passed to :func:`bayes_cart.sampling.fit` as ``on_progress``.
+    bayes_cart.inference.progress.ProgressDisplay
+        A context manager, passed to :func:`bayes_cart.inference.sampling.fit` as ``on_progress``.
     """
-    from bayes_cart.progress import ProgressDisplay
+    from bayes_cart.inference.progress import ProgressDisplay
 
     if progress is False:
         return ProgressDisplay(console, mode="off")
@@ -158,7 +158,7 @@ def sampler_progress(console: Console, progress: bool | None) -> Any:
 
 
 class StepPrinter:
-    """The ``on_step`` callback of :func:`bayes_cart.sampling.fit` for the CLI.
+    """The ``on_step`` callback of :func:`bayes_cart.inference.sampling.fit` for the CLI.
 
     With sampler progress bars, each step is printed on its own line (a spinner would fight
     the bars for the terminal); without them a rich spinner shows the current step.
@@ -194,7 +194,7 @@ def print_fit_outcome(console: Console, result: Any, chains: int, indent: str = 
     ----------
     console : rich.console.Console
         Where to print.
-    result : bayes_cart.sampling.Fit
+    result : bayes_cart.inference.sampling.Fit
         The fit.
     chains : int
         The number of chains asked for (the extra ones are reported beyond it).

@@ -18,7 +18,7 @@ from rich.table import Table
 
 console = Console()
 
-#: ``bayes_cart.sampling.SAMPLERS``, repeated here so that a bad ``--sampler`` is refused
+#: ``bayes_cart.inference.sampling.SAMPLERS``, repeated here so that a bad ``--sampler`` is refused
 #: before PyMC is imported (a test checks that the two agree).
 SAMPLER_NAMES = ("auto", "nutpie", "nutpie-jax", "pymc", "numpyro")
 
@@ -74,7 +74,7 @@ def check_before_fitting(
 ) -> None:
     """Exit 2 with a one-line message when an option or the output folder is unusable."""
     from bayes_cart.errors import OutputError
-    from bayes_cart.io import check_output_dir
+    from bayes_cart.inference.io import check_output_dir
 
     problem = _option_problem(chains, tune, draws, target_accept, seed, time_unit)
     if problem is None:
@@ -276,9 +276,9 @@ def fit(
 
     from bayes_cart.cli.common import StepPrinter, print_fit_outcome, sampler_progress
     from bayes_cart.errors import OutputError
-    from bayes_cart.io import write_fit_outputs
-    from bayes_cart.sampling import fit as run_fit
-    from bayes_cart.sampling import resolve_sampler
+    from bayes_cart.inference.io import write_fit_outputs
+    from bayes_cart.inference.sampling import fit as run_fit
+    from bayes_cart.inference.sampling import resolve_sampler
 
     try:
         display = sampler_progress(console, progress)

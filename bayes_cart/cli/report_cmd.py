@@ -170,7 +170,7 @@ def report(
     import warnings
 
     from bayes_cart.errors import BayesCartError, DataWarning
-    from bayes_cart.io import load_fit
+    from bayes_cart.inference.io import load_fit
     from bayes_cart.report import build_report
 
     t0 = time.perf_counter()

@@ -812,7 +812,7 @@ def canonical_text(doc: _SpecDocument) -> str:
 
     A ``[data]`` table that is empty (no column mapping, no time unit) is left out, so that a
     spec without one has the text, hence the hash, it had before ``[data]`` existed (fit files
-    written then still load: :func:`bayes_cart.io.load_fit` compares the stored hash).
+    written then still load: :func:`bayes_cart.inference.io.load_fit` compares the stored hash).
     """
     content = doc.model_dump(mode="json")
     if doc.data == DataSpec():

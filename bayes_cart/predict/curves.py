@@ -227,7 +227,7 @@ def population_predictions(
     Returns
     -------
     ndarray (sample, obs)
-        ``log PRED`` draws; the PRED of :func:`bayes_cart.gof.gof_table` is their median.
+        ``log PRED`` draws; the PRED of :func:`bayes_cart.checks.gof.gof_table` is their median.
     """
     params = design_population_parameters(
         fit, n_draws=n_draws, iiv=False, group=group, random_seed=random_seed
@@ -268,7 +268,7 @@ def individual_predictions(
     Returns
     -------
     ndarray (sample, obs)
-        ``log IPRED`` draws; the IPRED of :func:`bayes_cart.gof.gof_table` is their median.
+        ``log IPRED`` draws; the IPRED of :func:`bayes_cart.checks.gof.gof_table` is their median.
     """
     params = individual_parameters(fit)
     n_total = next(iter(params.values())).shape[0]

@@ -40,7 +40,8 @@ def individual_parameters(fit: Any) -> dict[str, np.ndarray]:
     Parameters
     ----------
     fit : Fit
-        A fit (:func:`bayes_cart.sampling.fit` or :func:`bayes_cart.io.load_fit`).
+        A fit (:func:`bayes_cart.inference.sampling.fit` or
+        :func:`bayes_cart.inference.io.load_fit`).
 
     Returns
     -------

@@ -278,7 +278,7 @@ def _truth_population(truth: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _flat_truth(truth: Mapping[str, Any] | None) -> dict[str, float]:
-    """Return true values under the names of :func:`bayes_cart.summary.population_summary`."""
+    """Return true values named as in :func:`~bayes_cart.analysis.summary.population_summary`."""
     if not truth:
         return {}
     from bayes_cart.example import truth_by_summary_name
@@ -347,7 +347,7 @@ def _true_quantities(
     fit: Any, truth: Mapping[str, Any], column: str | None, levels: Sequence[str]
 ) -> dict[str, np.ndarray] | None:
     """Return true parameters and derived metrics per level: ``{quantity: array}``."""
-    from bayes_cart.ck_metrics import metric_draws
+    from bayes_cart.analysis.ck_metrics import metric_draws
 
     params = _true_typical(fit, truth, column, levels)
     if params is None:

@@ -21,7 +21,7 @@ from bayes_cart.units import DAYS_PER_MONTH
 
 
 def _section_diagnostics(ctx: _Context, parts: _Parts) -> list[Markup]:
-    from bayes_cart.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
+    from bayes_cart.inference.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
 
     d = ctx.fit.diagnostics
 
@@ -138,7 +138,7 @@ def _badge(passed: bool) -> Markup:
 
 
 def _summary(ctx: _Context) -> pd.DataFrame:
-    from bayes_cart.summary import population_summary
+    from bayes_cart.analysis.summary import population_summary
 
     def run() -> pd.DataFrame:
         with warnings.catch_warnings():

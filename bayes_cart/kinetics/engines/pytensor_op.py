@@ -15,8 +15,8 @@ whole log density, solver included, is one jitted JAX function differentiated by
 nutpie's default numba backend and PyMC's C backend also run it, through the op's ``perform``
 (a Python call into the jitted function) and a second op for the vector-Jacobian product,
 which solves the ODEs again (about 2x slower per gradient than nutpie-jax, see
-``docs/benchmarks.md``). :func:`bayes_cart.sampling.fit` warns when a JAX solver is combined
-with such a sampler.
+``docs/benchmarks.md``). :func:`bayes_cart.inference.sampling.fit` warns when a JAX solver is
+combined with such a sampler.
 
 Solver settings for sampling
 ----------------------------

@@ -425,8 +425,8 @@ class ProgressDisplay:
     """Show :class:`SamplerProgress` reports: live table, periodic lines, or nothing.
 
     Use as a context manager around the fit and pass the instance as ``on_progress``
-    (:func:`bayes_cart.sampling.fit`). Each sampler run (the first one, restarts, a second try,
-    added chains) gets its own table or lines; a run's last state stays on screen.
+    (:func:`bayes_cart.inference.sampling.fit`). Each sampler run (the first one, restarts, a second
+    try, added chains) gets its own table or lines; a run's last state stays on screen.
 
     Parameters
     ----------

@@ -1,12 +1,12 @@
 """Posterior contrasts between covariate groups: ratios of typical values, P(direction), P(ROPE).
 
 The question "do responders expand faster than non-responders?" becomes, in the fitted model,
-a statement about the **typical patient** of each group (:func:`bayes_cart.virtual_population.
-typical_parameters`: the covariate at the group's level, every other covariate at its
-reference, no random effect; for the trial column of a trial random effect, the fitted trial
-effect ``u_trial``). For every posterior draw ``s`` and quantity ``Q`` (a kinetic parameter,
-or a derived metric such as Cmax or AUC0-28 computed from the typical patient's parameters by
-:mod:`bayes_cart.ck_metrics`)::
+a statement about the **typical patient** of each group
+(:func:`bayes_cart.analysis.virtual_population.typical_parameters`: the covariate at the group's
+level, every other covariate at its reference, no random effect; for the trial column of a trial
+random effect, the fitted trial effect ``u_trial``). For every posterior draw ``s`` and quantity
+``Q`` (a kinetic parameter, or a derived metric such as Cmax or AUC0-28 computed from the typical
+patient's parameters by :mod:`bayes_cart.analysis.ck_metrics`)::
 
     ratio_s = Q_s(group) / Q_s(reference)          diff_s = Q_s(group) - Q_s(reference)
 
@@ -31,7 +31,7 @@ not effects of response on kinetics.
 
 Examples
 --------
->>> from bayes_cart.io import load_fit  # doctest: +SKIP
+>>> from bayes_cart.inference.io import load_fit  # doctest: +SKIP
 >>> table = contrast(load_fit("out/fit.nc"), by="RESPONSE", rope=0.1)  # doctest: +SKIP
 >>> table[["quantity", "group", "ratio_q50", "p_direction"]]  # doctest: +SKIP
 """
@@ -45,12 +45,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayes_cart.ck_metrics import interval_columns, metric_draws
+from bayes_cart.analysis.ck_metrics import interval_columns, metric_draws
+from bayes_cart.analysis.virtual_population import GroupSpec, typical_parameters
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.model.covariates import formula_columns
 from bayes_cart.model.spec import parse_subset_expression
 from bayes_cart.predict import fit_kinetics, fit_solver
-from bayes_cart.virtual_population import GroupSpec, typical_parameters
 
 __all__ = ["CONTRAST_COLUMNS", "contrast", "covariate_in_model", "summarise_contrast"]
 

@@ -6,7 +6,7 @@ Every metric is a function of a patient's kinetic parameters
 * **per patient** (individual predictions): from the posterior draws of ``<p>_i``
   (:func:`bayes_cart.predict.individual_parameters`);
 * **per covariate group** (population predictions): from the posterior draws of the typical
-  patient of each group (:func:`bayes_cart.virtual_population.typical_parameters`).
+  patient of each group (:func:`bayes_cart.analysis.virtual_population.typical_parameters`).
 
 Metrics (times in days, levels in data units):
 
@@ -30,7 +30,7 @@ Stein et al. (2019) fits are mapped to Liu parameters first
 
 Examples
 --------
->>> from bayes_cart.io import load_fit  # doctest: +SKIP
+>>> from bayes_cart.inference.io import load_fit  # doctest: +SKIP
 >>> fit = load_fit("out/fit.nc")  # doctest: +SKIP
 >>> individual_metrics(fit).query("metric == 'Cmax'").head()  # doctest: +SKIP
 >>> typical_metrics(fit, by="RESPONSE")  # doctest: +SKIP
@@ -46,11 +46,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_cart.analysis.virtual_population import typical_parameters
 from bayes_cart.kinetics import derived_metrics, get_kinetics, list_kinetics
 from bayes_cart.kinetics.profile_metrics import profile_metrics
 from bayes_cart.kinetics.structures.liu2021 import LIU_PARAMETERS
 from bayes_cart.predict import draw_index, fit_kinetics, fit_solver, individual_parameters
-from bayes_cart.virtual_population import typical_parameters
 
 __all__ = [
     "LIU_PARAMETERS",
@@ -396,7 +396,7 @@ def typical_metric_draws(
     fit : Fit
         A fit.
     by : str, optional
-        Grouping covariate (see :func:`bayes_cart.virtual_population.typical_parameters`).
+        Grouping covariate (see :func:`bayes_cart.analysis.virtual_population.typical_parameters`).
     levels, reference, at : optional
         Groups and fixed covariates.
     lloq : "data", float or None

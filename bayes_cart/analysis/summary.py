@@ -23,7 +23,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from bayes_cart.diagnostics import population_variables
+from bayes_cart.inference.diagnostics import population_variables
 
 COLUMNS = ["parameter", "mean", "sd", "q5", "q50", "q95", "r_hat", "ess_bulk", "ess_tail"]
 

@@ -25,7 +25,7 @@ Censoring
 Prediction correction (pcVPC, Bergstrand et al. 2011)
     On the log scale every observed and simulated value (and its LLOQ) is shifted by
     ``median(PRED in the bin) - PRED_ij``, where ``PRED_ij`` is the typical-patient
-    prediction of that sample (:func:`bayes_cart.gof.population_predictions`). This removes
+    prediction of that sample (:func:`bayes_cart.checks.gof.population_predictions`). This removes
     the spread due to covariates and sample-time differences within a bin.
 
 Bins
@@ -40,7 +40,7 @@ slightly off even under the right model.
 
 Examples
 --------
->>> from bayes_cart.io import load_fit  # doctest: +SKIP
+>>> from bayes_cart.inference.io import load_fit  # doctest: +SKIP
 >>> result = vpc(load_fit("fit.nc"), by="TRIAL", random_seed=1)  # doctest: +SKIP
 >>> vpc_coverage(result.table)  # doctest: +SKIP
 """
@@ -56,8 +56,8 @@ import numpy as np
 import pandas as pd
 from scipy.cluster.vq import kmeans2
 
+from bayes_cart.checks.ppc import LloqInput, observation_table
 from bayes_cart.errors import DataError, Problem
-from bayes_cart.ppc import LloqInput, observation_table
 from bayes_cart.predict import population_predictions, simulate_observed_design
 
 __all__ = [
@@ -367,7 +367,7 @@ def vpc(
     interval : float
         Prediction-interval probability (0.9).
     lloq : float, str, mapping or Series, optional
-        See :func:`bayes_cart.ppc.lloq_per_observation`.
+        See :func:`bayes_cart.checks.ppc.lloq_per_observation`.
     group : {"fitted", "new", "none"}
         Trial effect in the simulations (and in PRED).
     n_pred_draws : int or None

@@ -269,15 +269,16 @@ class Diagnostics:
     stuck_chains : list of dict
         Chains still stuck at the end (:func:`stuck_chains`); the gate fails on any.
     restarted_chains : list of dict
-        Chains that were stuck and sampled again (filled by :func:`bayes_cart.sampling.fit`).
+        Chains that were stuck and sampled again (filled by
+        :func:`bayes_cart.inference.sampling.fit`).
     extended_chains : int
         Chains added because the first ones mixed too slowly for the gate's R-hat or ESS
-        (:func:`needs_more_draws`; filled by :func:`bayes_cart.sampling.fit`): the fit is
+        (:func:`needs_more_draws`; filled by :func:`bayes_cart.inference.sampling.fit`): the fit is
         slow, its extra cost counted in ``gradients_per_ess``.
     retried : dict
         Empty, or ``divergences`` (of a first run that was discarded), ``target_accept`` (of
         the run kept) and ``divergences_after`` when divergences made
-        :func:`bayes_cart.sampling.fit` sample again with smaller steps.
+        :func:`bayes_cart.inference.sampling.fit` sample again with smaller steps.
     passed : bool
         Whether every check passed.
     advice : list of str

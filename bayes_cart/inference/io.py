@@ -37,9 +37,9 @@ import xarray as xr
 
 from bayes_cart import __version__
 from bayes_cart.data.dataset import load_dataset, native_columns
-from bayes_cart.diagnostics import Diagnostics
 from bayes_cart.errors import FitFileError, OutputError, SpecError
-from bayes_cart.fit_result import Fit
+from bayes_cart.inference.diagnostics import Diagnostics
+from bayes_cart.inference.fit_result import Fit
 from bayes_cart.model.covariates import CovariateDesign
 from bayes_cart.model.model_data import ModelData, prepare_model_data
 from bayes_cart.model.spec import spec_from_dict
@@ -116,7 +116,7 @@ def save_fit(fit: Fit, path: str | Path) -> Path:
     Parameters
     ----------
     fit : Fit
-        The result of :func:`bayes_cart.sampling.fit`.
+        The result of :func:`bayes_cart.inference.sampling.fit`.
     path : str or Path
         Output file (``.nc``); parent folders are created.
 
@@ -425,7 +425,7 @@ def write_fit_outputs(
 
 def _write_fit_files(fit: Fit, out: Path, settings: dict[str, Any] | None) -> pd.DataFrame:
     """Write the three result files into the existing folder ``out``."""
-    from bayes_cart.summary import population_summary
+    from bayes_cart.analysis.summary import population_summary
 
     save_fit(fit, out / "fit.nc")
     summary = population_summary(fit.idata)

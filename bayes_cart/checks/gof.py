@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bayes_cart.ppc import LloqInput, observation_table, pit_values
+from bayes_cart.checks.ppc import LloqInput, observation_table, pit_values
 from bayes_cart.predict import (
     draw_index,
     fit_kinetics,
@@ -65,7 +65,7 @@ def gof_table(
     fit : Fit
         A fit.
     lloq : float, str, mapping or Series, optional
-        See :func:`bayes_cart.ppc.lloq_per_observation` (censoring of the NPD simulations).
+        See :func:`bayes_cart.checks.ppc.lloq_per_observation` (censoring of the NPD simulations).
     n_draws : int or None
         Posterior draws used for PRED and IPRED (None: all).
     npd : bool

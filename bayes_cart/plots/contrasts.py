@@ -1,10 +1,10 @@
 """Figures for contrasts and virtual populations (drawn from precomputed tables).
 
-The statistics come first (:func:`bayes_cart.contrasts.contrast`,
-:func:`bayes_cart.virtual_population.simulate_virtual_population`); these functions only draw
-them with matplotlib and return the :class:`~matplotlib.figure.Figure`; nothing is shown. Figures
-are built without :mod:`matplotlib.pyplot` (no global state, and the interactive backend of a
-notebook is left alone). Save with ``fig.savefig("forest.png", dpi=150)``.
+The statistics come first (:func:`bayes_cart.analysis.contrasts.contrast`,
+:func:`bayes_cart.analysis.virtual_population.simulate_virtual_population`); these functions only
+draw them with matplotlib and return the :class:`~matplotlib.figure.Figure`; nothing is shown.
+Figures are built without :mod:`matplotlib.pyplot` (no global state, and the interactive backend of
+a notebook is left alone). Save with ``fig.savefig("forest.png", dpi=150)``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import xarray as xr
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from bayes_cart.ck_metrics import interval_columns
+from bayes_cart.analysis.ck_metrics import interval_columns
 
 __all__ = ["STATE_COLOURS", "plot_forest", "plot_virtual_population"]
 
@@ -41,7 +41,7 @@ def plot_forest(
     Parameters
     ----------
     table : pandas.DataFrame
-        Output of :func:`bayes_cart.contrasts.contrast` (one covariate).
+        Output of :func:`bayes_cart.analysis.contrasts.contrast` (one covariate).
     quantities : sequence of str, optional
         Quantities to show (default all).
     title : str, optional
@@ -110,11 +110,11 @@ def plot_virtual_population(
     Parameters
     ----------
     ds : xarray.Dataset
-        Output of :func:`bayes_cart.virtual_population.simulate_virtual_population`.
+        Output of :func:`bayes_cart.analysis.virtual_population.simulate_virtual_population`.
     observed : pandas.DataFrame, optional
         ``TIME, DV, CENS, group`` (e.g.
-        :func:`bayes_cart.virtual_population.observed_by_group`); BLQ samples are drawn as open
-        triangles at the LLOQ. Median lines are dotted beyond a group's last observation.
+        :func:`bayes_cart.analysis.virtual_population.observed_by_group`); BLQ samples are drawn as
+        open triangles at the LLOQ. Median lines are dotted beyond a group's last observation.
     states : sequence of str
         Variables whose median is drawn.
     band : str

@@ -1,13 +1,14 @@
 """Pictures of the predictive checks, drawn from the statistics tables.
 
-Every function takes the table(s) computed by :mod:`bayes_cart.vpc`, :mod:`bayes_cart.gof` or
-:mod:`bayes_cart.ppc` and returns a :class:`matplotlib.figure.Figure`. Figures are built
-without :mod:`matplotlib.pyplot` (no global state, no GUI backend needed: saving uses Agg), so
-they work in scripts, servers and tests; ``fig.savefig("vpc.png")`` writes them.
+Every function takes the table(s) computed by :mod:`bayes_cart.checks.vpc`,
+:mod:`bayes_cart.checks.gof` or :mod:`bayes_cart.checks.ppc` and returns a
+:class:`matplotlib.figure.Figure`. Figures are built without :mod:`matplotlib.pyplot` (no global
+state, no GUI backend needed: saving uses Agg), so they work in scripts, servers and tests;
+``fig.savefig("vpc.png")`` writes them.
 
 Examples
 --------
->>> from bayes_cart.vpc import vpc  # doctest: +SKIP
+>>> from bayes_cart.checks.vpc import vpc  # doctest: +SKIP
 >>> plot_vpc(vpc(fit, by="TRIAL")).savefig("vpc.png", dpi=150)  # doctest: +SKIP
 """
 
@@ -22,7 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats
 
-from bayes_cart.vpc import VPCResult, quantile_label
+from bayes_cart.checks.vpc import VPCResult, quantile_label
 
 __all__ = [
     "plot_blq_fraction",
@@ -159,7 +160,7 @@ def plot_vpc(
     Parameters
     ----------
     result : VPCResult
-        From :func:`bayes_cart.vpc.vpc`.
+        From :func:`bayes_cart.checks.vpc.vpc`.
     blq_panel : bool
         Add the fraction-BLQ panel under each stratum.
     ncols : int
@@ -226,7 +227,7 @@ def plot_blq_fraction(result: VPCResult, *, ncols: int = 3, log_x: bool = False)
     Parameters
     ----------
     result : VPCResult
-        From :func:`bayes_cart.vpc.vpc`.
+        From :func:`bayes_cart.checks.vpc.vpc`.
     ncols : int
         Panels per row.
     log_x : bool
@@ -253,7 +254,7 @@ def plot_blq_fraction(result: VPCResult, *, ncols: int = 3, log_x: bool = False)
 
 
 def plot_gof(table: pd.DataFrame) -> Figure:
-    """Four goodness-of-fit panels from :func:`bayes_cart.gof.gof_table`.
+    """Four goodness-of-fit panels from :func:`bayes_cart.checks.gof.gof_table`.
 
     Observed vs PRED and vs IPRED (log-log, identity line; BLQ samples at their LLOQ as
     triangles), IWRES vs time and IWRES vs IPRED (with 0 and +-1.96 lines).
@@ -321,9 +322,9 @@ def plot_individual_fits(
     Parameters
     ----------
     curves : DataFrame
-        From :func:`bayes_cart.gof.individual_fits`.
+        From :func:`bayes_cart.checks.gof.individual_fits`.
     observations : DataFrame, optional
-        ``ID, TIME, DV, CENS`` (e.g. :func:`bayes_cart.ppc.observation_table`); BLQ samples
+        ``ID, TIME, DV, CENS`` (e.g. :func:`bayes_cart.checks.ppc.observation_table`); BLQ samples
         are drawn as triangles at the LLOQ.
     ncols : int
         Panels per row.
@@ -407,7 +408,7 @@ def plot_pit(table: pd.DataFrame, *, bins: int = 20, interval: float = 0.9) -> F
     Parameters
     ----------
     table : DataFrame
-        From :func:`bayes_cart.ppc.pit_table` (columns ``pit`` and optionally ``loo_pit``).
+        From :func:`bayes_cart.checks.ppc.pit_table` (columns ``pit`` and optionally ``loo_pit``).
     bins : int
         Number of bins.
     interval : float

@@ -27,7 +27,7 @@ BLQ sample that means the model gave it less than 5% probability of being BLQ.
 
 Examples
 --------
->>> from bayes_cart.io import load_fit  # doctest: +SKIP
+>>> from bayes_cart.inference.io import load_fit  # doctest: +SKIP
 >>> check = posterior_predictive_check(load_fit("fit.nc"), random_seed=1)  # doctest: +SKIP
 >>> check.summary["pit_ks"], check.patients.head()  # doctest: +SKIP
 """

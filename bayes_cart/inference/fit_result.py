@@ -1,8 +1,8 @@
 """The result of a fit, as a plain record: importing it (and reading a fit file) needs no PyMC.
 
-:class:`Fit` is what :func:`bayes_cart.sampling.fit` returns and :func:`bayes_cart.io.load_fit`
-reads back; every analysis takes one. It lives apart from the sampler so that loading a fit
-and analysing it imports neither PyMC nor PyTensor.
+:class:`Fit` is what :func:`bayes_cart.inference.sampling.fit` returns and
+:func:`bayes_cart.inference.io.load_fit` reads back; every analysis takes one. It lives apart from
+the sampler so that loading a fit and analysing it imports neither PyMC nor PyTensor.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import arviz as az
 
-from bayes_cart.diagnostics import Diagnostics
+from bayes_cart.inference.diagnostics import Diagnostics
 from bayes_cart.model.model_data import ModelData
 from bayes_cart.model.spec import ModelSpec
 

@@ -30,22 +30,22 @@ import pymc as pm
 import pytensor
 import xarray as xr
 
-from bayes_cart import floating_point
-from bayes_cart.diagnostics import (
+from bayes_cart.inference import floating_point
+from bayes_cart.inference.diagnostics import (
     add_chains,
     check_fit,
     needs_more_draws,
     replace_chains,
     stuck_chains,
 )
-from bayes_cart.fit_result import Fit
-from bayes_cart.floating_point import flush_subnormals as _flush
+from bayes_cart.inference.fit_result import Fit
+from bayes_cart.inference.floating_point import flush_subnormals as _flush
+from bayes_cart.inference.start_check import check_start
 from bayes_cart.kinetics.solvers import JAX_SOLVERS, SOLVERS
 from bayes_cart.model.build import build_model
 from bayes_cart.model.initial_values import patient_level_variables
 from bayes_cart.model.model_data import ModelData, prepare_model_data
 from bayes_cart.model.spec import ModelSpec
-from bayes_cart.start_check import check_start
 
 SAMPLERS = ("auto", "nutpie", "nutpie-jax", "pymc", "numpyro")
 
@@ -165,19 +165,18 @@ def sample_posterior(
     trajectory at ``2**max_treedepth`` leapfrog steps (nutpie, PyMC).
 
     ``flush_subnormals`` (x86-64) flushes subnormal numbers to zero in the sampler's threads
-    (:func:`bayes_cart.floating_point.flush_subnormals`): far from the posterior, where warm-up
-    can wander, terms of the closed form underflow into subnormal numbers, whose arithmetic is
-    7x slower (``docs/benchmarks.md``). ``timings["flush_subnormals"]`` says whether it was
-    on.
+    (:func:`bayes_cart.inference.floating_point.flush_subnormals`): far from the posterior, where
+    warm-up can wander, terms of the closed form underflow into subnormal numbers, whose arithmetic
+    is 7x slower (``docs/benchmarks.md``). ``timings["flush_subnormals"]`` says whether it was on.
 
-    A chain that ends far from the others (:func:`bayes_cart.diagnostics.stuck_chains`: its
-    mean log density or its step size far below theirs) is sampled again from a fresh start,
-    with a new seed, up to ``max_restarts`` times; the compiled model is reused, and the
-    restarts are reported in ``timings["restarted_chains"]``.
+    A chain that ends far from the others (:func:`bayes_cart.inference.diagnostics.stuck_chains`:
+    its mean log density or its step size far below theirs) is sampled again from a fresh start,
+    with a new seed, up to ``max_restarts`` times; the compiled model is reused, and the restarts
+    are reported in ``timings["restarted_chains"]``.
 
     Chains that are healthy but mixed too slowly for the gate's R-hat or bulk ESS
-    (:func:`bayes_cart.diagnostics.needs_more_draws`: no divergence, no stuck chain) are joined
-    by as many batches of ``chains`` new chains (new seeds, the compiled model reused) as the
+    (:func:`bayes_cart.inference.diagnostics.needs_more_draws`: no divergence, no stuck chain) are
+    joined by as many batches of ``chains`` new chains (new seeds, the compiled model reused) as the
     ESS says are needed, at most ``max_extensions`` batches and only when that many suffice
     (``timings["extended_chains"]``). More draws do not fix a biased sampler, so a fit with
     divergences is never extended.
@@ -189,11 +188,11 @@ def sample_posterior(
     the divergences of the discarded run and of the new one; ``None`` turns the retry off.
 
     ``on_progress`` (nutpie backends): called a few times a second, from a background thread,
-    with a :class:`bayes_cart.progress.SamplerProgress` (per chain: draws done, tuning or
+    with a :class:`bayes_cart.inference.progress.SamplerProgress` (per chain: draws done, tuning or
     sampling, divergences, step size, gradients per draw; the run's label: ``sampling``, a
     restart, the second try, added chains) instead of nutpie's own bar;
-    :class:`bayes_cart.progress.ProgressDisplay` shows it. The other backends ignore it and
-    show their own bar when ``progress`` is true.
+    :class:`bayes_cart.inference.progress.ProgressDisplay` shows it. The other backends ignore it
+    and show their own bar when ``progress`` is true.
 
     Returns
     -------
@@ -228,7 +227,7 @@ def sample_posterior(
             }
             with _one_blas_thread(min(cores, n_chains)), _flush(flush_subnormals):
                 if on_progress is not None:
-                    from bayes_cart.progress import sample_nutpie
+                    from bayes_cart.inference.progress import sample_nutpie
 
                     return sample_nutpie(
                         compiled, on_progress, label=label, chain_offset=first, **settings
@@ -475,7 +474,7 @@ def fit(
         Called with a short message at each step (the CLI's progress display).
     on_progress : callable, optional
         Called with the sampler's per-chain progress (nutpie backends; see
-        :func:`sample_posterior` and :class:`bayes_cart.progress.ProgressDisplay`).
+        :func:`sample_posterior` and :class:`bayes_cart.inference.progress.ProgressDisplay`).
     low_rank : bool
         Adapt nutpie's low-rank modified mass matrix instead of a diagonal one (nutpie
         backends only). It follows one slow collective direction, such as the residual SD
@@ -495,7 +494,7 @@ def fit(
     Returns
     -------
     Fit
-        Use :func:`bayes_cart.io.save_fit` to write it.
+        Use :func:`bayes_cart.inference.io.save_fit` to write it.
 
     Examples
     --------

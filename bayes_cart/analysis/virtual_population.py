@@ -23,7 +23,7 @@ patient's covariates (only the random effects vary).
 
 Examples
 --------
->>> from bayes_cart.io import load_fit  # doctest: +SKIP
+>>> from bayes_cart.inference.io import load_fit  # doctest: +SKIP
 >>> fit = load_fit("out/fit.nc")  # doctest: +SKIP
 >>> bands = simulate_virtual_population(fit, by="TRIAL", random_seed=1)  # doctest: +SKIP
 >>> bands["total"].sel(group="CLL", quantile=0.5)  # doctest: +SKIP
