@@ -164,7 +164,7 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
             groups = np.arange(len(md.group_levels))
             init[group_mean] = np.array([np.median(x[md.group_index == g]) for g in groups])
         w = weights.get(name)
-        if f"pc_{name}" in free and w is not None:  # partially centred: see model.py
+        if f"pc_{name}" in free and w is not None:  # partially centred: see model/build.py
             init[f"pc_{name}"] = w * typical + omega ** (w - 1.0) * (x - typical)
     if "log_Cmax_i" in free and np.isfinite(prof.log_peak).any():
         peak = np.where(np.isfinite(prof.log_peak), prof.log_peak, np.nanmedian(prof.log_peak))
