@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_cart.data.column_roles import find_column
 from bayes_cart.errors import DataError, Problem
 from bayes_cart.model.covariates import formula_columns
 from bayes_cart.predict import (
@@ -116,13 +117,13 @@ def _label(value: Any) -> str:
 def _match_column(fit: Any, name: str) -> str:
     """Column of the fitted patient table named ``name`` (case-insensitive), or DataError."""
     cols = list(fit.dataset.patients.columns)
-    lower = {c.lower(): c for c in cols}
-    if name.lower() not in lower:
+    col = find_column(cols, name)
+    if col is None:
         raise DataError(
             str(getattr(fit.dataset, "source", "<fit>")),
             Problem(f"no covariate {name!r} in the fitted data; covariates: {cols}", column=name),
         )
-    return lower[name.lower()]
+    return col
 
 
 def model_columns(fit: Any) -> list[str]:
@@ -468,7 +469,7 @@ def simulate_virtual_population(
     if covariates not in ("observed", "reference"):
         raise ValueError(f"covariates must be 'observed' or 'reference', got {covariates!r}")
     rng = np.random.default_rng(random_seed)
-    if by is not None and by.lower() not in {c.lower() for c in fit.dataset.patients.columns}:
+    if by is not None and find_column(fit.dataset.patients.columns, by) is None:
         if by == "trial":  # the default: no trial column means one group
             by = None
         else:

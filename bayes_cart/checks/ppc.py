@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bayes_cart.data.column_roles import find_column
 from bayes_cart.errors import DataError, Problem
 
 __all__ = [
@@ -60,8 +61,7 @@ LloqInput = float | str | Mapping[str, float] | pd.Series | None
 
 
 def _find_column(frame: pd.DataFrame, name: str) -> str | None:
-    lower = {str(c).lower(): str(c) for c in frame.columns}
-    return lower.get(name.lower())
+    return find_column(frame.columns, name)
 
 
 def _per_group_min(values: pd.Series, keys: pd.Series) -> pd.Series:

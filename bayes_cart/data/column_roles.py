@@ -24,6 +24,7 @@ __all__ = [
     "ROLE_NAMES",
     "ColumnRoles",
     "declaration_problems",
+    "find_column",
     "merge_declarations",
     "normalise_columns",
     "parse_column_options",
@@ -113,6 +114,25 @@ class ColumnRoles:
     categorical: tuple[str, ...] = ()
     continuous: tuple[str, ...] = ()
     declared: tuple[str, ...] = ()
+
+
+def find_column(columns: Iterable[object], name: str) -> str | None:
+    """Return the column called ``name``, compared case-insensitively, or None.
+
+    An exact match wins over a match in another case; among several of those, the first.
+
+    Examples
+    --------
+    >>> find_column(["ID", "Trial", "TRIAL"], "trial"), find_column(["ID"], "AGE")
+    ('Trial', None)
+    >>> find_column(["Trial", "TRIAL"], "TRIAL")
+    'TRIAL'
+    """
+    names = [str(c) for c in columns]
+    if name in names:
+        return name
+    folded = str(name).casefold()
+    return next((c for c in names if c.casefold() == folded), None)
 
 
 def _option_hint(role: str) -> str:

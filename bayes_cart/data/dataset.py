@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_cart.data.checks import RawTable, check_table, infusion_table, normalise_cell
-from bayes_cart.data.column_roles import merge_declarations, normalise_columns
+from bayes_cart.data.column_roles import find_column, merge_declarations, normalise_columns
 from bayes_cart.errors import DataError, DataWarning, Problem
 from bayes_cart.units import to_days
 
@@ -181,9 +181,9 @@ class Dataset:
         return np.asarray(index, dtype=np.int64)
 
     def _column_name(self, name: str) -> str:
-        for col in self.covariates:
-            if col.upper() == str(name).upper():
-                return col
+        col = find_column(self.covariates, name)
+        if col is not None:
+            return col
         raise KeyError(
             f"no patient-level covariate {name!r}; available: "
             f"{', '.join(self.covariates) or '(none)'}"
@@ -201,9 +201,9 @@ class Dataset:
 
     def is_categorical(self, name: str) -> bool:
         """Whether a covariate (patient-level or time-varying) is categorical."""
-        for col in self.time_varying:
-            if col.upper() == str(name).upper():
-                return not pd.api.types.is_numeric_dtype(self.observations[col])
+        col = find_column(self.time_varying, name)
+        if col is not None:
+            return not pd.api.types.is_numeric_dtype(self.observations[col])
         return not pd.api.types.is_numeric_dtype(self.covariate(name))
 
     def summary(self) -> dict:

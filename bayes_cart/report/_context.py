@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from bayes_cart.data.column_roles import find_column
 from bayes_cart.report._format import (
     _FAILED_TEXT,
     _RATE_UNITS,
@@ -190,8 +191,7 @@ class _Context:
 
 def _column(fit: Any, name: str) -> str | None:
     """Return the patient covariate called ``name`` (case-insensitive), or None."""
-    lower = {str(c).lower(): str(c) for c in fit.dataset.patients.columns}
-    return lower.get(name.lower())
+    return find_column(fit.dataset.patients.columns, name)
 
 
 def _trial_column(fit: Any) -> str | None:
