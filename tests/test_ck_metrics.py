@@ -13,13 +13,13 @@ from bayes_cart.analysis.ck_metrics import (
     individual_metric_draws,
     individual_metrics,
     interval_columns,
-    patient_lloq,
     reconcile_nca,
     summarise_draws,
     summarise_reconciliation,
     typical_metric_draws,
     typical_metrics,
 )
+from bayes_cart.data.lloq import patient_lloq
 from bayes_cart.kinetics import derived_metrics, liu_to_stein, stein_to_liu, time_below
 
 LIU = ("C0", "beta", "T1", "alpha", "rM", "deltaM")

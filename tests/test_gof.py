@@ -7,9 +7,10 @@ import pytest
 from conftest import CHECKS_TYPICAL, checks_simulation, point_mass_fit
 
 from bayes_cart.checks.gof import gof_table, individual_fits
-from bayes_cart.checks.ppc import observation_table, pit_table
+from bayes_cart.checks.ppc import pit_table
 from bayes_cart.kinetics.structures.liu2021 import liu_log_states
 from bayes_cart.predict import predict_at_observations, subset_draws
+from bayes_cart.predict.observations import observation_table
 
 
 def _closed_form(truth, ids, times):

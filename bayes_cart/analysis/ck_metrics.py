@@ -47,6 +47,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_cart.analysis.virtual_population import typical_parameters
+from bayes_cart.data.lloq import patient_lloq
 from bayes_cart.kinetics import derived_metrics, get_kinetics, list_kinetics
 from bayes_cart.kinetics.profile_metrics import profile_metrics
 from bayes_cart.kinetics.structures.liu2021 import LIU_PARAMETERS
@@ -59,7 +60,6 @@ __all__ = [
     "metric_draws",
     "individual_metric_draws",
     "individual_metrics",
-    "patient_lloq",
     "reconcile_nca",
     "summarise_draws",
     "summarise_reconciliation",
@@ -224,39 +224,6 @@ def metric_draws(
         elif name.startswith("AUC_"):
             ds[name].attrs["units"] = "DV x day"
     return ds
-
-
-def patient_lloq(dataset: Any, group_column: str | None = None) -> pd.Series:
-    """LLOQ per patient: its own when known, else its group's median, else the dataset's.
-
-    A patient's LLOQ is known when it has left-censored samples (``CENS = 1``, where DV holds
-    the LLOQ); with several, the largest is used.
-
-    Parameters
-    ----------
-    dataset : Dataset
-        The fitted data.
-    group_column : str, optional
-        Patient covariate whose median LLOQ fills unknown patients first (e.g. ``TRIAL``).
-
-    Returns
-    -------
-    pandas.Series
-        Indexed by patient ID; NaN when no LLOQ is known anywhere.
-    """
-    obs = dataset.observations
-    blq = obs[obs["CENS"] == 1]
-    own = blq.groupby("ID")["DV"].max()
-    ids = pd.Index([str(i) for i in dataset.patient_ids])
-    lloq = pd.Series(own.reindex(ids).to_numpy(dtype=float), index=ids, name="LLOQ")
-    if group_column is not None and group_column in dataset.patients:
-        groups = dataset.patients[group_column].astype(object).reindex(ids)
-        by_group = lloq.groupby(groups.to_numpy()).median()
-        fill = groups.map(by_group).astype(float)
-        lloq = lloq.fillna(fill)
-    if lloq.notna().any():
-        lloq = lloq.fillna(float(np.nanmedian(own.to_numpy(dtype=float))))
-    return lloq
 
 
 def _resolve_lloq(fit: Any, lloq: float | str | Mapping[str, float] | None) -> np.ndarray | None:

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bayes_cart.checks.ppc import LloqInput, observation_table, pit_values
+from bayes_cart.checks.ppc import pit_values
+from bayes_cart.data.lloq import LloqInput
 from bayes_cart.predict import (
     draw_index,
     fit_kinetics,
@@ -41,6 +42,7 @@ from bayes_cart.predict import (
     residual_sd,
     simulate_observed_design,
 )
+from bayes_cart.predict.observations import observation_table
 
 __all__ = ["gof_table", "individual_fits"]
 
@@ -65,7 +67,7 @@ def gof_table(
     fit : Fit
         A fit.
     lloq : float, str, mapping or Series, optional
-        See :func:`bayes_cart.checks.ppc.lloq_per_observation` (censoring of the NPD simulations).
+        See :func:`bayes_cart.data.lloq.lloq_per_observation` (censoring of the NPD simulations).
     n_draws : int or None
         Posterior draws used for PRED and IPRED (None: all).
     npd : bool

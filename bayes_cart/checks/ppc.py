@@ -35,7 +35,6 @@ Examples
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,187 +42,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bayes_cart.data.column_roles import find_column
-from bayes_cart.errors import DataError, Problem
+from bayes_cart.data.lloq import LloqInput
+from bayes_cart.predict.observations import observation_table
 
 __all__ = [
     "PPCResult",
-    "lloq_per_observation",
-    "observation_table",
     "pit_table",
     "pit_values",
     "posterior_predictive_check",
     "ppc_by_patient",
     "ppc_summary",
 ]
-
-LloqInput = float | str | Mapping[str, float] | pd.Series | None
-
-
-def _find_column(frame: pd.DataFrame, name: str) -> str | None:
-    return find_column(frame.columns, name)
-
-
-def _per_group_min(values: pd.Series, keys: pd.Series) -> pd.Series:
-    """Minimum of ``values`` per key (NaN ignored), mapped back onto every row of ``keys``."""
-    mins = values.groupby(keys, dropna=True).min()
-    return keys.map(mins).astype(float)
-
-
-def lloq_per_observation(
-    dataset: Any,
-    lloq: LloqInput = None,
-    *,
-    by: str | None = None,
-) -> np.ndarray:
-    """Return the lower limit of quantification of every observation of a dataset.
-
-    A censored sample (``CENS = 1``) carries its LLOQ in DV, so its own DV is used. For
-    quantified samples (and right-censored ones) the LLOQ is, in order of precedence:
-
-    1. ``lloq`` when given: a number, a column name (time-varying or patient-level), or a
-       mapping / Series from patient ID to LLOQ;
-    2. a column named ``LLOQ`` (any case) in the data;
-    3. inferred: the smallest censored DV of the same patient; else of the same group (column
-       ``by``, default ``TRIAL`` when the data have one); else the smallest censored DV of the
-       whole dataset; NaN when nothing is censored (no censoring applied).
-
-    Parameters
-    ----------
-    dataset : bayes_cart.data.dataset.Dataset
-        Validated data.
-    lloq : float, str, mapping or Series, optional
-        User LLOQ (see above).
-    by : str, optional
-        Patient-level column grouping patients that share an assay (default ``TRIAL`` if
-        present).
-
-    Returns
-    -------
-    ndarray
-        One LLOQ per row of ``dataset.observations`` (DV units), NaN when unknown.
-
-    Raises
-    ------
-    DataError
-        When ``lloq`` names a column that does not exist, misses patients, or is not > 0.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from bayes_cart.data.dataset import load_dataset
-    >>> data = load_dataset(pd.DataFrame({"ID": [1, 1, 2, 2], "TIME": [1, 9, 1, 9],
-    ...                                   "DV": [80, 20, 60, 30], "CENS": [0, 1, 0, 0]}))
-    >>> lloq_per_observation(data).tolist()
-    [20.0, 20.0, 20.0, 20.0]
-    """
-    obs = dataset.observations
-    patients = dataset.patients
-    source = str(getattr(dataset, "source", "<data>"))
-    ids = obs["ID"].astype(str)
-    cens = obs["CENS"].to_numpy()
-    dv = obs["DV"].to_numpy(dtype=float)
-    out = pd.Series(np.nan, index=obs.index, dtype=float)
-
-    def patient_column(col: str) -> pd.Series:
-        values = pd.to_numeric(patients[col], errors="coerce")
-        values.index = values.index.astype(str)
-        return ids.map(values).astype(float)
-
-    if lloq is None:
-        for frame in (obs, patients):
-            col = _find_column(frame, "LLOQ")
-            if col is not None:
-                lloq = col
-                break
-    if isinstance(lloq, str):
-        col_obs, col_pat = _find_column(obs, lloq), _find_column(patients, lloq)
-        if col_obs is not None:
-            out = pd.to_numeric(obs[col_obs], errors="coerce").astype(float)
-        elif col_pat is not None:
-            out = patient_column(col_pat)
-        else:
-            raise DataError(
-                source,
-                Problem(
-                    "LLOQ column not found; columns: "
-                    f"{', '.join(map(str, [*obs.columns, *patients.columns]))}",
-                    column=lloq,
-                ),
-            )
-    elif isinstance(lloq, Mapping | pd.Series):
-        mapping = {str(k): float(v) for k, v in dict(lloq).items()}
-        absent = sorted(set(ids) - set(mapping))
-        if absent:
-            raise DataError(
-                source, Problem(f"no LLOQ given for patient(s) {absent[:8]}", column="LLOQ")
-            )
-        out = ids.map(mapping).astype(float)
-    elif lloq is not None:
-        out = pd.Series(float(lloq), index=obs.index, dtype=float)
-    else:
-        blq = pd.Series(np.where(cens == 1, dv, np.nan), index=obs.index)
-        out = _per_group_min(blq, ids)
-        group = by
-        if group is None and _find_column(patients, "TRIAL") is not None:
-            group = _find_column(patients, "TRIAL")
-        if group is not None:
-            col = _find_column(patients, group)
-            if col is None:
-                raise DataError(source, Problem("grouping column not found", column=group))
-            g = patients[col].astype(str)
-            g.index = g.index.astype(str)
-            keys = ids.map(g)
-            out = out.fillna(_per_group_min(blq, keys))
-        if np.isfinite(blq).any():
-            out = out.fillna(float(np.nanmin(blq)))
-    values = out.to_numpy(dtype=float)
-    bad = np.isfinite(values) & (values <= 0) & (cens != 1)
-    if bad.any():
-        rows = tuple(int(r) for r in obs["ROW"].to_numpy()[bad])
-        raise DataError(source, Problem("LLOQ must be > 0", row=rows, column="LLOQ"))
-    # a censored sample states its own limit
-    return np.where(cens == 1, dv, values)
-
-
-def observation_table(fit: Any, lloq: LloqInput = None) -> pd.DataFrame:
-    """Return the observations of a fit (``obs`` dimension order) with their LLOQ.
-
-    Parameters
-    ----------
-    fit : Fit
-        A fit.
-    lloq : float, str, mapping or Series, optional
-        See :func:`lloq_per_observation`.
-
-    Returns
-    -------
-    DataFrame
-        ``obs`` (source row), ``ID``, ``patient`` (position), ``TIME`` (days), ``DV``,
-        ``log_dv``, ``CENS``, ``LIMIT``, ``LLOQ`` and ``log_lloq`` (NaN when unknown).
-    """
-    dataset = fit.dataset
-    md = fit.model_data
-    obs = dataset.observations.reset_index(drop=True)
-    limits = lloq_per_observation(dataset, lloq)
-    pos = pd.Index(obs["ROW"].to_numpy()).get_indexer(md.obs_rows)
-    sub = obs.iloc[pos].reset_index(drop=True)
-    table = pd.DataFrame(
-        {
-            "obs": np.asarray(md.obs_rows, dtype=np.int64),
-            "ID": sub["ID"].astype(str).to_numpy(dtype=object),
-            "patient": np.asarray(md.patient_index, dtype=np.int64),
-            "TIME": np.asarray(md.time, dtype=float),
-            "DV": sub["DV"].to_numpy(dtype=float),
-            "log_dv": np.asarray(md.log_dv, dtype=float),
-            "CENS": np.asarray(md.cens, dtype=np.int64),
-            "LIMIT": sub["LIMIT"].to_numpy(dtype=float),
-            "LLOQ": limits[pos],
-        }
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        table["log_lloq"] = np.log(table["LLOQ"].to_numpy())
-    return table
 
 
 def _fractions(

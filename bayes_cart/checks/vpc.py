@@ -56,9 +56,10 @@ import numpy as np
 import pandas as pd
 from scipy.cluster.vq import kmeans2
 
-from bayes_cart.checks.ppc import LloqInput, observation_table
+from bayes_cart.data.lloq import LloqInput
 from bayes_cart.errors import DataError, Problem
 from bayes_cart.predict import population_predictions, simulate_observed_design
+from bayes_cart.predict.observations import observation_table
 
 __all__ = [
     "QUANTILES",
@@ -367,7 +368,7 @@ def vpc(
     interval : float
         Prediction-interval probability (0.9).
     lloq : float, str, mapping or Series, optional
-        See :func:`bayes_cart.checks.ppc.lloq_per_observation`.
+        See :func:`bayes_cart.data.lloq.lloq_per_observation`.
     group : {"fitted", "new", "none"}
         Trial effect in the simulations (and in PRED).
     n_pred_draws : int or None

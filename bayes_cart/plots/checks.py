@@ -324,8 +324,8 @@ def plot_individual_fits(
     curves : DataFrame
         From :func:`bayes_cart.checks.gof.individual_fits`.
     observations : DataFrame, optional
-        ``ID, TIME, DV, CENS`` (e.g. :func:`bayes_cart.checks.ppc.observation_table`); BLQ samples
-        are drawn as triangles at the LLOQ.
+        ``ID, TIME, DV, CENS`` (e.g. :func:`bayes_cart.predict.observations.observation_table`);
+        BLQ samples are drawn as triangles at the LLOQ.
     ncols : int
         Panels per row.
     states : sequence of str

@@ -200,8 +200,8 @@ def _pick_patients(fit: Any, column: str | None, n: int, seed: int) -> list[str]
 
 def _section_individual(ctx: _Context, parts: _Parts) -> list[Markup]:
     from bayes_cart.checks.gof import individual_fits
-    from bayes_cart.checks.ppc import observation_table
     from bayes_cart.plots.checks import plot_individual_fits
+    from bayes_cart.predict.observations import observation_table
 
     out: list[Markup] = [
         _p(
