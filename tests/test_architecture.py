@@ -131,6 +131,16 @@ def test_every_subpackage_ships_in_the_wheel() -> None:
     assert found - listed == set()
 
 
+def test_each_public_class_is_defined_once() -> None:
+    """One name, one class: two classes of one name (``GroupSpec`` twice, once) mislead."""
+    defined: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                defined.setdefault(node.name, []).append(_module_name(path))
+    assert {k: v for k, v in defined.items() if len(v) > 1} == {}
+
+
 #: the steps of the data flow, in order (ARCHITECTURE.md, "Layout"): a subpackage imports at
 #: module level only from steps before its own (or from itself); the top-level package is the
 #: public API above them all

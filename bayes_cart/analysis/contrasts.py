@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_cart.analysis.ck_metrics import interval_columns, metric_draws
-from bayes_cart.analysis.virtual_population import GroupSpec, typical_parameters
+from bayes_cart.analysis.virtual_population import PatientGroups, typical_parameters
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.model.covariates import formula_columns
 from bayes_cart.model.spec import parse_subset_expression
@@ -135,7 +135,7 @@ def _rows_for(
     name: str,
     kind: str,
     values: np.ndarray,
-    groups: GroupSpec,
+    groups: PatientGroups,
     in_model: bool,
     rope: float,
     ci: float,

@@ -51,7 +51,7 @@ from bayes_cart.predict import (
 
 __all__ = [
     "DEFAULT_TIMES",
-    "GroupSpec",
+    "PatientGroups",
     "group_levels",
     "observed_by_group",
     "simulate_virtual_population",
@@ -66,7 +66,7 @@ DEFAULT_TIMES: np.ndarray = np.arange(0.0, 305.0)
 ALL = "all"
 
 
-class GroupSpec:
+class PatientGroups:
     """How a fit's patients split into groups for one covariate (from :func:`group_levels`).
 
     Attributes
@@ -104,7 +104,8 @@ class GroupSpec:
 
     def __repr__(self) -> str:
         return (
-            f"GroupSpec(column={self.column!r}, levels={self.labels}, reference={self.reference!r})"
+            f"PatientGroups(column={self.column!r}, levels={self.labels}, "
+            f"reference={self.reference!r})"
         )
 
 
@@ -158,7 +159,7 @@ def group_levels(
     by: str | None,
     levels: Sequence[Any] | None = None,
     reference: Any = None,
-) -> GroupSpec:
+) -> PatientGroups:
     """Resolve the groups of a covariate: its levels and its reference level.
 
     Parameters
@@ -176,7 +177,7 @@ def group_levels(
 
     Returns
     -------
-    GroupSpec
+    PatientGroups
         Levels with the reference first.
 
     Raises
@@ -185,7 +186,7 @@ def group_levels(
         Unknown column, a continuous column without ``levels``, or an unknown level.
     """
     if by is None:
-        return GroupSpec(None, [ALL], ALL, numeric=False, random_group=False)
+        return PatientGroups(None, [ALL], ALL, numeric=False, random_group=False)
     col = _match_column(fit, by)
     series = fit.dataset.patients[col]
     source = str(getattr(fit.dataset, "source", "<fit>"))
@@ -203,7 +204,7 @@ def group_levels(
             )
         values = [float(v) for v in levels]
         ref = float(reference) if reference is not None else values[0]
-        return GroupSpec(col, [ref] + [v for v in values if v != ref], ref, True, random_group)
+        return PatientGroups(col, [ref] + [v for v in values if v != ref], ref, True, random_group)
     text = _categorical_values(series)
     counts = text.value_counts()
     present = sorted(counts.index)
@@ -228,12 +229,12 @@ def group_levels(
                 Problem(f"reference level {ref!r} not in {col!r}; levels: {present}", column=col),
             )
     ordered = [ref] + [v for v in wanted if v != ref]
-    return GroupSpec(col, ordered, ref, False, random_group)
+    return PatientGroups(col, ordered, ref, False, random_group)
 
 
 def typical_patients(
     fit: Any,
-    groups: GroupSpec,
+    groups: PatientGroups,
     at: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """One row per group: the typical patient's covariates.
@@ -247,7 +248,7 @@ def typical_patients(
     ----------
     fit : Fit
         A fit.
-    groups : GroupSpec
+    groups : PatientGroups
         From :func:`group_levels`.
     at : mapping, optional
         ``{column: value}`` covariate values to fix (case-insensitive names).
@@ -297,7 +298,7 @@ def _typed_frame(
     return out[list(template.columns)]
 
 
-def _trial_mode(groups: GroupSpec, covariates: str = "reference") -> str:
+def _trial_mode(groups: PatientGroups, covariates: str = "reference") -> str:
     """Trial effect: fitted for trial groups and for resampled patients, none otherwise."""
     return "fitted" if (groups.random_group or covariates == "observed") else "none"
 
@@ -311,7 +312,7 @@ def typical_parameters(
     at: Mapping[str, Any] | None = None,
     n_draws: int | None = None,
     random_seed: int | np.random.Generator | None = None,
-) -> tuple[dict[str, np.ndarray], GroupSpec]:
+) -> tuple[dict[str, np.ndarray], PatientGroups]:
     """Posterior draws of the typical patient's parameters for each level of ``by``.
 
     Parameters
@@ -333,7 +334,7 @@ def typical_parameters(
     -------
     params : dict
         ``{parameter: array (sample, group)}`` on the natural scale, every kinetic parameter.
-    groups : GroupSpec
+    groups : PatientGroups
         The groups, in the column order of the arrays.
 
     Examples
@@ -355,7 +356,7 @@ def typical_parameters(
 
 
 def _source_rows(
-    fit: Any, groups: GroupSpec, covariates: str, at: Mapping[str, Any] | None
+    fit: Any, groups: PatientGroups, covariates: str, at: Mapping[str, Any] | None
 ) -> list[pd.DataFrame]:
     """Per group, the covariate rows virtual patients are drawn from."""
     if covariates == "reference":
