@@ -77,10 +77,7 @@ def models(small):
 
 
 def _with(spec, **changes):
-    raw = json.loads(spec.text)
-    for key, value in changes.items():
-        raw[key] = {**raw.get(key, {}), **value}
-    return spec_from_dict(raw)
+    return spec.replace(**changes)
 
 
 def _values(model, names, point):

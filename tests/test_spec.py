@@ -269,3 +269,36 @@ def test_form_problems_are_all_listed_at_once():
         ]
     ), problems
     assert all("Value error" not in p for p in problems)
+
+
+def test_replace_edits_a_spec_without_a_json_round_trip():
+    base = load_spec("liu2021")
+    raw = _raw()
+    alpha = {**raw["parameters"]["alpha"], "description": "edited"}
+    raw["parameters"]["alpha"] = alpha
+    raw["sampling"] = {**raw["sampling"], "parameterisation": "c0"}
+    by_hand = spec_from_dict(raw)
+    edited = base.replace(parameters={"alpha": alpha}, sampling={"parameterisation": "c0"})
+    assert edited.text == by_hand.text and edited.hash == by_hand.hash
+    assert set(edited.parameters) == set(base.parameters)  # merged: the others kept
+    assert edited.parameters["alpha"].description == "edited"
+    assert base.replace().hash == base.hash  # no change, and the base itself is unchanged
+    assert base.parameters["alpha"].description != "edited"
+    assert base.replace(name="other").name == "other"
+    assert base.replace(source="mine").source == "mine"
+    assert base.replace(group=None).hash == base.hash  # None leaves a table as it is
+
+
+def test_replace_is_validated_again():
+    with pytest.raises(SpecError, match="sampling.not_a_key"):
+        load_spec("liu2021").replace(sampling={"not_a_key": 1})
+
+
+def test_with_overrides_goes_through_replace():
+    spec = load_spec("liu2021").with_overrides(
+        covariates={"beta": "RESPONSE"}, reference={"RESPONSE": "PD/NR"}
+    )
+    again = spec.with_overrides(covariates={"alpha": "RESPONSE"})
+    assert again.doc.covariates.formulas == {"beta": "RESPONSE", "alpha": "RESPONSE"}
+    assert again.doc.covariates.reference == {"RESPONSE": "PD/NR"}
+    assert again.source.endswith("(with overrides)")

@@ -258,13 +258,7 @@ def fit(
             }
         spec = spec.with_overrides(covariates=formulas, reference=refs, group=overrides or None)
         if distribution is not None:
-            import json as _json
-
-            from bayes_cart.model.spec import spec_from_dict
-
-            raw = _json.loads(spec.text)
-            raw["distribution_phase"] = {"enabled_if": distribution}
-            spec = spec_from_dict(raw, source=spec.source)
+            spec = spec.replace(distribution_phase={"enabled_if": distribution})
     except SpecError as exc:
         console.print(f"[red]{escape(error_line(exc))}[/red]")
         raise typer.Exit(code=1) from None
