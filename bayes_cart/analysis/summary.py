@@ -19,6 +19,8 @@ Columns: ``parameter, mean, sd, q5, q50, q95, r_hat, ess_bulk, ess_tail``.
 
 from __future__ import annotations
 
+from functools import partial
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -40,6 +42,9 @@ def _label(var: str, coord: str | None) -> str:
 def population_summary(idata: az.InferenceData) -> pd.DataFrame:
     """Summarise every population quantity of a fit.
 
+    The statistics are :func:`arviz.summary`'s (mean, SD, rank-normalised split R-hat, bulk and
+    tail ESS) with the 5%, 50% and 95% quantiles added, under the names above.
+
     Parameters
     ----------
     idata : arviz.InferenceData
@@ -51,31 +56,30 @@ def population_summary(idata: az.InferenceData) -> pd.DataFrame:
         Columns :data:`COLUMNS`, one row per quantity.
     """
     post = idata.posterior
-    names = [n for n in population_variables(idata) if not n.startswith("u_")]
+    names = [
+        n
+        for n in population_variables(idata)
+        if not n.startswith("u_") and len(post[n].dims) <= 3  # chain, draw and at most one more
+    ]
+    if not names:
+        return pd.DataFrame(columns=COLUMNS)
+    quantiles = {f"q{round(100 * q)}": q for q in (0.05, 0.5, 0.95)}
+    table = az.summary(
+        idata,
+        var_names=names,
+        kind="all",
+        stat_funcs={k: partial(np.quantile, q=q) for k, q in quantiles.items()},
+        extend=True,
+        round_to="none",
+    )
     rows = []
     for name in names:
         var = post[name]
         extra = [d for d in var.dims if d not in ("chain", "draw")]
-        if not extra:
-            pieces = [(None, var)]
-        elif len(extra) == 1:
-            pieces = [(str(c), var.sel({extra[0]: c})) for c in var[extra[0]].values]
-        else:
-            continue
-        for coord, v in pieces:
-            x = np.asarray(v)
-            flat = x.reshape(-1)
+        coords = [None] if not extra else [str(c) for c in var[extra[0]].values]
+        for coord in coords:
+            stats = table.loc[name if coord is None else f"{name}[{coord}]"]
             rows.append(
-                {
-                    "parameter": _label(name, coord),
-                    "mean": float(flat.mean()),
-                    "sd": float(flat.std(ddof=1)),
-                    "q5": float(np.quantile(flat, 0.05)),
-                    "q50": float(np.quantile(flat, 0.5)),
-                    "q95": float(np.quantile(flat, 0.95)),
-                    "r_hat": float(az.rhat(x)),
-                    "ess_bulk": float(az.ess(x, method="bulk")),
-                    "ess_tail": float(az.ess(x, method="tail")),
-                }
+                {"parameter": _label(name, coord), **{c: float(stats[c]) for c in COLUMNS[1:]}}
             )
     return pd.DataFrame(rows, columns=COLUMNS)
