@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from bayes_cart.errors import SpecError
+from bayes_cart.model.expressions import evaluate_subset
 from bayes_cart.model.spec import (
-    evaluate_subset,
     list_specs,
     load_spec,
     parse_covariate_option,

@@ -49,7 +49,7 @@ from bayes_cart.analysis.ck_metrics import interval_columns, metric_draws
 from bayes_cart.analysis.virtual_population import PatientGroups, typical_parameters
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.model.covariates import formula_columns
-from bayes_cart.model.spec import parse_subset_expression
+from bayes_cart.model.expressions import parse_subset_expression
 from bayes_cart.predict import fit_kinetics, fit_solver
 
 __all__ = ["CONTRAST_COLUMNS", "contrast", "covariate_in_model", "summarise_contrast"]

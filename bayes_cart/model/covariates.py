@@ -43,7 +43,7 @@ from formulaic.transforms import TRANSFORMS
 from formulaic.utils.variables import Variable, get_required_variables
 
 from bayes_cart.errors import DataWarning, FormulaWarning, SpecError
-from bayes_cart.model.spec import formula_variables
+from bayes_cart.model.expressions import formula_variables
 
 UNKNOWN_LEVEL = "unknown"
 

@@ -16,8 +16,9 @@ import pandas as pd
 from bayes_cart.errors import SpecError
 from bayes_cart.kinetics.superposition import Infusions, dose_parameter
 from bayes_cart.model.covariates import CovariateDesign, build_covariate_design
+from bayes_cart.model.expressions import evaluate_subset
 from bayes_cart.model.marginal import MarginalDesign, marginal_design
-from bayes_cart.model.spec import ModelSpec, evaluate_subset
+from bayes_cart.model.spec import ModelSpec
 from bayes_cart.model.step_covariates import StepCovariate, find_step_covariate, split_step_terms
 
 

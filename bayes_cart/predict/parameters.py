@@ -21,9 +21,9 @@ import xarray as xr
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.step_change import AFTER, CHANGE_TIME
 from bayes_cart.model.covariates import UNKNOWN_LEVEL
+from bayes_cart.model.expressions import evaluate_subset
 from bayes_cart.model.marginal import component_tables, enumerate_components
 from bayes_cart.model.scales import from_scale, parameter_scale, scaled_name
-from bayes_cart.model.spec import evaluate_subset
 from bayes_cart.predict.draws import draw_index, stacked, subset_draws
 from bayes_cart.predict.route import fit_kinetics
 

@@ -254,7 +254,7 @@ def _param_unit(fit: Any, name: str) -> str:
 
 
 def _formula_columns(rhs: str) -> set[str]:
-    from bayes_cart.model.spec import formula_variables
+    from bayes_cart.model.expressions import formula_variables
 
     return {n.lower() for n in formula_variables(rhs)[0]}
 
@@ -262,7 +262,7 @@ def _formula_columns(rhs: str) -> set[str]:
 def _expression_columns(expr: str | None) -> set[str]:
     if not expr:
         return set()
-    from bayes_cart.model.spec import parse_subset_expression
+    from bayes_cart.model.expressions import parse_subset_expression
 
     tree = parse_subset_expression(expr)
     return {node.id.lower() for node in ast.walk(tree) if isinstance(node, ast.Name)}
