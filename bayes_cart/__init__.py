@@ -16,7 +16,8 @@ One import gives the main steps of an analysis script::
 
 The names are loaded on first use (PEP 562), so ``import bayes_cart`` stays light and
 ``bc.load_fit`` does not import PyMC before it needs to; every submodule stays importable for
-advanced use (``bayes_cart.model.build_model``, ``bayes_cart.sampling.sample_posterior``...).
+advanced use (``bayes_cart.model.build.build_model``,
+``bayes_cart.inference.sampling.sample_posterior``...).
 """
 
 from __future__ import annotations
@@ -36,34 +37,34 @@ from bayes_cart.kinetics import KineticModel, get_kinetics, list_kinetics, regis
 #: public name -> module that defines it (imported on first access)
 _LAZY = {
     # data
-    "load_dataset": "bayes_cart.dataset",
-    "summarise_nca": "bayes_cart.nca",
+    "load_dataset": "bayes_cart.data.dataset",
+    "summarise_nca": "bayes_cart.data.nca",
     # model specs
-    "load_spec": "bayes_cart.spec",
-    "list_specs": "bayes_cart.spec",
-    "spec_from_dict": "bayes_cart.spec",
-    "formula_variables": "bayes_cart.spec",
+    "load_spec": "bayes_cart.model.spec",
+    "list_specs": "bayes_cart.model.spec",
+    "spec_from_dict": "bayes_cart.model.spec",
+    "formula_variables": "bayes_cart.model.expressions",
     # inference
-    "fit": "bayes_cart.sampling",
-    "Fit": "bayes_cart.sampling",
-    "build_model": "bayes_cart.model",
-    "sample_posterior": "bayes_cart.sampling",
-    "save_fit": "bayes_cart.io",
-    "load_fit": "bayes_cart.io",
-    "write_fit_outputs": "bayes_cart.io",
+    "fit": "bayes_cart.inference.sampling",
+    "Fit": "bayes_cart.inference.sampling",
+    "build_model": "bayes_cart.model.build",
+    "sample_posterior": "bayes_cart.inference.sampling",
+    "save_fit": "bayes_cart.inference.io",
+    "load_fit": "bayes_cart.inference.io",
+    "write_fit_outputs": "bayes_cart.inference.io",
     # analysis
-    "population_summary": "bayes_cart.summary",
-    "contrast": "bayes_cart.contrasts",
-    "summarise_contrast": "bayes_cart.contrasts",
-    "typical_metrics": "bayes_cart.ck_metrics",
-    "individual_metrics": "bayes_cart.ck_metrics",
-    "simulate_virtual_population": "bayes_cart.virtual_population",
-    "compare_fits": "bayes_cart.loo",
-    "patient_loo": "bayes_cart.loo",
+    "population_summary": "bayes_cart.analysis.summary",
+    "contrast": "bayes_cart.analysis.contrasts",
+    "summarise_contrast": "bayes_cart.analysis.contrasts",
+    "typical_metrics": "bayes_cart.analysis.ck_metrics",
+    "individual_metrics": "bayes_cart.analysis.ck_metrics",
+    "simulate_virtual_population": "bayes_cart.analysis.virtual_population",
+    "compare_fits": "bayes_cart.analysis.loo",
+    "patient_loo": "bayes_cart.analysis.loo",
     # checks
-    "posterior_predictive_check": "bayes_cart.ppc",
-    "vpc_coverage": "bayes_cart.vpc",
-    "gof_table": "bayes_cart.gof",
+    "posterior_predictive_check": "bayes_cart.checks.ppc",
+    "vpc_coverage": "bayes_cart.checks.vpc",
+    "gof_table": "bayes_cart.checks.gof",
     "write_report": "bayes_cart.report",
     # simulation
     "make_design": "bayes_cart.simulate",
@@ -94,15 +95,25 @@ __all__ = [
 ]
 
 
-#: functions named like their module: ``bc.nca.nca(...)``, ``bc.vpc.vpc(...)`` (a package
-#: attribute named like a submodule is replaced by the module once it is imported)
-_SUBMODULES = ("nca", "vpc", "gof", "ppc", "loo", "contrasts", "simulate", "report", "study")
+#: modules reached from the top, several named like their function (``bc.nca.nca(...)``,
+#: ``bc.vpc.vpc(...)``): top-level name -> the module, wherever it lives in the subpackages
+_SUBMODULES = {
+    "nca": "bayes_cart.data.nca",
+    "vpc": "bayes_cart.checks.vpc",
+    "gof": "bayes_cart.checks.gof",
+    "ppc": "bayes_cart.checks.ppc",
+    "loo": "bayes_cart.analysis.loo",
+    "contrasts": "bayes_cart.analysis.contrasts",
+    "simulate": "bayes_cart.simulate",
+    "report": "bayes_cart.report",
+    "study": "bayes_cart.study",
+}
 
 
 def __getattr__(name: str) -> Any:
     """Import a public name from its module on first access (PEP 562)."""
     if name in _SUBMODULES:
-        return import_module(f"bayes_cart.{name}")
+        return import_module(_SUBMODULES[name])
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'bayes_cart' has no attribute {name!r}")

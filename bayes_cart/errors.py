@@ -110,13 +110,13 @@ class OutputError(BayesCartError, ValueError):
 class StartError(BayesCartError, ValueError):
     """The log density or its gradient is not finite at the sampler's starting point.
 
-    Raised before sampling (:func:`bayes_cart.start_check.check_start`).
+    Raised before sampling (:func:`bayes_cart.inference.start_check.check_start`).
 
     Parameters
     ----------
     message : str
         One line naming each term at fault with its patients and data rows.
-    terms : list of bayes_cart.start_check.StartTerm
+    terms : list of bayes_cart.inference.start_check.StartTerm
         The terms that are not finite.
     """
 

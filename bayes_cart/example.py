@@ -506,7 +506,7 @@ def example_data_path() -> Path:
 
 
 def load_example() -> Any:
-    """Load the shipped example as a validated :class:`~bayes_cart.dataset.Dataset`.
+    """Load the shipped example as a validated :class:`~bayes_cart.data.dataset.Dataset`.
 
     Returns
     -------
@@ -514,7 +514,7 @@ def load_example() -> Any:
         218 patients in 7 trials; covariates TRIAL, RESPONSE (empty for ALL_pediatric),
         TUMOR_TYPE, AGE, CD4CD8, LYMPHODEPLETION, TUMOR_BURDEN and DOSE (from the dosing rows).
     """
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
 
     return load_dataset(example_data_path())
 

@@ -86,11 +86,11 @@ def child(spec_name: str, data: str, backend: str, solver: str) -> dict[str, Any
     import nutpie
     import nutpie.compile_pymc as ncp
 
-    from bayes_cart.dataset import load_dataset
-    from bayes_cart.model import build_model
-    from bayes_cart.model_data import prepare_model_data
-    from bayes_cart.sampling import _compile_nutpie
-    from bayes_cart.spec import load_spec
+    from bayes_cart.data.dataset import load_dataset
+    from bayes_cart.inference.sampling import _compile_nutpie
+    from bayes_cart.model.build import build_model
+    from bayes_cart.model.model_data import prepare_model_data
+    from bayes_cart.model.spec import load_spec
 
     t1 = time.perf_counter()
     dataset = load_dataset(data)
@@ -170,11 +170,11 @@ def throughput(spec_name: str, data: Path, tune: int, draws: int) -> dict[str, A
     """Wall milliseconds per leapfrog step of the Numba and JAX builds, 1 and 2 chains."""
     import nutpie
 
-    from bayes_cart.dataset import load_dataset
-    from bayes_cart.model import build_model
-    from bayes_cart.model_data import prepare_model_data
-    from bayes_cart.sampling import _compile_nutpie
-    from bayes_cart.spec import load_spec
+    from bayes_cart.data.dataset import load_dataset
+    from bayes_cart.inference.sampling import _compile_nutpie
+    from bayes_cart.model.build import build_model
+    from bayes_cart.model.model_data import prepare_model_data
+    from bayes_cart.model.spec import load_spec
 
     dataset = load_dataset(data)
     spec = load_spec(spec_name)

@@ -16,11 +16,11 @@ import warnings
 
 import arviz as az
 
-from bayes_cart.diagnostics import gradients_per_ess, population_variables
 from bayes_cart.example import load_example
-from bayes_cart.model import build_model
-from bayes_cart.sampling import sample_posterior
-from bayes_cart.spec import load_spec, spec_from_dict
+from bayes_cart.inference.diagnostics import gradients_per_ess, population_variables
+from bayes_cart.inference.sampling import sample_posterior
+from bayes_cart.model.build import build_model
+from bayes_cart.model.spec import load_spec, spec_from_dict
 
 warnings.filterwarnings("ignore")
 

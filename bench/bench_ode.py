@@ -41,16 +41,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayes_cart.diagnostics import population_variables
 from bayes_cart.example import example_truth, load_example
+from bayes_cart.inference.diagnostics import population_variables
+from bayes_cart.inference.sampling import fit
 from bayes_cart.kinetics import LIU_PHASES, get_kinetics
 from bayes_cart.kinetics.engines.diffrax_ode import make_batched_log_total
 from bayes_cart.kinetics.engines.linear import make_linear_log_total
 from bayes_cart.kinetics.engines.pytensor_op import MCMC_OPTIONS
-from bayes_cart.model import build_model
-from bayes_cart.model_data import prepare_model_data
-from bayes_cart.sampling import fit
-from bayes_cart.spec import load_spec
+from bayes_cart.model.build import build_model
+from bayes_cart.model.model_data import prepare_model_data
+from bayes_cart.model.spec import load_spec
 
 warnings.filterwarnings("ignore")
 LIU = get_kinetics("liu2021")

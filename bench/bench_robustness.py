@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.analysis.summary import population_summary
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.example import (
     DLBCL_SCHEDULE,
     EXAMPLE_POPULATION,
@@ -44,10 +45,9 @@ from bayes_cart.example import (
     TrialDesign,
     generate_meta_analysis,
 )
-from bayes_cart.sampling import fit
+from bayes_cart.inference.sampling import fit
+from bayes_cart.model.spec import load_spec, spec_from_dict
 from bayes_cart.simulate import PopulationParameters, write_data_csv
-from bayes_cart.spec import load_spec, spec_from_dict
-from bayes_cart.summary import population_summary
 
 warnings.filterwarnings("ignore")
 

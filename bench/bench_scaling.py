@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.example import EXAMPLE_POPULATION, EXAMPLE_TRIALS, generate_meta_analysis
-from bayes_cart.io import save_fit
-from bayes_cart.model import build_model
-from bayes_cart.model_data import prepare_model_data
-from bayes_cart.sampling import _compile_nutpie, fit
+from bayes_cart.inference.io import save_fit
+from bayes_cart.inference.sampling import _compile_nutpie, fit
+from bayes_cart.model.build import build_model
+from bayes_cart.model.model_data import prepare_model_data
+from bayes_cart.model.spec import load_spec
 from bayes_cart.simulate import write_data_csv
-from bayes_cart.spec import load_spec
 
 warnings.filterwarnings("ignore")
 

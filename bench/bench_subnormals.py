@@ -1,7 +1,7 @@
 """Cost per leapfrog step with and without flushing subnormal numbers to zero.
 
 ``sample_posterior`` runs nutpie's chains with the FTZ/DAZ bits of the SSE control register
-set (:mod:`bayes_cart.floating_point`). This script measures what that buys: for each case
+set (:mod:`bayes_cart.inference.floating_point`). This script measures what that buys: for each case
 (a shipped spec on a dataset), one compiled Numba model is sampled with one chain
 (``--tune`` + ``--draws``, warm-up included, since that is where subnormals occur) with the
 flag off and on, alternating which goes first, for several seeds. Per run: wall milliseconds
@@ -69,7 +69,7 @@ def _dataset(name: str, tmp: Path) -> Path:
 def _run(compiled: Any, seed: int, flush: bool, tune: int, draws: int) -> dict[str, Any]:
     import nutpie
 
-    from bayes_cart.floating_point import flush_subnormals
+    from bayes_cart.inference.floating_point import flush_subnormals
 
     with flush_subnormals(flush):
         t0 = time.perf_counter()
@@ -95,11 +95,11 @@ def _run(compiled: Any, seed: int, flush: bool, tune: int, draws: int) -> dict[s
 
 
 def measure(case: str, seed: int, tune: int, draws: int, tmp: Path) -> dict[str, Any]:
-    from bayes_cart.dataset import load_dataset
-    from bayes_cart.model import build_model
-    from bayes_cart.model_data import prepare_model_data
-    from bayes_cart.sampling import _compile_nutpie
-    from bayes_cart.spec import load_spec
+    from bayes_cart.data.dataset import load_dataset
+    from bayes_cart.inference.sampling import _compile_nutpie
+    from bayes_cart.model.build import build_model
+    from bayes_cart.model.model_data import prepare_model_data
+    from bayes_cart.model.spec import load_spec
 
     spec_name, data_name = case.split(":")
     dataset = load_dataset(_dataset(data_name, tmp))
@@ -133,7 +133,7 @@ def micro(n: int = 200_000) -> list[str]:
     """Milliseconds of a ``log1p(exp(x))`` loop, normal vs subnormal results, flag off / on."""
     import numba
 
-    from bayes_cart.floating_point import flush_subnormals
+    from bayes_cart.inference.floating_point import flush_subnormals
 
     @numba.njit
     def chain(x: np.ndarray) -> float:

@@ -33,11 +33,11 @@ Monte Carlo standard error (z). Results go to ``bench/results/vs_stan/<dataset>.
 
 ``--dataset``: ``example`` (default), ``sim<N>`` (N virtual patients simulated from the
 example's true population with :mod:`bayes_cart.simulate`), or a CSV path. bayes_cart is
-fitted with :func:`bayes_cart.sampling.fit` at its defaults (a divergent run is sampled again
-at target_accept 0.95, slow chains get company: reported when it happens); Stan with
-``delta = 0.9`` and ``max_depth = 10``, bayes_cart's target_accept and tree depth. pystan
-compiles the program with the machine's C++ compiler (about 1-2 minutes; httpstan caches the
-build, so a second run reports a compile time near 0).
+fitted with :func:`bayes_cart.inference.sampling.fit` at its defaults (a divergent run is sampled
+again at target_accept 0.95, slow chains get company: reported when it happens); Stan with ``delta =
+0.9`` and ``max_depth = 10``, bayes_cart's target_accept and tree depth. pystan compiles the program
+with the machine's C++ compiler (about 1-2 minutes; httpstan caches the build, so a second run
+reports a compile time near 0).
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def load_data(name: str, seed: int) -> tuple[Any, str]:
     ``sim<N>``: N patients on the example's heme schedule, simulated from its true
     population (:func:`bayes_cart.example.example_truth`), half responders, LLOQ 10.
     """
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
 
     if name == "example":
         from bayes_cart.example import load_example
@@ -335,7 +335,7 @@ def starting_points(model: Any, chains: int, seed: int) -> list[dict[str, np.nda
     """Per-chain starts as nutpie gets them from bayes_cart (unconstrained PyMC points).
 
     bayes_cart's data-informed initial values with uniform(-1, 1) jitter on the unconstrained
-    scale of the population variables only (:func:`bayes_cart.sampling._compile_nutpie`).
+    scale of the population variables only (:func:`bayes_cart.inference.sampling._compile_nutpie`).
     """
     from pymc.initial_point import make_initial_point_fn
 
@@ -438,8 +438,8 @@ def cpu_seconds() -> float:
 
 
 def run_bayes_cart(data: Any, spec: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Fit with :func:`bayes_cart.sampling.fit` at its defaults (no predictive groups)."""
-    from bayes_cart.sampling import fit
+    """Fit with :func:`bayes_cart.inference.sampling.fit` at its defaults (no predictive groups)."""
+    from bayes_cart.inference.sampling import fit
 
     load0 = os.getloadavg()[0]
     mark: list[float] = []  # CPU seconds when the first draw is reported: compile excluded
@@ -647,9 +647,9 @@ def main() -> None:
     ap.add_argument("--json", default="", help="results file (default vs_stan/<dataset>.json)")
     args = ap.parse_args()
 
-    from bayes_cart.model import build_model
-    from bayes_cart.model_data import prepare_model_data
-    from bayes_cart.spec import load_spec
+    from bayes_cart.model.build import build_model
+    from bayes_cart.model.model_data import prepare_model_data
+    from bayes_cart.model.spec import load_spec
 
     data, label = load_data(args.dataset, args.seed)
     spec = load_spec("liu2021")

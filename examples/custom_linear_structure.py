@@ -19,17 +19,16 @@ no analytic metrics), and with ``--report`` the HTML report.
 from __future__ import annotations
 
 import argparse
-import json
 
 import jax.numpy as jnp
 import numpy as np
 
+from bayes_cart.analysis.summary import population_summary
 from bayes_cart.example import load_example
+from bayes_cart.inference.sampling import fit
 from bayes_cart.kinetics import LIU_PHASES, Phase, register_ode_kinetics
 from bayes_cart.kinetics.structures.liu2021 import liu_log_peak_shift
-from bayes_cart.sampling import fit
-from bayes_cart.spec import load_spec, spec_from_dict
-from bayes_cart.summary import population_summary
+from bayes_cart.model.spec import load_spec
 from bayes_cart.units import DELTA_E_PER_DAY
 
 PARAMETERS = ("C0", "k", "T0", "beta", "T1", "alpha", "rM", "deltaM", "rE", "deltaE")
@@ -87,15 +86,17 @@ def main(argv: list[str] | None = None):
     register()
     print(f"linear vs diffrax, max |difference in log(E+M)|: {compare_solvers():.1e}")
 
-    raw = json.loads(load_spec("liu2021").text)
-    raw["name"] = "liu_reversion"
-    raw["kinetics"] = "liu_reversion"
-    raw["parameters"]["rE"] = {
+    rE = {
         "description": "memory-to-effector reversion rate constant",
         "unit": "1/day",
         "typical": {"dist": "LogNormal", "median": 0.005, "sigma": 1.5},
     }
-    spec = spec_from_dict(raw, source="examples/custom_linear_structure.py")
+    spec = load_spec("liu2021").replace(
+        source="examples/custom_linear_structure.py",
+        name="liu_reversion",
+        kinetics="liu_reversion",
+        parameters={"rE": rE},
+    )
     data = load_example()
     ids = [i for i in data.patient_ids if not i.startswith("DLBCL")][::4][: args.patients]
     result = fit(
@@ -115,9 +116,9 @@ def main(argv: list[str] | None = None):
 
 def analyse(result, report: str | None) -> dict:
     """GOF, VPC and CK metrics of the fit (and the report): what a user runs next."""
-    from bayes_cart.ck_metrics import individual_metrics
-    from bayes_cart.gof import gof_table
-    from bayes_cart.vpc import vpc, vpc_coverage
+    from bayes_cart.analysis.ck_metrics import individual_metrics
+    from bayes_cart.checks.gof import gof_table
+    from bayes_cart.checks.vpc import vpc, vpc_coverage
 
     gof = gof_table(result, n_draws=50, n_simulations=50)
     vpc_result = vpc(result, n_replicates=50, n_bins=5)

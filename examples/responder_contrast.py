@@ -16,10 +16,10 @@ import argparse
 
 import pandas as pd
 
-from bayes_cart.contrasts import contrast
+from bayes_cart.analysis.contrasts import contrast
 from bayes_cart.example import load_example
-from bayes_cart.sampling import fit
-from bayes_cart.spec import load_spec
+from bayes_cart.inference.sampling import fit
+from bayes_cart.model.spec import load_spec
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:

@@ -15,11 +15,11 @@ import argparse
 
 import pandas as pd
 
-from bayes_cart.dataset import load_dataset
-from bayes_cart.sampling import fit
+from bayes_cart.analysis.summary import population_summary
+from bayes_cart.data.dataset import load_dataset
+from bayes_cart.inference.sampling import fit
+from bayes_cart.model.spec import load_spec
 from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
-from bayes_cart.spec import load_spec
-from bayes_cart.summary import population_summary
 
 TYPICAL = {"C0": 50.0, "beta": 0.40, "T1": 12.0, "alpha": 0.124, "rM": 0.0015, "deltaM": 0.004}
 OMEGA = {"C0": 0.8, "beta": 0.39, "T1": 0.25, "alpha": 0.6, "rM": 0.5, "deltaM": 0.5}

@@ -1,1 +1,1 @@
-"""Model specifications shipped with bayes_cart (TOML files; see bayes_cart.spec)."""
+"""Model specifications shipped with bayes_cart (TOML files; see bayes_cart.model.spec)."""

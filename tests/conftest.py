@@ -101,7 +101,7 @@ def analysis_data():
     """A small simulated dataset (18 patients, 3 trials, RESPONSE with missing values)."""
     import warnings
 
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
     from bayes_cart.errors import DataWarning
 
     sim = _analysis_simulation()
@@ -114,7 +114,7 @@ def analysis_data():
 @pytest.fixture(scope="session")
 def analysis_spec():
     """liu2021 with beta ~ RESPONSE + TUMOR_TYPE, alpha ~ RESPONSE and a trial random effect."""
-    from bayes_cart.spec import load_spec
+    from bayes_cart.model.spec import load_spec
 
     return load_spec("liu2021").with_overrides(
         covariates={"beta": "RESPONSE + TUMOR_TYPE", "alpha": "RESPONSE"},
@@ -137,7 +137,7 @@ def build_fake_fit(dataset, spec, posterior, n_draws: int = 200, extra_groups=No
     import numpy as np
     import xarray as xr
 
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     md = prepare_model_data(dataset, spec)
     gdim = (md.group_column or "group").lower()
@@ -170,7 +170,7 @@ def build_fake_fit(dataset, spec, posterior, n_draws: int = 200, extra_groups=No
     used = {d for _, (dims, _) in data_vars.items() for d in dims}
     post = xr.Dataset(data_vars, coords={k: v for k, v in coords.items() if k in used})
     idata = az.InferenceData(posterior=post, **(extra_groups or {}))
-    from bayes_cart.diagnostics import Diagnostics
+    from bayes_cart.inference.diagnostics import Diagnostics
 
     diag = Diagnostics(
         max_rhat=1.0,
@@ -235,14 +235,14 @@ def point_mass_fit(sim, *, n_draws: int = 100, overrides=None, random_seed: int 
     import numpy as np
     import xarray as xr
 
-    from bayes_cart.dataset import load_dataset
-    from bayes_cart.diagnostics import Diagnostics
+    from bayes_cart.data.dataset import load_dataset
     from bayes_cart.errors import DataWarning
+    from bayes_cart.inference.diagnostics import Diagnostics
+    from bayes_cart.inference.sampling import Fit
     from bayes_cart.kinetics import get_kinetics
-    from bayes_cart.likelihood import CensoringIndex, censored_loglik
-    from bayes_cart.model_data import prepare_model_data
-    from bayes_cart.sampling import Fit
-    from bayes_cart.spec import load_spec
+    from bayes_cart.model.likelihood import CensoringIndex, censored_loglik
+    from bayes_cart.model.model_data import prepare_model_data
+    from bayes_cart.model.spec import load_spec
 
     spec = load_spec("liu2021")
     with warnings.catch_warnings():

@@ -129,3 +129,61 @@ def test_every_subpackage_ships_in_the_wheel() -> None:
     )
     found = {_module_name(p) for p in PACKAGE.rglob("__init__.py")}
     assert found - listed == set()
+
+
+def test_each_public_class_is_defined_once() -> None:
+    """One name, one class: two classes of one name (``GroupSpec`` twice, once) mislead."""
+    defined: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                defined.setdefault(node.name, []).append(_module_name(path))
+    assert {k: v for k, v in defined.items() if len(v) > 1} == {}
+
+
+#: the steps of the data flow, in order (ARCHITECTURE.md, "Layout"): a subpackage imports at
+#: module level only from steps before its own (or from itself); the top-level package is the
+#: public API above them all
+LAYERS = {
+    "errors": 0,
+    "units": 0,
+    "jax_setup": 0,
+    "data": 1,
+    "kinetics": 1,
+    "model": 2,
+    "inference": 3,
+    "predict": 4,
+    "checks": 5,
+    "analysis": 5,
+    "simulate": 5,
+    "plots": 6,
+    "report": 7,
+    "example": 7,
+    "example_data": 7,
+    "study": 7,
+    "cli": 8,
+}
+
+
+def _step(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_every_subpackage_has_a_place_in_the_flow() -> None:
+    top, _ = _graph()
+    assert {_step(m) for m in top} - {None} == set(LAYERS)
+
+
+def test_module_level_imports_point_back_along_the_flow() -> None:
+    top, _ = _graph()
+    upstream = [
+        f"{v} -> {w}"
+        for v, ws in top.items()
+        for w in ws
+        if _step(v) is not None
+        and _step(w) is not None  # bayes_cart itself: only __version__ (io, report)
+        and _step(v) != _step(w)
+        and LAYERS[_step(w)] >= LAYERS[_step(v)]
+    ]
+    assert upstream == []

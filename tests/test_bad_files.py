@@ -17,7 +17,7 @@ WIDE = {"COLUMNS": "250"}
 
 @pytest.fixture
 def no_sampling(monkeypatch):
-    import bayes_cart.sampling as sampling
+    import bayes_cart.inference.sampling as sampling
 
     def refuse(*args, **kwargs):
         raise AssertionError("the fit started although the spec is unreadable")
@@ -74,7 +74,7 @@ def test_spec_file_without_the_toml_suffix(tmp_path, no_sampling):
 def _edited_fit(fit, tmp_path: Path, key: str, value: str) -> Path:
     import arviz as az
 
-    from bayes_cart.io import save_fit
+    from bayes_cart.inference.io import save_fit
 
     path = save_fit(fit, tmp_path / "fit.nc")
     idata = az.from_netcdf(path)
@@ -94,7 +94,7 @@ def _edited_fit(fit, tmp_path: Path, key: str, value: str) -> Path:
     ],
 )
 def test_fit_file_with_stored_json_that_is_not_json(checks_fit, tmp_path, key, value, message):
-    from bayes_cart.io import load_fit
+    from bayes_cart.inference.io import load_fit
 
     bad = _edited_fit(checks_fit, tmp_path, key, value)
     with pytest.raises(FitFileError, match=message) as info:
@@ -116,7 +116,7 @@ def test_cli_reports_a_fit_file_with_a_broken_spec_in_one_line(checks_fit, tmp_p
 
 
 def _saved(fit, tmp_path: Path) -> Path:
-    from bayes_cart.io import save_fit
+    from bayes_cart.inference.io import save_fit
 
     return save_fit(fit, tmp_path / "fit.nc")
 
@@ -124,7 +124,7 @@ def _saved(fit, tmp_path: Path) -> Path:
 def test_fit_file_stores_the_hash_of_its_data(checks_fit, tmp_path):
     import arviz as az
 
-    from bayes_cart.io import data_hash, load_fit
+    from bayes_cart.inference.io import data_hash, load_fit
 
     path = _saved(checks_fit, tmp_path)
     stored = az.from_netcdf(path).posterior.attrs["data_hash"]
@@ -139,7 +139,7 @@ def test_fit_file_with_edited_data_is_refused(checks_fit, tmp_path, edit):
     import arviz as az
     import numpy as np
 
-    from bayes_cart.io import load_fit
+    from bayes_cart.inference.io import load_fit
 
     path = _saved(checks_fit, tmp_path)
     idata = az.from_netcdf(path)
@@ -163,7 +163,7 @@ def test_fit_file_with_edited_data_is_refused(checks_fit, tmp_path, edit):
 def test_fit_file_without_a_data_hash_still_loads(checks_fit, tmp_path):
     import arviz as az
 
-    from bayes_cart.io import load_fit
+    from bayes_cart.inference.io import load_fit
 
     path = _saved(checks_fit, tmp_path)
     idata = az.from_netcdf(path)
@@ -279,7 +279,7 @@ def test_fit_commands_report_a_folder_or_a_non_fit_file_in_one_line(tmp_path, co
 
 @pytest.fixture
 def saved_fit(checks_fit, tmp_path) -> Path:
-    from bayes_cart.io import save_fit
+    from bayes_cart.inference.io import save_fit
 
     return save_fit(checks_fit, tmp_path / "fit.nc")
 
@@ -344,7 +344,7 @@ def test_report_lists_failed_sections_in_one_line_each(saved_fit, tmp_path, monk
 
 def test_fit_and_run_example_refuse_an_unknown_sampler_or_solver_first(tmp_path, no_sampling):
     from bayes_cart.cli.fit_cmd import SAMPLER_NAMES
-    from bayes_cart.sampling import SAMPLERS
+    from bayes_cart.inference.sampling import SAMPLERS
 
     assert SAMPLER_NAMES == SAMPLERS  # the CLI's copy (checked before PyMC is imported)
     out = str(tmp_path / "out")

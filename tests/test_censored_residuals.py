@@ -17,9 +17,9 @@ import pytest
 from scipy import stats
 
 from bayes_cart.example import load_example
-from bayes_cart.model import build_model
-from bayes_cart.model_data import prepare_model_data
-from bayes_cart.spec import load_spec, spec_from_dict
+from bayes_cart.model.build import build_model
+from bayes_cart.model.model_data import prepare_model_data
+from bayes_cart.model.spec import load_spec, spec_from_dict
 
 ERROR_MODELS = {
     "proportional": {"model": "proportional"},

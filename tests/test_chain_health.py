@@ -7,8 +7,8 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from bayes_cart import sampling
-from bayes_cart.diagnostics import (
+from bayes_cart.inference import sampling
+from bayes_cart.inference.diagnostics import (
     add_chains,
     check_fit,
     gradients_per_ess,

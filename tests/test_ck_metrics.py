@@ -8,18 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_cart.ck_metrics import (
+from bayes_cart.analysis.ck_metrics import (
     as_liu,
     individual_metric_draws,
     individual_metrics,
     interval_columns,
-    patient_lloq,
     reconcile_nca,
     summarise_draws,
     summarise_reconciliation,
     typical_metric_draws,
     typical_metrics,
 )
+from bayes_cart.data.lloq import patient_lloq
 from bayes_cart.kinetics import derived_metrics, liu_to_stein, stein_to_liu, time_below
 
 LIU = ("C0", "beta", "T1", "alpha", "rM", "deltaM")
@@ -40,7 +40,7 @@ def _typical_posterior(design) -> dict:
 @pytest.fixture(scope="module")
 def truth_fit(analysis_data, analysis_spec, fake_fit_factory):
     """Individual parameters = the simulation truth in every draw (a point-mass posterior)."""
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     data, sim = analysis_data
     truth = sim.truth.set_index("ID").loc[list(data.patient_ids)]
@@ -71,7 +71,7 @@ def test_individual_metrics_equal_kinetics_metrics_of_the_truth(truth_fit):
 
 
 def test_metric_draws_are_computed_draw_by_draw(analysis_data, analysis_spec, fake_fit_factory):
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     data, sim = analysis_data
     n, s = data.n_patients, 30
@@ -102,7 +102,7 @@ def test_metric_draws_are_computed_draw_by_draw(analysis_data, analysis_spec, fa
 
 
 def test_patient_lloq_own_then_trial_then_overall(write_csv):
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
 
     path = write_csv(
         "ID,TIME,DV,CENS,TRIAL\n"
@@ -147,9 +147,9 @@ def test_typical_metrics_per_group(truth_fit):
 
 
 def test_reconciliation_on_rich_noise_free_data_gives_ratios_near_one(fake_fit_factory):
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
+    from bayes_cart.model.spec import load_spec
     from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
-    from bayes_cart.spec import load_spec
 
     pop = PopulationParameters(
         typical=TYPICAL, omega={"C0": 0.5, "beta": 0.2, "T1": 0.2, "alpha": 0.3}, sigma=0.0

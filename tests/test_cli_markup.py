@@ -148,10 +148,10 @@ def bracket_fit(analysis_data, analysis_spec, fake_fit_factory, folder):
 
     import numpy as np
 
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
     from bayes_cart.errors import DataWarning
-    from bayes_cart.io import save_fit
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.inference.io import save_fit
+    from bayes_cart.model.model_data import prepare_model_data
 
     _, sim = analysis_data
     frame = sim.data.copy()

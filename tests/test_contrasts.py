@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bayes_cart.contrasts import CONTRAST_COLUMNS, contrast, covariate_in_model, summarise_contrast
+from bayes_cart.analysis.contrasts import (
+    CONTRAST_COLUMNS,
+    contrast,
+    covariate_in_model,
+    summarise_contrast,
+)
 from bayes_cart.errors import DataError
 from bayes_cart.kinetics import auc, cmax
 
@@ -35,7 +40,7 @@ def effect_draws():
 
 @pytest.fixture(scope="module")
 def fit(analysis_data, analysis_spec, effect_draws, fake_fit_factory):
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     data, _ = analysis_data
     design = prepare_model_data(data, analysis_spec).design
@@ -196,7 +201,7 @@ def test_compare_cli_writes_table_and_plot(fit, tmp_path):
     from typer.testing import CliRunner
 
     from bayes_cart.cli import app
-    from bayes_cart.io import save_fit
+    from bayes_cart.inference.io import save_fit
 
     path = save_fit(fit, tmp_path / "fit.nc")
     out, plot = tmp_path / "contrast.csv", tmp_path / "forest.png"

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_cart.covariates import CovariateDesign, build_covariate_design, formula_columns
 from bayes_cart.errors import DataWarning, FormulaWarning, SpecError
+from bayes_cart.model.covariates import CovariateDesign, build_covariate_design, formula_columns
 
 TYPICAL = {"C0": 20.0, "beta": 0.45, "T1": 11.0, "alpha": 0.15, "rM": 0.003, "deltaM": 0.01}
 B_AGE = 0.02  # per year, on log beta
@@ -21,7 +21,7 @@ B_CR = 0.3
 @pytest.fixture(scope="module")
 def age_data(analysis_data):
     """The analysis dataset plus AGE (one patient missing) and WT, constant per patient."""
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
 
     _, sim = analysis_data
     frame = sim.data.copy()
@@ -192,7 +192,7 @@ def test_no_minus_warning_for_arithmetic_inside_a_call_or_intercept_removal(pati
 
 
 def test_the_suggested_I_formula_passes_spec_validation():
-    from bayes_cart.spec import load_spec
+    from bayes_cart.model.spec import load_spec
 
     spec = load_spec("liu2021").with_overrides(covariates={"beta": "I(log(DOSE) - log(WT))"})
     assert spec.doc.covariates.formulas["beta"] == "I(log(DOSE) - log(WT))"
@@ -205,7 +205,7 @@ def test_the_suggested_I_formula_passes_spec_validation():
 
 @pytest.fixture(scope="module")
 def age_spec():
-    from bayes_cart.spec import load_spec
+    from bayes_cart.model.spec import load_spec
 
     return load_spec("liu2021").with_overrides(
         covariates={"beta": "center(AGE) + RESPONSE"}, reference={"RESPONSE": "PD/NR"}
@@ -214,7 +214,7 @@ def age_spec():
 
 @pytest.fixture(scope="module")
 def age_fit(age_data, age_spec, fake_fit_factory):
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     design = prepare_model_data(age_data, age_spec).design
     values = {"center(AGE)": B_AGE, "RESPONSE[CR/PR]": B_CR}
@@ -236,7 +236,7 @@ def test_typical_patient_at_a_non_mean_age_has_the_age_effect(age_fit, patients)
 
 
 def test_overall_typical_patient_is_at_the_median_age(age_fit, patients):
-    from bayes_cart.virtual_population import typical_parameters
+    from bayes_cart.analysis.virtual_population import typical_parameters
 
     st = _fit_stats(patients)
     params, groups = typical_parameters(age_fit, None)
@@ -245,7 +245,7 @@ def test_overall_typical_patient_is_at_the_median_age(age_fit, patients):
 
 
 def test_contrast_at_an_age_gives_the_implied_typical_values(age_fit, patients):
-    from bayes_cart.contrasts import contrast
+    from bayes_cart.analysis.contrasts import contrast
 
     st = _fit_stats(patients)
     table = contrast(
@@ -259,7 +259,7 @@ def test_contrast_at_an_age_gives_the_implied_typical_values(age_fit, patients):
 
 
 def test_contrast_by_age_values(age_fit, patients):
-    from bayes_cart.contrasts import contrast
+    from bayes_cart.analysis.contrasts import contrast
 
     st = _fit_stats(patients)
     table = contrast(age_fit, "AGE", levels=[40.0, 70.0], metrics=False)
@@ -285,7 +285,7 @@ def _rewrite_attrs(src, dst, change):
 
 @pytest.mark.filterwarnings("ignore::bayes_cart.errors.DataWarning")
 def test_a_saved_fit_predicts_identically(age_fit, tmp_path, patients):
-    from bayes_cart.io import load_fit, save_fit
+    from bayes_cart.inference.io import load_fit, save_fit
     from bayes_cart.predict import population_parameters
 
     path = save_fit(age_fit, tmp_path / "fit.nc")
@@ -308,7 +308,7 @@ def test_a_saved_fit_predicts_identically(age_fit, tmp_path, patients):
 
 @pytest.mark.filterwarnings("ignore::bayes_cart.errors.DataWarning")
 def test_an_old_fit_file_without_the_state_recomputes_it_from_the_fitted_data(age_fit, tmp_path):
-    from bayes_cart.io import load_fit, save_fit
+    from bayes_cart.inference.io import load_fit, save_fit
     from bayes_cart.predict import population_parameters
 
     path = save_fit(age_fit, tmp_path / "fit.nc")
@@ -325,7 +325,7 @@ def test_an_old_fit_file_without_the_state_recomputes_it_from_the_fitted_data(ag
 @pytest.mark.filterwarnings("ignore::bayes_cart.errors.DataWarning")
 def test_a_loaded_fit_codes_covariates_with_the_stored_constants(age_fit, tmp_path):
     from bayes_cart.errors import FitFileError
-    from bayes_cart.io import load_fit, save_fit
+    from bayes_cart.inference.io import load_fit, save_fit
 
     path = save_fit(age_fit, tmp_path / "fit.nc")
 

@@ -1,4 +1,4 @@
-"""Tests of bayes_cart.dataset: rejections name row, column, patient and reason; edge cases kept."""
+"""bayes_cart.data.dataset: rejections name row, column, patient and reason; edge cases kept."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from bayes_cart.dataset import Dataset, load_dataset
+from bayes_cart.data.dataset import Dataset, load_dataset
 from bayes_cart.errors import DataError, DataWarning
 
 H = "ID,TIME,DV\n"
@@ -411,3 +411,12 @@ def test_subset_and_summary(write_csv):
     assert info["covariates"]["ARM"] == {"type": "categorical", "levels": {"A": 1, "B": 2},
                                          "missing": 0}  # fmt: skip
     assert info["samples_per_patient"] == {"min": 1, "median": 1.0, "max": 2}
+
+
+def test_find_column_is_the_one_case_insensitive_lookup():
+    from bayes_cart.data.column_roles import find_column
+
+    assert find_column(["ID", "Trial"], "TRIAL") == "Trial"
+    assert find_column(["trial", "TRIAL"], "TRIAL") == "TRIAL"  # an exact match first
+    assert find_column(["ID"], "AGE") is None
+    assert find_column(pd.Index(["ID", "Age"]), "age") == "Age"

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bayes_cart.cli import app
-from bayes_cart.column_roles import normalise_columns, parse_column_options
-from bayes_cart.dataset import Dataset, load_dataset
+from bayes_cart.data.column_roles import normalise_columns, parse_column_options
+from bayes_cart.data.dataset import Dataset, load_dataset
 from bayes_cart.errors import DataError, DataWarning
 from bayes_cart.example import example_data_path, load_example
 
@@ -467,7 +467,7 @@ def test_nonmem_export_of_the_example_loads_to_the_same_dataset(tmp_path):
 
 
 def test_a_covariate_named_like_a_role_survives_to_frame(write_csv):
-    from bayes_cart.dataset import native_columns
+    from bayes_cart.data.dataset import native_columns
 
     path = write_csv("ID,TIME,DV,OCC,Y\n1,1,5,A,3\n1,7,50,A,3\n2,2,9,B,4\n")
     data = _load(path, columns={"DV": "DV", "COVARIATE": ["OCC", "Y"]})

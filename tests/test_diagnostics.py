@@ -5,7 +5,7 @@ from __future__ import annotations
 import arviz as az
 import numpy as np
 
-from bayes_cart.diagnostics import check_fit
+from bayes_cart.inference.diagnostics import check_fit
 
 
 def _idata(n_trials: int, diverging: bool, seed: int = 0) -> az.InferenceData:

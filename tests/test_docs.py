@@ -14,7 +14,7 @@ import pytest
 import typer
 
 from bayes_cart.cli import app
-from bayes_cart.spec import list_specs, load_spec
+from bayes_cart.model.spec import list_specs, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bayes_cart.cli import app
+from bayes_cart.data.nca import nca, summarise_nca
 from bayes_cart.errors import DataWarning
 from bayes_cart.example import (
     DATA_FILE,
@@ -21,7 +22,6 @@ from bayes_cart.example import (
     load_example,
     write_example,
 )
-from bayes_cart.nca import nca, summarise_nca
 
 N_PER_TRIAL = {"ALL_adult": 30, "ALL_pediatric": 40, "CLL": 30, "DLBCL": 40, "MM": 35,
                "GBM": 20, "NSCLC": 23}  # fmt: skip

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
+from bayes_cart.analysis.summary import COLUMNS, population_summary
 from bayes_cart.errors import FitFileError
 from bayes_cart.example import load_example
-from bayes_cart.io import load_fit, save_fit
-from bayes_cart.sampling import fit
-from bayes_cart.spec import load_spec
-from bayes_cart.summary import COLUMNS, population_summary
+from bayes_cart.inference.io import load_fit, save_fit
+from bayes_cart.inference.sampling import fit
+from bayes_cart.model.spec import load_spec
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,7 @@ def test_cli_fit_reports_bad_spec_and_data(tmp_path):
 
 
 def test_auto_sampler_picks_numba_for_closed_form_and_jax_for_the_ode():
-    from bayes_cart.sampling import resolve_sampler
+    from bayes_cart.inference.sampling import resolve_sampler
 
     assert resolve_sampler("auto") == "nutpie"
     assert resolve_sampler("auto", "ode") == "nutpie-jax"
@@ -225,7 +225,7 @@ def test_auto_sampler_picks_numba_for_closed_form_and_jax_for_the_ode():
 def test_parallel_chains_hold_blas_to_one_thread():
     from threadpoolctl import threadpool_info
 
-    from bayes_cart.sampling import _one_blas_thread
+    from bayes_cart.inference.sampling import _one_blas_thread
 
     def blas_threads():
         return {
@@ -273,7 +273,7 @@ def test_max_treedepth_caps_the_trajectories(sampler):
     """A correlation of 0.999 that no diagonal mass matrix absorbs needs long trajectories."""
     import pymc as pm
 
-    from bayes_cart.sampling import sample_posterior
+    from bayes_cart.inference.sampling import sample_posterior
 
     with pm.Model() as model:
         pm.MvNormal("x", mu=np.zeros(2), cov=np.array([[1.0, 0.999], [0.999, 1.0]]))

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from bayes_cart.cli import app
 from bayes_cart.errors import OutputError
-from bayes_cart.io import FIT_OUTPUTS, check_output_dir, write_fit_outputs
+from bayes_cart.inference.io import FIT_OUTPUTS, check_output_dir, write_fit_outputs
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "250"}
@@ -28,7 +28,7 @@ def data(tmp_path: Path) -> Path:
 @pytest.fixture
 def no_sampling(monkeypatch):
     """Make any call of the sampler a test failure."""
-    import bayes_cart.sampling as sampling
+    import bayes_cart.inference.sampling as sampling
 
     def refuse(*args, **kwargs):
         raise AssertionError("the fit started although the options are invalid")
@@ -38,8 +38,8 @@ def no_sampling(monkeypatch):
 
 @pytest.fixture
 def fake_fit(monkeypatch, checks_fit):
-    """``bayes_cart.sampling.fit`` returns a ready fit at once (a point-mass posterior)."""
-    import bayes_cart.sampling as sampling
+    """``inference.sampling.fit`` returns a ready fit at once (a point-mass posterior)."""
+    import bayes_cart.inference.sampling as sampling
 
     calls = []
 
@@ -158,12 +158,12 @@ def test_results_are_moved_into_place_whole(checks_fit, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["fit"]
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    import bayes_cart.summary
+    import bayes_cart.analysis.summary
 
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(bayes_cart.summary, "population_summary", crash)
+    monkeypatch.setattr(bayes_cart.analysis.summary, "population_summary", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         write_fit_outputs(checks_fit, out, {"seed": 2}, overwrite=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched

@@ -10,7 +10,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import pytest
 
-from bayes_cart import floating_point, sampling
+from bayes_cart.inference import floating_point, sampling
 
 pytestmark = pytest.mark.skipif(not floating_point.supported(), reason="x86-64 only")
 

@@ -29,10 +29,10 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from bayes_cart.dataset import load_dataset  # noqa: E402
+from bayes_cart.data.dataset import load_dataset  # noqa: E402
 from bayes_cart.errors import DataError, SpecError  # noqa: E402
 from bayes_cart.example import example_data_path  # noqa: E402
-from bayes_cart.spec import IIV_PRIORS, POSITIVE_PRIORS, load_spec, spec_from_dict  # noqa: E402
+from bayes_cart.model.spec import IIV_PRIORS, POSITIVE_PRIORS, load_spec, spec_from_dict  # noqa: E402
 
 #: Bounded, reproducible runs for the fast tier: every defect kind gets ``PER_DEFECT``
 #: examples of its own (with up to one more defect), then ``MIXED`` examples draw 0-3 defects.

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from conftest import CHECKS_TYPICAL, checks_simulation, point_mass_fit
 
-from bayes_cart.gof import gof_table, individual_fits
+from bayes_cart.checks.gof import gof_table, individual_fits
+from bayes_cart.checks.ppc import pit_table
 from bayes_cart.kinetics.structures.liu2021 import liu_log_states
-from bayes_cart.ppc import observation_table, pit_table
 from bayes_cart.predict import predict_at_observations, subset_draws
+from bayes_cart.predict.observations import observation_table
 
 
 def _closed_form(truth, ids, times):
@@ -158,7 +159,7 @@ def test_subset_draws(checks_fit):
 def test_gof_individual_and_pit_plots(checks_fit, tmp_path):
     from matplotlib.figure import Figure
 
-    from bayes_cart.plots_checks import plot_gof, plot_individual_fits, plot_pit
+    from bayes_cart.plots.checks import plot_gof, plot_individual_fits, plot_pit
 
     fig = plot_gof(gof_table(checks_fit, npd=False))
     assert isinstance(fig, Figure) and len(fig.axes) == 4

@@ -9,8 +9,8 @@ import pytest
 
 from bayes_cart.errors import SpecError
 from bayes_cart.example import load_example
-from bayes_cart.model import build_model, group_level_columns
-from bayes_cart.spec import load_spec, spec_from_dict
+from bayes_cart.model.build import build_model, group_level_columns
+from bayes_cart.model.spec import load_spec, spec_from_dict
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_group_mean_centring_without_covariates_centres_on_the_typical_value(sma
 
 def test_group_mean_start_is_each_trials_median(small):
     """The data-informed start puts every trial's mean at its patients' median estimate."""
-    from bayes_cart.initial_values import initial_values, starting_point
+    from bayes_cart.model.initial_values import initial_values, starting_point
 
     spec = _meta(centered_group="mean")
     model = build_model(small, spec)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import CHECKS_OMEGA, CHECKS_TYPICAL, point_mass_fit
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.errors import DataWarning
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.superposition import (
@@ -19,9 +19,10 @@ from bayes_cart.kinetics.superposition import (
     infusion_pairs,
     superposed_solve,
 )
-from bayes_cart.likelihood import CensoringIndex, censored_loglik
-from bayes_cart.model import build_model
-from bayes_cart.model_data import infusion_schedule, prepare_model_data
+from bayes_cart.model.build import build_model
+from bayes_cart.model.likelihood import CensoringIndex, censored_loglik
+from bayes_cart.model.model_data import infusion_schedule, prepare_model_data
+from bayes_cart.model.spec import load_spec
 from bayes_cart.predict import predict_at_observations, predict_curves
 from bayes_cart.simulate import (
     PopulationParameters,
@@ -30,7 +31,6 @@ from bayes_cart.simulate import (
     make_infusions,
     simulate_patients,
 )
-from bayes_cart.spec import load_spec
 
 LIU = get_kinetics("liu2021")
 #: A patient of the checks population, re-infused on day 60 with twice the first dose.
@@ -247,7 +247,7 @@ def test_the_routes_agree_on_a_two_infusion_patient(solver: str, atol: float) ->
 
 def test_a_step_change_acts_on_every_cohort_from_the_same_day() -> None:
     """Tocilizumab from day 70: on the second cohort's clock (infused day 60) at day 10."""
-    from bayes_cart.step_covariates import step_structure
+    from bayes_cart.model.step_covariates import step_structure
 
     toci = step_structure("liu2021", ("alpha",))  # registered, as a fit does
     p = dict(PATIENT, TC=70.0, alpha_after=0.4)
@@ -372,7 +372,7 @@ def test_simulated_reinfusions_reexpand_and_load_back() -> None:
 
 
 def test_individual_fit_curves_show_the_reinfusion() -> None:
-    from bayes_cart.gof import individual_fits
+    from bayes_cart.checks.gof import individual_fits
 
     sim, frame, inf = two_infusion_data(6)
     fit = point_mass_fit(SimpleNamespace(data=frame, population=sim.population, truth=sim.truth))
@@ -397,8 +397,8 @@ def test_a_reexpansion_after_a_reinfusion_is_recovered() -> None:
     The typical values of every kinetic parameter are covered by their 90% intervals, and
     the posterior curve of each re-infused patient rises again after the second infusion.
     """
+    from bayes_cart.inference.sampling import fit
     from bayes_cart.predict import individual_parameters
-    from bayes_cart.sampling import fit
 
     n = 36
     pop = PopulationParameters(
@@ -448,7 +448,7 @@ def test_a_reexpansion_after_a_reinfusion_is_recovered() -> None:
 
 
 def test_the_fit_file_predictions_and_replicates_keep_the_infusions(tmp_path) -> None:
-    from bayes_cart.io import load_fit, save_fit
+    from bayes_cart.inference.io import load_fit, save_fit
     from bayes_cart.predict import individual_predictions, simulate_observed_design
 
     sim, frame, _ = two_infusion_data(6)
@@ -478,9 +478,9 @@ def test_the_fit_file_predictions_and_replicates_keep_the_infusions(tmp_path) ->
 
 
 def test_the_plots_mark_the_later_infusions() -> None:
-    from bayes_cart.gof import individual_fits
-    from bayes_cart.plots_checks import plot_individual_fits, plot_vpc
-    from bayes_cart.vpc import vpc
+    from bayes_cart.checks.gof import individual_fits
+    from bayes_cart.checks.vpc import vpc
+    from bayes_cart.plots.checks import plot_individual_fits, plot_vpc
 
     sim, frame, _ = two_infusion_data(6)
     fit = point_mass_fit(SimpleNamespace(data=frame, population=sim.population, truth=sim.truth))

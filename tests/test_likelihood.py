@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 from scipy.special import log_ndtr
 
-from bayes_cart.likelihood import CensoringIndex, censored_loglik, log_normal_cdf
+from bayes_cart.model.likelihood import CensoringIndex, censored_loglik, log_normal_cdf
 
 
 def test_log_normal_cdf_matches_scipy_over_both_tails():

@@ -6,8 +6,8 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-import bayes_cart.sampling as sampling
-from bayes_cart.diagnostics import ESS_PER_CHAIN, RHAT_MAX, needs_longer_chains
+import bayes_cart.inference.sampling as sampling
+from bayes_cart.inference.diagnostics import ESS_PER_CHAIN, RHAT_MAX, needs_longer_chains
 
 
 def _ar1(phi: float, chains: int, draws: int, seed: int, shift: float = 0.0) -> az.InferenceData:

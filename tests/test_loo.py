@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from bayes_cart.loo import (
+from bayes_cart.analysis.loo import (
     IncomparableFitsError,
     bad_pareto_k,
     compare_fits,
@@ -54,7 +54,7 @@ def _curve_fit(analysis_data, spec, factory, shift: float, seed: int, n_draws: i
     The posterior of the mean is the truth plus draw-to-draw noise; ``shift`` biases a model.
     """
     from bayes_cart.kinetics import get_kinetics
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     data, sim = analysis_data
     md = prepare_model_data(data, spec)
@@ -149,7 +149,7 @@ def test_fits_of_different_data_are_refused(
     data, sim = analysis_data
     frame = sim.data.copy()
     frame.loc[5, "DV"] = frame.loc[5, "DV"] * 2.0
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -177,7 +177,7 @@ def test_loo_cli_prints_and_writes_the_table(good_and_biased, tmp_path):
     from typer.testing import CliRunner
 
     from bayes_cart.cli import app
-    from bayes_cart.io import save_fit
+    from bayes_cart.inference.io import save_fit
 
     good, biased = good_and_biased
     a = save_fit(good, tmp_path / "a" / "fit.nc")
@@ -198,7 +198,7 @@ def test_loo_cli_prints_and_writes_the_table(good_and_biased, tmp_path):
 
 
 def _no_memory_spec(spec):
-    from bayes_cart.spec import spec_from_dict
+    from bayes_cart.model.spec import spec_from_dict
 
     raw = json.loads(spec.text)
     raw["name"] = "no_memory"
@@ -210,10 +210,10 @@ def _no_memory_spec(spec):
 @pytest.mark.slow
 def test_true_model_beats_a_model_without_memory_on_real_fits():
     """Two tiny real fits (~30 s): data with a memory plateau; the model with memory wins."""
-    from bayes_cart.dataset import load_dataset
-    from bayes_cart.sampling import fit
+    from bayes_cart.data.dataset import load_dataset
+    from bayes_cart.inference.sampling import fit
+    from bayes_cart.model.spec import load_spec, spec_from_dict
     from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
-    from bayes_cart.spec import load_spec, spec_from_dict
 
     pop = PopulationParameters(
         typical={"C0": 20.0, "beta": 0.45, "T1": 11.0, "alpha": 0.2, "rM": 0.01, "deltaM": 0.01},

@@ -6,8 +6,8 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-import bayes_cart.sampling as sampling
-from bayes_cart.diagnostics import better_run, gate_numbers, low_rank_retry_text
+import bayes_cart.inference.sampling as sampling
+from bayes_cart.inference.diagnostics import better_run, gate_numbers, low_rank_retry_text
 
 
 def _gate(passed: bool, **kw) -> dict:

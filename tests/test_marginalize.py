@@ -21,14 +21,14 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp, softmax
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.errors import DataWarning, SpecError
 from bayes_cart.kinetics import get_kinetics
-from bayes_cart.likelihood import CensoringIndex, censored_loglik
-from bayes_cart.model import build_model
-from bayes_cart.model_data import prepare_model_data
+from bayes_cart.model.build import build_model
+from bayes_cart.model.likelihood import CensoringIndex, censored_loglik
+from bayes_cart.model.model_data import prepare_model_data
+from bayes_cart.model.spec import load_spec, spec_from_dict
 from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
-from bayes_cart.spec import load_spec, spec_from_dict
 
 TYPICAL = {"C0": 30.0, "beta": 0.4, "T1": 12.0, "alpha": 0.12, "rM": 0.002, "deltaM": 0.006}
 TIMES = (1, 4, 7, 10, 14, 28, 60, 90)
@@ -223,7 +223,7 @@ def _complete_identity(spec, frame, cells, monkeypatch=None, weights=None):
     density.
     """
     if weights is not None:
-        import bayes_cart.model as model_mod
+        import bayes_cart.model.build as model_mod
 
         monkeypatch.setattr(
             model_mod,
@@ -385,7 +385,7 @@ def test_parameter_without_iiv_that_uses_a_marginalised_covariate_is_refused():
 
 
 def test_too_many_level_combinations_in_one_patient_is_refused(monkeypatch):
-    import bayes_cart.marginal as marginal
+    import bayes_cart.model.marginal as marginal
 
     monkeypatch.setattr(marginal, "MAX_COMPONENTS", 3)
     spec = _spec(
@@ -399,7 +399,7 @@ def test_too_many_level_combinations_in_one_patient_is_refused(monkeypatch):
 
 
 def test_a_categorical_column_missing_in_every_patient_is_refused():
-    from bayes_cart.covariates import build_covariate_design
+    from bayes_cart.model.covariates import build_covariate_design
 
     patients = pd.DataFrame({"RESPONSE": pd.Series([None, None], dtype=object)}, index=["1", "2"])
     with pytest.raises(SpecError, match=r"covariates\.missing.*'RESPONSE'"):
@@ -444,10 +444,10 @@ def _fake_marginal_fit(fake_fit_factory, n_draws: int = 400):
 
 
 def test_saved_fit_keeps_prevalence_and_level_probabilities(fake_fit_factory, tmp_path):
-    from bayes_cart.diagnostics import population_variables
-    from bayes_cart.io import load_fit, save_fit
-    from bayes_cart.sampling import Fit
-    from bayes_cart.summary import population_summary
+    from bayes_cart.analysis.summary import population_summary
+    from bayes_cart.inference.diagnostics import population_variables
+    from bayes_cart.inference.io import load_fit, save_fit
+    from bayes_cart.inference.sampling import Fit
 
     fake = _fake_marginal_fit(fake_fit_factory)
     fit = Fit(
@@ -503,7 +503,7 @@ RECOVERY_OMEGA = {"C0": 0.5, "beta": 0.2, "T1": 0.2, "alpha": 0.4, "rM": 0.4, "d
 @pytest.fixture(scope="module")
 def recovery():
     """50 patients, 40% CR/PR, beta x e^0.8 for CR/PR; RESPONSE hidden in 15 (30%)."""
-    from bayes_cart.sampling import fit
+    from bayes_cart.inference.sampling import fit
 
     n = 50
     rng = np.random.default_rng(20250110)
@@ -546,8 +546,8 @@ def recovery():
 
 @pytest.mark.slow
 def test_marginalised_fit_recovers_effect_prevalence_and_hidden_levels(recovery, tmp_path):
-    from bayes_cart.io import load_fit, save_fit
-    from bayes_cart.summary import population_summary
+    from bayes_cart.analysis.summary import population_summary
+    from bayes_cart.inference.io import load_fit, save_fit
 
     result, truth, hidden, fraction = recovery
     post = result.idata.posterior
@@ -576,7 +576,7 @@ def test_marginalised_fit_recovers_effect_prevalence_and_hidden_levels(recovery,
 
 
 def test_component_tables_fill_only_the_missing_cells():
-    from bayes_cart.marginal import component_tables, enumerate_components
+    from bayes_cart.model.marginal import component_tables, enumerate_components
 
     patients = pd.DataFrame({"R": [None, "b", None], "T": ["y", None, None]})
     codes = np.array([[-1, 1], [1, -1], [-1, -1]])

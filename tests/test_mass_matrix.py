@@ -7,8 +7,8 @@ import pymc as pm
 import pytest
 
 from bayes_cart.example import load_example
-from bayes_cart.sampling import fit, sample_posterior
-from bayes_cart.spec import load_spec
+from bayes_cart.inference.sampling import fit, sample_posterior
+from bayes_cart.model.spec import load_spec
 
 
 def test_low_rank_follows_one_collective_direction():

@@ -7,10 +7,10 @@ import pytest
 from bayes_cart.errors import SpecError
 from bayes_cart.example import load_example
 from bayes_cart.kinetics import get_kinetics
-from bayes_cart.likelihood import CensoringIndex, censored_loglik
-from bayes_cart.model import build_model
-from bayes_cart.model_data import prepare_model_data
-from bayes_cart.spec import list_specs, load_spec, spec_from_dict
+from bayes_cart.model.build import build_model
+from bayes_cart.model.likelihood import CensoringIndex, censored_loglik
+from bayes_cart.model.model_data import prepare_model_data
+from bayes_cart.model.spec import list_specs, load_spec, spec_from_dict
 
 #: Compile mode of the functions that compare values (densities, deterministics) between
 #: models: no C compilation and few rewrites, the values are the graph's as written. The
@@ -77,10 +77,7 @@ def models(small):
 
 
 def _with(spec, **changes):
-    raw = json.loads(spec.text)
-    for key, value in changes.items():
-        raw[key] = {**raw.get(key, {}), **value}
-    return spec_from_dict(raw)
+    return spec.replace(**changes)
 
 
 def _values(model, names, point):
@@ -505,7 +502,7 @@ def test_centring_some_patients_only_is_the_same_model(small, models, monkeypatc
     for the others, the joint density equals the fully centred one plus the Jacobian of the
     non-centred patients (n log omega_alpha + sum log diag L per patient) at corresponding
     points."""
-    import bayes_cart.model as model_mod
+    import bayes_cart.model.build as model_mod
 
     n = small.n_patients
     half = np.arange(n) % 2 == 0
@@ -640,7 +637,7 @@ def test_partially_centred_random_effects_are_the_same_model(small, models, cent
     FB on the logit scale), and the weights come from the data (some near 0, some near 1).
     ``"partial_dynamic"``: the same with w_i(omega) = w_i r / (1 - w_i + w_i r),
     r = (omega / omega_start)^2, evaluated at the point's omega."""
-    from bayes_cart.scales import parameter_scale, to_scale
+    from bayes_cart.model.scales import parameter_scale, to_scale
 
     raw = json.loads(load_spec("stein2019").text)
     raw["sampling"] = {"centered": [], "centering": "all"}
@@ -677,8 +674,8 @@ def test_prior_constants_are_float64():
     (sigma = 1.5) would otherwise be a float32 constant, its log a float32 log (~1e-8 off)."""
     from scipy import stats
 
-    from bayes_cart.model import prior_dist
-    from bayes_cart.spec import PriorSpec
+    from bayes_cart.model.build import prior_dist
+    from bayes_cart.model.spec import PriorSpec
 
     normal = prior_dist(PriorSpec(dist="LogNormal", median=0.002, sigma=1.5), log_scale=True)
     half = prior_dist(PriorSpec(dist="HalfNormal", sigma=1.5))

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bayes_cart.cli import app
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
+from bayes_cart.data.nca import auc_column, auc_linear_up_log_down, nca, nca_profile, summarise_nca
 from bayes_cart.errors import DataWarning
-from bayes_cart.nca import auc_column, auc_linear_up_log_down, nca, nca_profile, summarise_nca
 
 
 def log_down(c1: float, c2: float, dt: float) -> float:

@@ -22,14 +22,14 @@ from pymc.sampling.jax import get_jaxified_logp
 from pytensor.graph.traversal import applys_between
 from pytensor.link.jax.ops import JAXOp
 
-import bayes_cart.sampling as sampling
+import bayes_cart.inference.sampling as sampling
 from bayes_cart.example import load_example
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.engines.diffrax_ode import make_batched_log_total
 from bayes_cart.kinetics.engines.linear import make_linear_log_total
 from bayes_cart.kinetics.engines.pytensor_op import MCMC_OPTIONS, ode_log_total
-from bayes_cart.model import build_model
-from bayes_cart.spec import load_spec, spec_from_dict
+from bayes_cart.model.build import build_model
+from bayes_cart.model.spec import load_spec, spec_from_dict
 
 LIU = get_kinetics("liu2021")
 NAMES = LIU.parameters

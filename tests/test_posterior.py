@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from bayes_cart.kinetics import get_kinetics
+from bayes_cart.model.spec import spec_from_dict
 from bayes_cart.predict import individual_parameters, population_parameters, predict_curves
-from bayes_cart.spec import spec_from_dict
 from bayes_cart.units import DELTA_E_PER_DAY
 
 TYPICAL = {"C0": 20.0, "beta": 0.45, "T1": 11.0, "alpha": 0.15, "rM": 0.003, "deltaM": 0.01}
@@ -22,7 +22,7 @@ def _effects(design, param, values):
 
 @pytest.fixture(scope="module")
 def design(analysis_data, analysis_spec):
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     return prepare_model_data(analysis_data[0], analysis_spec).design
 
@@ -137,7 +137,7 @@ def test_random_effects_follow_omega_and_correlation(
 
 def test_cmax_parameterisation_keeps_c0_as_the_typical_value(analysis_data, fake_fit_factory):
     """ "cmax" only changes the sampling coordinates: the typical value stays C0."""
-    from bayes_cart.spec import load_spec
+    from bayes_cart.model.spec import load_spec
 
     raw = json.loads(load_spec("liu2021").text)
     raw["sampling"]["parameterisation"] = "cmax"
@@ -149,7 +149,7 @@ def test_cmax_parameterisation_keeps_c0_as_the_typical_value(analysis_data, fake
 
 
 def test_distribution_phase_only_where_enabled(analysis_data, fake_fit_factory):
-    from bayes_cart.spec import load_spec
+    from bayes_cart.model.spec import load_spec
 
     spec = spec_from_dict(
         {

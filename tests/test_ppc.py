@@ -10,14 +10,11 @@ import pandas as pd
 import pytest
 from conftest import point_mass_fit
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.checks.ppc import pit_values, posterior_predictive_check
+from bayes_cart.data.dataset import load_dataset
+from bayes_cart.data.lloq import lloq_per_observation
 from bayes_cart.errors import DataError, DataWarning
-from bayes_cart.ppc import (
-    lloq_per_observation,
-    observation_table,
-    pit_values,
-    posterior_predictive_check,
-)
+from bayes_cart.predict.observations import observation_table
 
 
 def _load(frame: pd.DataFrame):

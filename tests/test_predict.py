@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from conftest import checks_simulation
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.kinetics import get_kinetics
-from bayes_cart.likelihood import CensoringIndex, censored_loglik
-from bayes_cart.model import build_model
-from bayes_cart.model_data import prepare_model_data
+from bayes_cart.model.build import build_model
+from bayes_cart.model.likelihood import CensoringIndex, censored_loglik
+from bayes_cart.model.model_data import prepare_model_data
+from bayes_cart.model.spec import load_spec
 from bayes_cart.predict import (
     curve_states,
     draw_index,
@@ -20,7 +21,6 @@ from bayes_cart.predict import (
     predict_at_observations,
     predict_curves,
 )
-from bayes_cart.spec import load_spec
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_the_fit_file_keeps_the_solver_and_the_settings(tmp_path) -> None:
 
     from conftest import point_mass_fit
 
-    from bayes_cart.io import load_fit, save_fit
+    from bayes_cart.inference.io import load_fit, save_fit
 
     fit = point_mass_fit(checks_simulation(n_patients=6, random_seed=4), n_draws=5)
     settings = {"solver": "linear", "sampler": "nutpie-jax", "chains": 2, "random_seed": 7}

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from bayes_cart.progress import (
+from bayes_cart.inference.progress import (
     PROGRESS_TEMPLATE,
     ChainProgress,
     ProgressDisplay,
@@ -184,8 +184,8 @@ def test_cli_display_mode():
 
 @pytest.fixture
 def captured_fit(monkeypatch):
-    """``bayes_cart.sampling.fit`` records its arguments and stops the command."""
-    import bayes_cart.sampling as sampling
+    """``bayes_cart.inference.sampling.fit`` records its arguments and stops the command."""
+    import bayes_cart.inference.sampling as sampling
 
     calls = []
 
@@ -216,7 +216,7 @@ def test_sample_posterior_reports_progress():
     """The hook on a tiny model: reports per chain, to the end, and the same draws."""
     import pymc as pm
 
-    from bayes_cart.sampling import sample_posterior
+    from bayes_cart.inference.sampling import sample_posterior
 
     with pm.Model() as model:
         mu = pm.Normal("mu", 0.0, 1.0)
@@ -240,7 +240,7 @@ def test_newer_nutpie_progress_callback(monkeypatch):
     import sys
     import types
 
-    from bayes_cart.progress import from_nutpie_chains, sample_nutpie
+    from bayes_cart.inference.progress import from_nutpie_chains, sample_nutpie
 
     calls = {}
 
@@ -284,7 +284,7 @@ def test_each_run_of_a_fit_is_labelled(monkeypatch):
     """Added chains and the second run after divergences report their own label and chains."""
     import pymc as pm
 
-    import bayes_cart.sampling as sampling
+    import bayes_cart.inference.sampling as sampling
 
     with pm.Model() as model:
         pm.Normal("x", 0.0, 1.0, shape=2)

@@ -19,10 +19,12 @@ def test_each_public_name_is_the_modules_own(name):
     assert name in bc.__all__ and name in dir(bc)
 
 
-@pytest.mark.parametrize("name", ["nca", "vpc", "gof", "report"])
+@pytest.mark.parametrize("name", sorted(bc._SUBMODULES))
 def test_modules_named_like_their_function_are_reached_as_modules(name):
     module = getattr(bc, name)
-    assert module.__name__ == f"bayes_cart.{name}"
+    assert module.__name__ == bc._SUBMODULES[name]
+    assert module.__name__.rsplit(".", 1)[-1] == name
+    assert name in dir(bc)
 
 
 def test_unknown_name_is_an_attribute_error():
@@ -40,16 +42,17 @@ def test_reading_and_analysing_a_fit_needs_no_pymc(tmp_path):
     """load_fit and every analysis module import without PyMC/PyTensor (Fit lives apart)."""
     code = (
         "import sys\n"
-        "from bayes_cart.io import load_fit\n"
-        "import bayes_cart.gof, bayes_cart.vpc, bayes_cart.ppc, bayes_cart.ck_metrics\n"
-        "import bayes_cart.contrasts, bayes_cart.virtual_population, bayes_cart.report\n"
-        "import bayes_cart.predict, bayes_cart.loo, bayes_cart.summary\n"
+        "from bayes_cart.inference.io import load_fit\n"
+        "import bayes_cart.checks.gof, bayes_cart.checks.vpc, bayes_cart.checks.ppc\n"
+        "import bayes_cart.analysis.ck_metrics, bayes_cart.analysis.contrasts\n"
+        "import bayes_cart.analysis.virtual_population, bayes_cart.report, bayes_cart.predict\n"
+        "import bayes_cart.analysis.loo, bayes_cart.analysis.summary\n"
         "print('pymc' in sys.modules, 'pytensor' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
-    from bayes_cart.fit_result import Fit
-    from bayes_cart.sampling import Fit as SamplingFit
+    from bayes_cart.inference.fit_result import Fit
+    from bayes_cart.inference.sampling import Fit as SamplingFit
 
     assert SamplingFit is Fit  # the sampler returns the same record
 
@@ -58,7 +61,7 @@ def test_importing_the_plots_leaves_the_matplotlib_backend_alone():
     """No matplotlib.use() on import: a notebook's backend stays what the user chose."""
     code = (
         "import matplotlib\n"
-        "import bayes_cart.plots_contrasts, bayes_cart.plots_checks, bayes_cart.report\n"
+        "import bayes_cart.plots.contrasts, bayes_cart.plots.checks, bayes_cart.report\n"
         "print(matplotlib.get_backend())"
     )
     env = {**__import__("os").environ, "MPLBACKEND": "svg"}

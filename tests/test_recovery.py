@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
+from bayes_cart.inference.sampling import fit
 from bayes_cart.kinetics import get_kinetics
-from bayes_cart.sampling import fit
+from bayes_cart.model.spec import load_spec, spec_from_dict
 from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
-from bayes_cart.spec import load_spec, spec_from_dict
 
 pytestmark = pytest.mark.slow
 

@@ -35,8 +35,8 @@ def report_fit(analysis_data, analysis_spec, fake_fit_factory):
     import xarray as xr
 
     from bayes_cart.kinetics import get_kinetics
-    from bayes_cart.likelihood import CensoringIndex, censored_loglik
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.likelihood import CensoringIndex, censored_loglik
+    from bayes_cart.model.model_data import prepare_model_data
 
     data, sim = analysis_data
     md = prepare_model_data(data, analysis_spec)
@@ -276,7 +276,7 @@ def test_loo_comparison_with_other_fits(report_fit):
 
 def test_cli_writes_the_report_and_refuses_bad_fits(report_fit, tmp_path):
     from bayes_cart.cli import app
-    from bayes_cart.io import save_fit
+    from bayes_cart.inference.io import save_fit
 
     fit_path = save_fit(report_fit, tmp_path / "fit.nc")
     # the sampler settings `bayes-cart fit` writes beside the fit are shown

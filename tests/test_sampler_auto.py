@@ -9,10 +9,10 @@ from __future__ import annotations
 import pymc as pm
 import pytest
 
-from bayes_cart import sampling
 from bayes_cart.example import load_example
-from bayes_cart.model import build_model
-from bayes_cart.spec import load_spec
+from bayes_cart.inference import sampling
+from bayes_cart.model.build import build_model
+from bayes_cart.model.spec import load_spec
 
 
 class _Stop(Exception):

@@ -13,7 +13,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from bayes_cart.cli import app
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.errors import DataError, DataWarning, SpecError
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.simulate import (

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from bayes_cart.errors import SpecError
-from bayes_cart.spec import (
-    evaluate_subset,
+from bayes_cart.model.expressions import evaluate_subset
+from bayes_cart.model.spec import (
     list_specs,
     load_spec,
     parse_covariate_option,
@@ -271,6 +271,39 @@ def test_form_problems_are_all_listed_at_once():
     assert all("Value error" not in p for p in problems)
 
 
+def test_replace_edits_a_spec_without_a_json_round_trip():
+    base = load_spec("liu2021")
+    raw = _raw()
+    alpha = {**raw["parameters"]["alpha"], "description": "edited"}
+    raw["parameters"]["alpha"] = alpha
+    raw["sampling"] = {**raw["sampling"], "parameterisation": "c0"}
+    by_hand = spec_from_dict(raw)
+    edited = base.replace(parameters={"alpha": alpha}, sampling={"parameterisation": "c0"})
+    assert edited.text == by_hand.text and edited.hash == by_hand.hash
+    assert set(edited.parameters) == set(base.parameters)  # merged: the others kept
+    assert edited.parameters["alpha"].description == "edited"
+    assert base.replace().hash == base.hash  # no change, and the base itself is unchanged
+    assert base.parameters["alpha"].description != "edited"
+    assert base.replace(name="other").name == "other"
+    assert base.replace(source="mine").source == "mine"
+    assert base.replace(group=None).hash == base.hash  # None leaves a table as it is
+
+
+def test_replace_is_validated_again():
+    with pytest.raises(SpecError, match="sampling.not_a_key"):
+        load_spec("liu2021").replace(sampling={"not_a_key": 1})
+
+
+def test_with_overrides_goes_through_replace():
+    spec = load_spec("liu2021").with_overrides(
+        covariates={"beta": "RESPONSE"}, reference={"RESPONSE": "PD/NR"}
+    )
+    again = spec.with_overrides(covariates={"alpha": "RESPONSE"})
+    assert again.doc.covariates.formulas == {"beta": "RESPONSE", "alpha": "RESPONSE"}
+    assert again.doc.covariates.reference == {"RESPONSE": "PD/NR"}
+    assert again.source.endswith("(with overrides)")
+
+
 def test_a_lognormal_iiv_prior_is_zero_avoiding_in_the_model():
     """``iiv = {dist = "LogNormal"}`` is accepted, enters the model as a log-normal omega (its
     density is scipy's), and the starting estimates read its median as the IIV's scale."""
@@ -278,9 +311,9 @@ def test_a_lognormal_iiv_prior_is_zero_avoiding_in_the_model():
     from scipy import stats
 
     from bayes_cart.example import load_example
-    from bayes_cart.initial_values import starting_point
     from bayes_cart.model import build_model
-    from bayes_cart.spec import PriorSpec, iiv_prior_scale
+    from bayes_cart.model.initial_values import starting_point
+    from bayes_cart.model.spec import PriorSpec, iiv_prior_scale
 
     raw = _raw("stein2019")
     raw["parameters"]["beta"]["iiv"] = {"dist": "LogNormal", "median": 0.7, "sigma": 0.6}
@@ -296,7 +329,7 @@ def test_a_lognormal_iiv_prior_is_zero_avoiding_in_the_model():
         assert logp == pytest.approx(stats.lognorm(s=0.6, scale=0.7).logpdf(value), rel=1e-9)
     # zero-avoiding: the density vanishes at 0, where a half-normal's is largest
     assert pm.logp(omega, 1e-4).eval() < pm.logp(omega, 0.7).eval() - 50
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     start = starting_point(spec, prepare_model_data(data, spec))
     assert 0.1 <= start["omegas"]["beta"] <= 1.5

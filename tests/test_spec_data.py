@@ -19,11 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from bayes_cart.cli import app
-from bayes_cart.column_roles import declaration_problems, merge_declarations
-from bayes_cart.dataset import Dataset, load_dataset
+from bayes_cart.data.column_roles import declaration_problems, merge_declarations
+from bayes_cart.data.dataset import Dataset, load_dataset
 from bayes_cart.errors import DataError, DataWarning, SpecError
 from bayes_cart.example import example_data_path, load_example
-from bayes_cart.spec import list_specs, load_spec, spec_from_dict
+from bayes_cart.model.spec import list_specs, load_spec, spec_from_dict
 
 WIDE = {"COLUMNS": "200"}
 runner = CliRunner()
@@ -111,7 +111,7 @@ def test_an_empty_data_table_is_the_same_spec_and_a_mapping_is_another():
 
 
 def test_fit_file_with_a_data_table_saves_and_loads(checks_fit, tmp_path):
-    from bayes_cart.io import load_fit, save_fit
+    from bayes_cart.inference.io import load_fit, save_fit
 
     raw = json.loads(checks_fit.spec.text)
     raw["data"] = {"columns": {"DV": "CONC", "ID": "SUBJ"}, "time_unit": "hour"}

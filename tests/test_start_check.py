@@ -10,9 +10,9 @@ import pytest
 
 from bayes_cart.errors import StartError
 from bayes_cart.example import load_example
-from bayes_cart.model import build_model
-from bayes_cart.spec import load_spec
-from bayes_cart.start_check import check_start, start_point
+from bayes_cart.inference.start_check import check_start, start_point
+from bayes_cart.model.build import build_model
+from bayes_cart.model.spec import load_spec
 
 POISONED = 2  # the patient whose start is made NaN
 
@@ -97,8 +97,8 @@ def test_a_gradient_that_is_not_finite_names_the_variable_and_patient(model, rev
 
 
 def test_the_compiled_nutpie_jax_function_checks_the_start(model, monkeypatch):
-    import bayes_cart.start_check as start_check
-    from bayes_cart.sampling import _compile_nutpie
+    import bayes_cart.inference.start_check as start_check
+    from bayes_cart.inference.sampling import _compile_nutpie
 
     compiled = _compile_nutpie(model, "nutpie-jax")
     per_term = start_check._logp_terms
@@ -114,7 +114,7 @@ def test_the_compiled_nutpie_jax_function_checks_the_start(model, monkeypatch):
 def test_sample_posterior_refuses_the_start_before_sampling(model, monkeypatch):
     import nutpie
 
-    from bayes_cart.sampling import sample_posterior
+    from bayes_cart.inference.sampling import sample_posterior
 
     def no_sampling(*args, **kwargs):
         raise AssertionError("sampled although the start is not finite")
@@ -129,7 +129,7 @@ def test_cli_fit_prints_the_start_error_without_a_traceback(tiny, tmp_path, monk
     import pymc as pm
     from typer.testing import CliRunner
 
-    import bayes_cart.sampling as sampling
+    import bayes_cart.inference.sampling as sampling
     from bayes_cart.cli import app
 
     built = {}

@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 from conftest import CHECKS_OMEGA, CHECKS_TIMES, CHECKS_TYPICAL
 
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.dataset import load_dataset
 from bayes_cart.errors import DataError, SpecError
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.step_change import with_step_change
-from bayes_cart.likelihood import CensoringIndex, censored_loglik
-from bayes_cart.model import build_model
-from bayes_cart.model_data import prepare_model_data
+from bayes_cart.model.build import build_model
+from bayes_cart.model.likelihood import CensoringIndex, censored_loglik
+from bayes_cart.model.model_data import prepare_model_data
+from bayes_cart.model.spec import load_spec
+from bayes_cart.model.step_covariates import find_step_covariate, split_step_terms
 from bayes_cart.predict import predict_at_observations
-from bayes_cart.spec import load_spec
-from bayes_cart.step_covariates import find_step_covariate, split_step_terms
 
 TRUE_EFFECT = np.log(2.5)  # tocilizumab multiplies the contraction rate alpha by 2.5
 SWITCH_DAYS = (14.0, 21.0, 28.0)  # on sampling days, so the data place the change exactly
@@ -127,8 +127,8 @@ def test_the_model_solves_the_step_and_numpy_predicts_it_exactly() -> None:
 @pytest.mark.slow
 def test_a_tocilizumab_effect_on_alpha_is_recovered() -> None:
     """Simulate with alpha x 2.5 from the switch, fit alpha ~ TOCI: the 90% interval covers it."""
+    from bayes_cart.inference.sampling import fit
     from bayes_cart.predict import individual_predictions
-    from bayes_cart.sampling import fit
 
     data = _load(toci_data(40, seed=11))
     result = fit(data, _spec(), chains=2, tune=600, draws=400, random_seed=3, prior_draws=0)
@@ -144,7 +144,7 @@ def test_a_tocilizumab_effect_on_alpha_is_recovered() -> None:
 
 
 def test_the_effect_is_summarised_as_parameter_and_column() -> None:
-    from bayes_cart.summary import _label
+    from bayes_cart.analysis.summary import _label
 
     assert _label("b_alpha_TOCI", None) == "alpha:TOCI"
     assert _label("b_beta", "RESPONSE[CR/PR]") == "beta:RESPONSE[CR/PR]"

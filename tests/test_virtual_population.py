@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bayes_cart.errors import DataError
-from bayes_cart.kinetics import get_kinetics
-from bayes_cart.virtual_population import (
+from bayes_cart.analysis.virtual_population import (
     _pair_cells,
     group_levels,
     observed_by_group,
@@ -16,6 +14,8 @@ from bayes_cart.virtual_population import (
     typical_parameters,
     typical_patients,
 )
+from bayes_cart.errors import DataError
+from bayes_cart.kinetics import get_kinetics
 
 TYPICAL = {"C0": 20.0, "beta": 0.45, "T1": 11.0, "alpha": 0.15, "rM": 0.003, "deltaM": 0.01}
 U_TRIAL = np.array([0.1, 0.0, -0.2])
@@ -43,7 +43,7 @@ def _posterior(design, omega_c0: float = 0.0) -> dict:
 
 @pytest.fixture(scope="module")
 def design(analysis_data, analysis_spec):
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     return prepare_model_data(analysis_data[0], analysis_spec).design
 
@@ -190,7 +190,7 @@ def test_bad_groups_are_reported(point_fit):
 def test_plot_has_one_panel_per_group_with_observations(point_fit):
     from matplotlib.figure import Figure
 
-    from bayes_cart.plots_contrasts import plot_virtual_population
+    from bayes_cart.plots.contrasts import plot_virtual_population
 
     ds = simulate_virtual_population(point_fit, "TRIAL", n_patients=100, random_seed=5)
     obs = observed_by_group(point_fit, "TRIAL")

@@ -8,9 +8,7 @@ import pytest
 from conftest import checks_simulation, point_mass_fit
 from typer.testing import CliRunner
 
-from bayes_cart.errors import DataError
-from bayes_cart.predict import simulate_observed_design
-from bayes_cart.vpc import (
+from bayes_cart.checks.vpc import (
     assign_bins,
     bin_statistics,
     prediction_correct,
@@ -18,6 +16,8 @@ from bayes_cart.vpc import (
     vpc_bins,
     vpc_coverage,
 )
+from bayes_cart.errors import DataError
+from bayes_cart.predict import simulate_observed_design
 
 
 def test_bins_one_per_nominal_time():
@@ -188,7 +188,7 @@ def test_vpc_coverage_hand_table():
 def test_plot_vpc_and_blq_panels(checks_fit, tmp_path):
     from matplotlib.figure import Figure
 
-    from bayes_cart.plots_checks import plot_blq_fraction, plot_vpc
+    from bayes_cart.plots.checks import plot_blq_fraction, plot_vpc
 
     result = vpc(checks_fit, by="ARM", n_replicates=20)
     fig = plot_vpc(result)
@@ -203,7 +203,7 @@ def test_plot_vpc_and_blq_panels(checks_fit, tmp_path):
 
 def test_cli_vpc_writes_table_and_figure(checks_fit, tmp_path):
     from bayes_cart.cli import app
-    from bayes_cart.io import save_fit
+    from bayes_cart.inference.io import save_fit
 
     path = save_fit(checks_fit, tmp_path / "fit.nc")
     runner = CliRunner()

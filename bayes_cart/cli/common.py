@@ -41,7 +41,7 @@ def load_data_or_exit(
     its ``[data]`` table's column roles and unit of TIME, under ``--columns`` and
     ``--time-unit`` (day when neither says).
     """
-    from bayes_cart.column_roles import parse_column_options
+    from bayes_cart.data.column_roles import parse_column_options
     from bayes_cart.errors import DataError
 
     try:
@@ -51,7 +51,7 @@ def load_data_or_exit(
             from bayes_cart.example import load_example
 
             return load_example()
-        from bayes_cart.dataset import load_dataset
+        from bayes_cart.data.dataset import load_dataset
 
         if data == "example":
             from bayes_cart.example import example_data_path
@@ -78,7 +78,7 @@ def load_data_or_exit(
 def read_spec(model: str):
     """Load the spec ``model`` (a shipped name or a TOML file) for a command.
 
-    :func:`bayes_cart.spec.load_spec` with what it does not catch turned into a SpecError of
+    :func:`bayes_cart.model.spec.load_spec` with what it does not catch turned into a SpecError of
     one problem: a path that is a folder, a file without the ``.toml`` suffix, a file that is
     not UTF-8 text or cannot be read.
 
@@ -90,7 +90,7 @@ def read_spec(model: str):
     from pathlib import Path
 
     from bayes_cart.errors import SpecError
-    from bayes_cart.spec import load_spec
+    from bayes_cart.model.spec import load_spec
 
     path = Path(model)
     if path.is_dir():
@@ -147,10 +147,10 @@ def sampler_progress(console: Console, progress: bool | None) -> Any:
 
     Returns
     -------
-    bayes_cart.progress.ProgressDisplay
-        A context manager, passed to :func:`bayes_cart.sampling.fit` as ``on_progress``.
+    bayes_cart.inference.progress.ProgressDisplay
+        A context manager, passed to :func:`bayes_cart.inference.sampling.fit` as ``on_progress``.
     """
-    from bayes_cart.progress import ProgressDisplay
+    from bayes_cart.inference.progress import ProgressDisplay
 
     if progress is False:
         return ProgressDisplay(console, mode="off")
@@ -158,7 +158,7 @@ def sampler_progress(console: Console, progress: bool | None) -> Any:
 
 
 class StepPrinter:
-    """The ``on_step`` callback of :func:`bayes_cart.sampling.fit` for the CLI.
+    """The ``on_step`` callback of :func:`bayes_cart.inference.sampling.fit` for the CLI.
 
     With sampler progress bars, each step is printed on its own line (a spinner would fight
     the bars for the terminal); without them a rich spinner shows the current step.
@@ -194,14 +194,14 @@ def print_fit_outcome(console: Console, result: Any, chains: int, indent: str = 
     ----------
     console : rich.console.Console
         Where to print.
-    result : bayes_cart.sampling.Fit
+    result : bayes_cart.inference.sampling.Fit
         The fit.
     chains : int
         The number of chains asked for (the extra ones are reported beyond it).
     indent : str
         Prefix of every line (the step layout of ``run-example``).
     """
-    from bayes_cart.diagnostics import lengthened_text
+    from bayes_cart.inference.diagnostics import lengthened_text
 
     d = result.diagnostics
     verdict = "[green]PASSED[/green]" if d.passed else "[red]FAILED[/red]"
@@ -232,7 +232,7 @@ def print_fit_outcome(console: Console, result: Any, chains: int, indent: str = 
     if d.lengthened:
         console.print(f"{indent}  [yellow]- {lengthened_text(d.lengthened)}[/yellow]")
     if d.low_rank_retry:
-        from bayes_cart.diagnostics import low_rank_retry_text
+        from bayes_cart.inference.diagnostics import low_rank_retry_text
 
         console.print(f"{indent}  [yellow]- {low_rank_retry_text(d.low_rank_retry)}[/yellow]")
     for a in d.advice:

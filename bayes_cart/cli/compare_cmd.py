@@ -62,9 +62,9 @@ def compare(
     ] = None,
 ) -> None:
     """Ratios of typical values between groups: median, interval, P(direction), P(ROPE)."""
-    from bayes_cart.contrasts import contrast, summarise_contrast
+    from bayes_cart.analysis.contrasts import contrast, summarise_contrast
     from bayes_cart.errors import BayesCartError, DataError
-    from bayes_cart.io import load_fit
+    from bayes_cart.inference.io import load_fit
 
     console = Console(highlight=False)
     if not fit.exists():
@@ -122,7 +122,7 @@ def compare(
             )
         console.print(rich_table)
         if plot is not None:
-            from bayes_cart.plots_contrasts import plot_forest
+            from bayes_cart.plots.contrasts import plot_forest
 
             path = _plot_path(plot, column, len(columns) > 1)
             path.parent.mkdir(parents=True, exist_ok=True)

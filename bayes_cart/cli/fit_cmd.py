@@ -18,7 +18,7 @@ from rich.table import Table
 
 console = Console()
 
-#: ``bayes_cart.sampling.SAMPLERS``, repeated here so that a bad ``--sampler`` is refused
+#: ``bayes_cart.inference.sampling.SAMPLERS``, repeated here so that a bad ``--sampler`` is refused
 #: before PyMC is imported (a test checks that the two agree).
 SAMPLER_NAMES = ("auto", "nutpie", "nutpie-jax", "pymc", "numpyro")
 
@@ -74,7 +74,7 @@ def check_before_fitting(
 ) -> None:
     """Exit 2 with a one-line message when an option or the output folder is unusable."""
     from bayes_cart.errors import OutputError
-    from bayes_cart.io import check_output_dir
+    from bayes_cart.inference.io import check_output_dir
 
     problem = _option_problem(chains, tune, draws, target_accept, seed, time_unit)
     if problem is None:
@@ -90,7 +90,7 @@ def check_before_fitting(
 def check_spec_against_data(dataset: Any, spec: Any) -> None:
     """Exit 1 with the problem when the spec does not fit the data (covariates, groups...).
 
-    :func:`bayes_cart.model_data.prepare_model_data` run once before the sampling modules are
+    :func:`bayes_cart.model.model_data.prepare_model_data` run once before the sampling modules are
     imported (it runs again inside the fit, which then prints its warnings): a formula naming
     no column, an unknown reference level or trial column is reported in about a second
     instead of after the PyMC import.
@@ -99,7 +99,7 @@ def check_spec_against_data(dataset: Any, spec: Any) -> None:
 
     from bayes_cart.cli.common import error_line
     from bayes_cart.errors import BayesCartError
-    from bayes_cart.model_data import prepare_model_data
+    from bayes_cart.model.model_data import prepare_model_data
 
     try:
         with warnings.catch_warnings():
@@ -230,7 +230,7 @@ def fit(
     """Fit a hierarchical model and write DIR/fit.nc, DIR/summary.csv and DIR/diagnostics.json."""
     from bayes_cart.cli.common import error_line, load_data_or_exit, read_spec
     from bayes_cart.errors import SpecError
-    from bayes_cart.spec import parse_covariate_option
+    from bayes_cart.model.spec import parse_covariate_option
 
     # cheap checks first (no PyMC, no ArviZ imported yet): options, then the spec
     problem = _option_problem(
@@ -258,13 +258,7 @@ def fit(
             }
         spec = spec.with_overrides(covariates=formulas, reference=refs, group=overrides or None)
         if distribution is not None:
-            import json as _json
-
-            from bayes_cart.spec import spec_from_dict
-
-            raw = _json.loads(spec.text)
-            raw["distribution_phase"] = {"enabled_if": distribution}
-            spec = spec_from_dict(raw, source=spec.source)
+            spec = spec.replace(distribution_phase={"enabled_if": distribution})
     except SpecError as exc:
         console.print(f"[red]{escape(error_line(exc))}[/red]")
         raise typer.Exit(code=1) from None
@@ -276,9 +270,9 @@ def fit(
 
     from bayes_cart.cli.common import StepPrinter, print_fit_outcome, sampler_progress
     from bayes_cart.errors import OutputError
-    from bayes_cart.io import write_fit_outputs
-    from bayes_cart.sampling import fit as run_fit
-    from bayes_cart.sampling import resolve_sampler
+    from bayes_cart.inference.io import write_fit_outputs
+    from bayes_cart.inference.sampling import fit as run_fit
+    from bayes_cart.inference.sampling import resolve_sampler
 
     try:
         display = sampler_progress(console, progress)

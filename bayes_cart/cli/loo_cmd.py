@@ -28,9 +28,9 @@ def loo(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the table (CSV).")] = None,
 ) -> None:
     """Leave-one-patient-out comparison: elpd_loo, differences, weights, Pareto k."""
+    from bayes_cart.analysis.loo import PARETO_K_THRESHOLD, compare_fits
     from bayes_cart.errors import BayesCartError
-    from bayes_cart.io import load_fit
-    from bayes_cart.loo import PARETO_K_THRESHOLD, compare_fits
+    from bayes_cart.inference.io import load_fit
 
     console = Console(highlight=False)
     if len(fits) < 2:

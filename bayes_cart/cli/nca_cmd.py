@@ -17,11 +17,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from bayes_cart.cli.common import COLUMNS_HELP, MODEL_DATA_HELP, TIME_UNIT_HELP, spec_or_exit
-from bayes_cart.column_roles import parse_column_options
-from bayes_cart.dataset import load_dataset
+from bayes_cart.data.column_roles import parse_column_options
+from bayes_cart.data.dataset import load_dataset
+from bayes_cart.data.nca import BLQ_RULES, INTERMEDIATE_BLQ, auc_column, summarise_nca
+from bayes_cart.data.nca import nca as nca_table
 from bayes_cart.errors import DataError, DataWarning
-from bayes_cart.nca import BLQ_RULES, INTERMEDIATE_BLQ, auc_column, summarise_nca
-from bayes_cart.nca import nca as nca_table
 
 
 def _number(x: float) -> str:

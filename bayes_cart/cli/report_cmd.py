@@ -20,6 +20,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from bayes_cart.data.column_roles import find_column
+
 
 def _split(values: list[str] | None) -> list[str]:
     out: list[str] = []
@@ -61,8 +63,8 @@ def _load_truth(text: str | None) -> dict | None:
 
 def _unknown_by(fit: object, by: list[str]) -> list[str]:
     """Return the ``--by`` names that are no patient covariate of ``fit`` (case-insensitive)."""
-    known = {str(c).lower() for c in fit.dataset.patients.columns}
-    return [name for name in by if name.lower() not in known]
+    known = fit.dataset.patients.columns
+    return [name for name in by if find_column(known, name) is None]
 
 
 @contextlib.contextmanager
@@ -170,7 +172,7 @@ def report(
     import warnings
 
     from bayes_cart.errors import BayesCartError, DataWarning
-    from bayes_cart.io import load_fit
+    from bayes_cart.inference.io import load_fit
     from bayes_cart.report import build_report
 
     t0 = time.perf_counter()

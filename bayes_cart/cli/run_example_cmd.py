@@ -63,12 +63,12 @@ def run_example(
         sampler_progress,
     )
     from bayes_cart.cli.fit_cmd import _option_problem
-    from bayes_cart.dataset import load_dataset
+    from bayes_cart.data.dataset import load_dataset
+    from bayes_cart.data.nca import nca, summarise_nca
     from bayes_cart.errors import DataWarning, SpecError
     from bayes_cart.example import example_truth, truth_by_summary_name, write_example
-    from bayes_cart.io import write_fit_outputs
-    from bayes_cart.nca import nca, summarise_nca
-    from bayes_cart.sampling import fit, resolve_sampler
+    from bayes_cart.inference.io import write_fit_outputs
+    from bayes_cart.inference.sampling import fit, resolve_sampler
     from bayes_cart.simulate import PopulationParameters, make_design, simulate_patients
 
     # the spec and the options first: a bad one is reported before minutes of work

@@ -16,8 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from bayes_cart.cli.common import COLUMNS_HELP, MODEL_DATA_HELP, TIME_UNIT_HELP, spec_or_exit
-from bayes_cart.column_roles import parse_column_options
-from bayes_cart.dataset import Dataset, load_dataset
+from bayes_cart.data.column_roles import parse_column_options
+from bayes_cart.data.dataset import Dataset, load_dataset
 from bayes_cart.errors import DataError, DataWarning
 
 MAX_EXCLUDED_SHOWN = 20

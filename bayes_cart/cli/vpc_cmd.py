@@ -77,11 +77,11 @@ def vpc(
 
     import warnings
 
+    from bayes_cart.checks.vpc import vpc as run_vpc
+    from bayes_cart.checks.vpc import vpc_coverage
     from bayes_cart.errors import BayesCartError, DataWarning
-    from bayes_cart.io import load_fit
-    from bayes_cart.plots_checks import plot_vpc
-    from bayes_cart.vpc import vpc as run_vpc
-    from bayes_cart.vpc import vpc_coverage
+    from bayes_cart.inference.io import load_fit
+    from bayes_cart.plots.checks import plot_vpc
 
     try:
         with warnings.catch_warnings():

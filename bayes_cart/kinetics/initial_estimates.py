@@ -1,6 +1,6 @@
 """Per-patient starting estimates read off the observed profiles, one heuristic per structure.
 
-The sampler starts every chain from these (see :mod:`bayes_cart.initial_values`): a chain
+The sampler starts every chain from these (see :mod:`bayes_cart.model.initial_values`): a chain
 started inside the typical set does not fall into the degenerate regions a random start can
 reach (a peak placed after the last sample, residual error explaining everything, or, for
 Stein's bi-exponential, the slow and fast phases swapped). The estimates are crude on
@@ -83,7 +83,7 @@ def read_profiles(
     Parameters
     ----------
     time, log_dv, cens, patient_index : ndarray
-        Per observation (as in :class:`bayes_cart.model_data.ModelData`).
+        Per observation (as in :class:`bayes_cart.model.model_data.ModelData`).
     n_patients : int
         Number of patients.
 

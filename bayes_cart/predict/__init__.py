@@ -18,6 +18,7 @@ from bayes_cart.predict.curves import (
     predict_curves,
 )
 from bayes_cart.predict.draws import draw_index, n_samples, stacked, subset_draws
+from bayes_cart.predict.observations import observation_table
 from bayes_cart.predict.parameters import (
     design_population_parameters,
     individual_parameters,
@@ -36,6 +37,7 @@ __all__ = [
     "individual_parameters",
     "individual_predictions",
     "n_samples",
+    "observation_table",
     "population_parameters",
     "population_predictions",
     "predict_at_observations",

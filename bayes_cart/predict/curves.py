@@ -94,7 +94,7 @@ def predict_curves(
         The route, normally the fit's (:func:`fit_solver`).
     infusions : Infusions, optional
         The patients' infusions (:meth:`ModelData.infusion_schedule
-        <bayes_cart.model_data.ModelData.infusion_schedule>`, subset to these patients): with
+        <bayes_cart.model.model_data.ModelData.infusion_schedule>`, subset to these patients): with
         several, each curve is the sum of one cohort per infusion
         (:mod:`bayes_cart.kinetics.superposition`). None: one infusion at TIME 0.
 
@@ -227,7 +227,7 @@ def population_predictions(
     Returns
     -------
     ndarray (sample, obs)
-        ``log PRED`` draws; the PRED of :func:`bayes_cart.gof.gof_table` is their median.
+        ``log PRED`` draws; the PRED of :func:`bayes_cart.checks.gof.gof_table` is their median.
     """
     params = design_population_parameters(
         fit, n_draws=n_draws, iiv=False, group=group, random_seed=random_seed
@@ -268,7 +268,7 @@ def individual_predictions(
     Returns
     -------
     ndarray (sample, obs)
-        ``log IPRED`` draws; the IPRED of :func:`bayes_cart.gof.gof_table` is their median.
+        ``log IPRED`` draws; the IPRED of :func:`bayes_cart.checks.gof.gof_table` is their median.
     """
     params = individual_parameters(fit)
     n_total = next(iter(params.values())).shape[0]

@@ -1,6 +1,6 @@
 """Kinetic parameters from a fit: fitted patients, typical patients, new patients, new trials.
 
-These mirror :mod:`bayes_cart.model` in numpy, so that every analysis draws from a saved fit
+These mirror :mod:`bayes_cart.model.build` in numpy, so that every analysis draws from a saved fit
 without rebuilding the PyMC model:
 
 * :func:`individual_parameters`: the posterior of every fitted patient's parameters;
@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_cart.covariates import UNKNOWN_LEVEL
 from bayes_cart.kinetics import get_kinetics
 from bayes_cart.kinetics.step_change import AFTER, CHANGE_TIME
-from bayes_cart.marginal import component_tables, enumerate_components
+from bayes_cart.model.covariates import UNKNOWN_LEVEL
+from bayes_cart.model.expressions import evaluate_subset
+from bayes_cart.model.marginal import component_tables, enumerate_components
+from bayes_cart.model.scales import from_scale, parameter_scale, scaled_name
 from bayes_cart.predict.draws import draw_index, stacked, subset_draws
 from bayes_cart.predict.route import fit_kinetics
-from bayes_cart.scales import from_scale, parameter_scale, scaled_name
-from bayes_cart.spec import evaluate_subset
 
 __all__ = ["design_population_parameters", "individual_parameters", "population_parameters"]
 
@@ -40,7 +40,8 @@ def individual_parameters(fit: Any) -> dict[str, np.ndarray]:
     Parameters
     ----------
     fit : Fit
-        A fit (:func:`bayes_cart.sampling.fit` or :func:`bayes_cart.io.load_fit`).
+        A fit (:func:`bayes_cart.inference.sampling.fit` or
+        :func:`bayes_cart.inference.io.load_fit`).
 
     Returns
     -------

@@ -6,9 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from bayes_cart.ppc import LloqInput, observation_table
+from bayes_cart.data.lloq import LloqInput
 from bayes_cart.predict.curves import predict_fit_observations
 from bayes_cart.predict.draws import subset_draws
+from bayes_cart.predict.observations import observation_table
 from bayes_cart.predict.parameters import design_population_parameters
 from bayes_cart.predict.residuals import draw_residuals
 
@@ -33,7 +34,7 @@ def simulate_observed_design(
         Number of replicate datasets; each uses a different posterior draw (drawn with
         replacement only when there are fewer draws than replicates).
     lloq : float, str, mapping or Series, optional
-        See :func:`bayes_cart.ppc.lloq_per_observation`.
+        See :func:`bayes_cart.data.lloq.lloq_per_observation`.
     group : {"fitted", "new", "none"}
         Trial effect: the fitted one of each trial, a new trial per replicate, or none.
     random_seed : int or Generator

@@ -17,10 +17,10 @@ def fit_kinetics(fit: Any) -> str:
     """Return the name of the structure a fit solved (registered again if needed).
 
     The spec's structure, or that structure with a step change when a time-varying step
-    covariate is in the formulas (:mod:`bayes_cart.step_covariates`), e.g.
+    covariate is in the formulas (:mod:`bayes_cart.model.step_covariates`), e.g.
     ``"liu2021+step(alpha)"``.
     """
-    from bayes_cart.step_covariates import step_structure, structure_by_name
+    from bayes_cart.model.step_covariates import step_structure, structure_by_name
 
     settings = getattr(fit, "settings", None) or {}
     name = settings.get("kinetics")

@@ -24,7 +24,7 @@ diagnostics, parameter table, PIT and LOO use every draw.
 
 Examples
 --------
->>> from bayes_cart.io import load_fit  # doctest: +SKIP
+>>> from bayes_cart.inference.io import load_fit  # doctest: +SKIP
 >>> from bayes_cart.example import example_truth  # doctest: +SKIP
 >>> write_report(load_fit("out/fit.nc"), "report.html", truth=example_truth())  # doctest: +SKIP
 """
@@ -240,7 +240,8 @@ def write_report(
     Parameters
     ----------
     fit : Fit
-        The fit to report (:func:`bayes_cart.sampling.fit` or :func:`bayes_cart.io.load_fit`).
+        The fit to report (:func:`bayes_cart.inference.sampling.fit` or
+        :func:`bayes_cart.inference.io.load_fit`).
     path : str or Path
         Output HTML file (parent folders are created).
     other_fits : mapping of str to Fit, optional

@@ -18,8 +18,8 @@ from bayes_cart.report._format import _facts, _figure, _frame, _h3, _num, _p, _p
 
 
 def _section_vpc(ctx: _Context, parts: _Parts) -> list[Markup]:
-    from bayes_cart.plots_checks import plot_vpc
-    from bayes_cart.vpc import vpc, vpc_coverage
+    from bayes_cart.checks.vpc import vpc, vpc_coverage
+    from bayes_cart.plots.checks import plot_vpc
 
     strata = f"stratified by {ctx.trial}" if ctx.trial else "all patients"
     out: list[Markup] = [
@@ -94,9 +94,9 @@ def _section_vpc(ctx: _Context, parts: _Parts) -> list[Markup]:
 
 
 def _section_gof(ctx: _Context, parts: _Parts) -> list[Markup]:
-    from bayes_cart.gof import gof_table
-    from bayes_cart.plots_checks import plot_gof, plot_pit
-    from bayes_cart.ppc import pit_table, ppc_summary
+    from bayes_cart.checks.gof import gof_table
+    from bayes_cart.checks.ppc import pit_table, ppc_summary
+    from bayes_cart.plots.checks import plot_gof, plot_pit
 
     out: list[Markup] = [
         _p(
@@ -199,9 +199,9 @@ def _pick_patients(fit: Any, column: str | None, n: int, seed: int) -> list[str]
 
 
 def _section_individual(ctx: _Context, parts: _Parts) -> list[Markup]:
-    from bayes_cart.gof import individual_fits
-    from bayes_cart.plots_checks import plot_individual_fits
-    from bayes_cart.ppc import observation_table
+    from bayes_cart.checks.gof import individual_fits
+    from bayes_cart.plots.checks import plot_individual_fits
+    from bayes_cart.predict.observations import observation_table
 
     out: list[Markup] = [
         _p(
@@ -259,8 +259,11 @@ def _level_limits(observed: pd.DataFrame, bands: Any) -> tuple[float, float] | N
 
 
 def _section_virtual(ctx: _Context, parts: _Parts) -> list[Markup]:
-    from bayes_cart.plots_contrasts import plot_virtual_population
-    from bayes_cart.virtual_population import observed_by_group, simulate_virtual_population
+    from bayes_cart.analysis.virtual_population import (
+        observed_by_group,
+        simulate_virtual_population,
+    )
+    from bayes_cart.plots.contrasts import plot_virtual_population
 
     out: list[Markup] = [
         _p(

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from bayes_cart.data.column_roles import find_column
 from bayes_cart.report._format import (
     _FAILED_TEXT,
     _RATE_UNITS,
@@ -190,8 +191,7 @@ class _Context:
 
 def _column(fit: Any, name: str) -> str | None:
     """Return the patient covariate called ``name`` (case-insensitive), or None."""
-    lower = {str(c).lower(): str(c) for c in fit.dataset.patients.columns}
-    return lower.get(name.lower())
+    return find_column(fit.dataset.patients.columns, name)
 
 
 def _trial_column(fit: Any) -> str | None:
@@ -254,7 +254,7 @@ def _param_unit(fit: Any, name: str) -> str:
 
 
 def _formula_columns(rhs: str) -> set[str]:
-    from bayes_cart.spec import formula_variables
+    from bayes_cart.model.expressions import formula_variables
 
     return {n.lower() for n in formula_variables(rhs)[0]}
 
@@ -262,7 +262,7 @@ def _formula_columns(rhs: str) -> set[str]:
 def _expression_columns(expr: str | None) -> set[str]:
     if not expr:
         return set()
-    from bayes_cart.spec import parse_subset_expression
+    from bayes_cart.model.expressions import parse_subset_expression
 
     tree = parse_subset_expression(expr)
     return {node.id.lower() for node in ast.walk(tree) if isinstance(node, ast.Name)}
@@ -278,7 +278,7 @@ def _truth_population(truth: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _flat_truth(truth: Mapping[str, Any] | None) -> dict[str, float]:
-    """Return true values under the names of :func:`bayes_cart.summary.population_summary`."""
+    """Return true values named as in :func:`~bayes_cart.analysis.summary.population_summary`."""
     if not truth:
         return {}
     from bayes_cart.example import truth_by_summary_name
@@ -304,8 +304,8 @@ def _true_typical(
     reference, no random effect; for the trial column the realised trial effect and the
     distribution phase of the trials that have one. An ``unknown`` level has no truth (NaN).
     """
-    from bayes_cart.covariates import UNKNOWN_LEVEL
     from bayes_cart.kinetics import get_kinetics
+    from bayes_cart.model.covariates import UNKNOWN_LEVEL
 
     pop = _truth_population(truth)
     if pop.get("kinetics", truth.get("kinetics", fit.spec.kinetics)) != fit.spec.kinetics:
@@ -347,7 +347,7 @@ def _true_quantities(
     fit: Any, truth: Mapping[str, Any], column: str | None, levels: Sequence[str]
 ) -> dict[str, np.ndarray] | None:
     """Return true parameters and derived metrics per level: ``{quantity: array}``."""
-    from bayes_cart.ck_metrics import metric_draws
+    from bayes_cart.analysis.ck_metrics import metric_draws
 
     params = _true_typical(fit, truth, column, levels)
     if params is None:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from bayes_cart.diagnostics import lengthened_text, low_rank_retry_text
+from bayes_cart.inference.diagnostics import lengthened_text, low_rank_retry_text
 from bayes_cart.report._context import _Context, _flat_truth, _param_unit, _Parts, _unit_kind
 from bayes_cart.report._format import _ci, _cv, _frame, _h3, _num, _p, _pct, _prob, _table, _ul
 from bayes_cart.units import DAYS_PER_MONTH
@@ -22,7 +22,7 @@ from bayes_cart.units import DAYS_PER_MONTH
 
 
 def _section_diagnostics(ctx: _Context, parts: _Parts) -> list[Markup]:
-    from bayes_cart.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
+    from bayes_cart.inference.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
 
     d = ctx.fit.diagnostics
 
@@ -143,7 +143,7 @@ def _badge(passed: bool) -> Markup:
 
 
 def _summary(ctx: _Context) -> pd.DataFrame:
-    from bayes_cart.summary import population_summary
+    from bayes_cart.analysis.summary import population_summary
 
     def run() -> pd.DataFrame:
         with warnings.catch_warnings():

@@ -40,7 +40,7 @@ def _contrast_levels(fit: Any, column: str) -> list[float] | None:
 
 
 def _contrast(ctx: _Context, column: str) -> pd.DataFrame:
-    from bayes_cart.contrasts import contrast
+    from bayes_cart.analysis.contrasts import contrast
 
     def run() -> pd.DataFrame:
         return contrast(
@@ -145,7 +145,7 @@ def _contrast_cell(
 
 
 def _contrast_block(ctx: _Context, parts: _Parts, column: str) -> Markup:
-    from bayes_cart.ck_metrics import interval_columns
+    from bayes_cart.analysis.ck_metrics import interval_columns
 
     table = _contrast(ctx, column)
     lo, hi = interval_columns(float(table["ci"].iloc[0]))
@@ -205,7 +205,7 @@ _FOREST_KEY_METRICS = ("Cmax", "AUC_")
 
 def _forest(table: pd.DataFrame, column: str, many: bool = False) -> Markup:
     """Forest plots of parameters and of metrics (only Cmax and AUC when ``many`` levels)."""
-    from bayes_cart.plots_contrasts import plot_forest
+    from bayes_cart.plots.contrasts import plot_forest
 
     rows = table[table["in_model"].astype(bool)]
     lo_col = [c for c in rows.columns if c.startswith("ratio_q") and c != "ratio_q50"]
@@ -263,7 +263,7 @@ def _section_metrics(ctx: _Context, parts: _Parts) -> list[Markup]:
 
 
 def _metrics_block(ctx: _Context, parts: _Parts, column: str | None) -> Markup:
-    from bayes_cart.ck_metrics import typical_metrics
+    from bayes_cart.analysis.ck_metrics import typical_metrics
 
     kwargs: dict[str, Any] = {}
     if column is not None and _contrast_levels(ctx.fit, column) is not None:
@@ -306,7 +306,7 @@ def _metrics_block(ctx: _Context, parts: _Parts, column: str | None) -> Markup:
 
 
 def _reconciliation_block(ctx: _Context, parts: _Parts) -> Markup:
-    from bayes_cart.ck_metrics import reconcile_nca, summarise_reconciliation
+    from bayes_cart.analysis.ck_metrics import reconcile_nca, summarise_reconciliation
 
     table = parts.keep(
         "NCA reconciliation per patient", reconcile_nca(ctx.light, random_seed=ctx.rng_seed(70))

@@ -15,7 +15,7 @@ from bayes_cart.report._format import _facts, _frame, _h3, _p, _table, _ul
 
 def _bad_k_text(bad: pd.DataFrame, n_patients: int, shown: int = 12) -> str:
     """Plain-language warning about the patients with a high Pareto k (worst first)."""
-    from bayes_cart.loo import PARETO_K_THRESHOLD
+    from bayes_cart.analysis.loo import PARETO_K_THRESHOLD
 
     worst = ", ".join(
         f"{p} ({k:.2f})"
@@ -37,7 +37,7 @@ def _bad_k_text(bad: pd.DataFrame, n_patients: int, shown: int = 12) -> str:
 
 
 def _section_loo(ctx: _Context, parts: _Parts) -> list[Markup]:
-    from bayes_cart.loo import PARETO_K_THRESHOLD, bad_pareto_k, compare_fits, patient_loo
+    from bayes_cart.analysis.loo import PARETO_K_THRESHOLD, bad_pareto_k, compare_fits, patient_loo
 
     out: list[Markup] = [
         _p(

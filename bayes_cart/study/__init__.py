@@ -25,7 +25,13 @@ from bayes_cart.study.methods import (
     summarise_draws,
 )
 from bayes_cart.study.runner import RunProgress, run_study
-from bayes_cart.study.spec import SpecError, StudySpec, list_studies, load_study, study_from_dict
+from bayes_cart.study.spec import (
+    StudySpec,
+    StudySpecError,
+    list_studies,
+    load_study,
+    study_from_dict,
+)
 from bayes_cart.study.store import StudyStore
 from bayes_cart.study.summary import fits_table, metrics_table, status_table, write_summary
 from bayes_cart.study.task import Task, run_task, study_tasks
@@ -34,7 +40,7 @@ __all__ = [
     "MethodContext",
     "MethodOutput",
     "RunProgress",
-    "SpecError",
+    "StudySpecError",
     "StudySpec",
     "StudyStore",
     "Task",

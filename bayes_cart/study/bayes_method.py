@@ -1,7 +1,7 @@
 """The one-stage Bayesian method: the hierarchical fit of a model spec to one replicate.
 
 The spec is loaded and given the method's covariate formulas, reference levels and group
-settings (:meth:`bayes_cart.spec.ModelSpec.with_overrides`), the replicate's samples below the
+settings (:meth:`bayes_cart.model.spec.ModelSpec.with_overrides`), the replicate's samples below the
 LLOQ are handled as the method says (:func:`apply_blq`), and :func:`bayes_cart.fit` samples it
 without the predictive groups a study does not read. The estimates are the posterior summaries
 of the study's quantities of interest.

@@ -101,8 +101,9 @@ class MethodOutput:
         One row per quantity it estimates, keys from :data:`ESTIMATE_COLUMNS`.
     diagnostics : dict
         ``max_rhat``, ``min_ess_bulk``, ``divergences`` (over the population quantities) and
-        ``package_gate_passed`` (:attr:`bayes_cart.diagnostics.Diagnostics.passed`); empty for
-        a method without a sampler.
+        ``package_gate_passed``
+        (:attr:`bayes_cart.inference.diagnostics.Diagnostics.passed`); empty for a method
+        without a sampler.
     timings : dict
         ``compile_seconds``, ``sampling_seconds`` where the method has them.
     notes : list of str

@@ -46,7 +46,7 @@ __all__ = [
     "GateSpec",
     "MethodSpec",
     "ScenarioSpec",
-    "SpecError",
+    "StudySpecError",
     "StudySpec",
     "list_studies",
     "load_study",
@@ -58,7 +58,7 @@ __all__ = [
 BLQ_HANDLING = ("m3", "drop", "lloq_half")
 
 
-class SpecError(bc.SpecError):
+class StudySpecError(bc.SpecError):
     """A study specification is invalid (a :class:`bayes_cart.SpecError` about a study).
 
     Parameters
@@ -88,8 +88,9 @@ class GateSpec(_Frozen):
 
     A fit passes when its largest R-hat is at most ``max_rhat``, its smallest bulk ESS at
     least ``min_ess_bulk`` and it has at most ``max_divergences`` divergent transitions, all
-    over the population quantities (:func:`bayes_cart.diagnostics.check_fit`). The package's
-    own gate (which also looks at stuck chains, E-BFMI and tree depth) is recorded beside it.
+    over the population quantities (:func:`bayes_cart.inference.diagnostics.check_fit`). The
+    package's own gate (which also looks at stuck chains, E-BFMI and tree depth) is recorded
+    beside it.
     """
 
     max_rhat: float = Field(default=1.01, gt=1.0)
@@ -555,17 +556,17 @@ def study_from_dict(
 
     Raises
     ------
-    SpecError
+    StudySpecError
         Listing every problem, each with the key at fault.
     """
     merged = _with_defaults(raw)
     try:
         doc = _StudyDocument.model_validate(merged)
     except ValidationError as exc:
-        raise SpecError(source, [_pydantic_problem(e) for e in exc.errors()]) from None
+        raise StudySpecError(source, [_pydantic_problem(e) for e in exc.errors()]) from None
     problems = _semantic_problems(doc)
     if problems:
-        raise SpecError(source, problems)
+        raise StudySpecError(source, problems)
     if text is None:
         text = json.dumps(doc.model_dump(mode="json"), sort_keys=True, indent=1)
     return StudySpec(doc=doc, source=source, text=text)
@@ -596,24 +597,24 @@ def load_study(name_or_path: str | Path) -> StudySpec:
 
     Raises
     ------
-    SpecError
+    StudySpecError
         If the file cannot be read or the content is invalid (all problems at once).
     """
     path = Path(name_or_path)
     if path.is_dir():
-        raise SpecError(str(path), "is a folder, not a study TOML file")
+        raise StudySpecError(str(path), "is a folder, not a study TOML file")
     if path.is_file():
         if path.suffix != ".toml":
-            raise SpecError(str(path), f"a study file must end in .toml (got {path.suffix!r})")
+            raise StudySpecError(str(path), f"a study file must end in .toml (got {path.suffix!r})")
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(str(path), f"cannot be read ({exc})") from None
+            raise StudySpecError(str(path), f"cannot be read ({exc})") from None
         source = str(path)
     else:
         name = str(name_or_path)
         if name not in list_studies():
-            raise SpecError(
+            raise StudySpecError(
                 name, f"no shipped study named {name!r} and no such file; shipped: {list_studies()}"
             )
         text = _shipped_folder().joinpath(f"{name}.toml").read_text(encoding="utf-8")
@@ -621,5 +622,5 @@ def load_study(name_or_path: str | Path) -> StudySpec:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError(source, f"not valid TOML: {exc}") from None
+        raise StudySpecError(source, f"not valid TOML: {exc}") from None
     return study_from_dict(raw, source=source, text=text)

@@ -5,7 +5,7 @@
 matrix exponentials of linear phases for ``solver="linear"``) with :func:`pytensor.wrap_jax`.
 The resulting op evaluates ``log(E + M)`` at every observation from per-patient parameter
 vectors, and its gradient is JAX's reverse mode. It is used by
-:func:`bayes_cart.model.build_model` with ``solver="ode"`` and ``solver="linear"``.
+:func:`bayes_cart.model.build.build_model` with ``solver="ode"`` and ``solver="linear"``.
 
 Which samplers can run it
 -------------------------
@@ -15,8 +15,8 @@ whole log density, solver included, is one jitted JAX function differentiated by
 nutpie's default numba backend and PyMC's C backend also run it, through the op's ``perform``
 (a Python call into the jitted function) and a second op for the vector-Jacobian product,
 which solves the ODEs again (about 2x slower per gradient than nutpie-jax, see
-``docs/benchmarks.md``). :func:`bayes_cart.sampling.fit` warns when a JAX solver is combined
-with such a sampler.
+``docs/benchmarks.md``). :func:`bayes_cart.inference.sampling.fit` warns when a JAX solver is
+combined with such a sampler.
 
 Solver settings for sampling
 ----------------------------
