@@ -317,6 +317,8 @@ def test_fit_outcome_lines_report_every_second_try():
             restarted_chains=[],
             retried={},
             extended_chains=0,
+            lengthened={},
+            low_rank_retry={},
             advice=[],
         )
         for k, v in d_kw.items():
@@ -340,3 +342,11 @@ def test_fit_outcome_lines_report_every_second_try():
     assert "chain 2 was stuck (a local mode of patient [P1])" in text  # markup escaped
     assert "the first run had 2 divergences" in text and "target_accept 0.95" in text
     assert "4 more chains were sampled and kept" in text
+    gate = {"max_rhat": 1.02, "min_ess": 200.0, "divergences": 0, "chains": 4}
+    text = outcome(
+        lengthened={"factor": 3, "draws": 3000, "before": gate},
+        low_rank_retry={"diagonal": gate, "low_rank": gate, "kept": "diagonal"},
+    )
+    assert "sampled again with 3x the draws (3000 per chain)" in text
+    assert "sampled again with a low-rank mass matrix" in text and "diagonal run was kept" in text
+    assert "too slowly for R-hat" not in plain and "low-rank" not in plain
