@@ -59,6 +59,8 @@ def test_run_status_summary(tmp_path):
     summary = runner.invoke(app, ["study", "summary", str(out)])
     assert summary.exit_code == 0, summary.output
     assert "beta:RESPONSE[CR/PR]" in summary.output and "coverage_90" in summary.output
+    # a log or a pipe gets the whole table (rich's 80 columns cut every header)
+    assert "coverage_90_mcse" in summary.output and "median_sampling_seconds" in summary.output
     more = runner.invoke(
         app, ["study", "run", str(spec), str(out), "--workers", "0", "--replicates", "3"]
     )

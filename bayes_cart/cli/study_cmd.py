@@ -24,8 +24,16 @@ app = typer.Typer(
 )
 
 
+#: Width of the tables when the output is not a terminal (a log, a pipe, a file): rich's
+#: default of 80 columns cut the 13-column metrics table to one letter per header.
+LOG_WIDTH = 200
+
+
 def _console() -> Console:
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = LOG_WIDTH
+    return console
 
 
 def _load_or_exit(study: str, out: Console):
