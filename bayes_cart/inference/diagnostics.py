@@ -28,6 +28,12 @@ BFMI_MIN = 0.3
 CONTRACTION_MIN = 0.1
 
 
+def divergences(idata: az.InferenceData) -> int:
+    """Return the divergent transitions after warm-up over all chains (0 without the stat)."""
+    stats = idata.sample_stats
+    return int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
+
+
 def population_variables(idata: az.InferenceData) -> list[str]:
     """Names of population-level variables in the posterior (typical values, IIV, effects...).
 
@@ -331,8 +337,7 @@ def needs_more_draws(idata: az.InferenceData, max_factor: float = 4.0) -> int:
     fit passes, is unhealthy, or would need more than ``max_factor`` times its draws (then
     the geometry, not the run length, is the problem).
     """
-    stats = idata.sample_stats
-    if "diverging" in stats and int(np.asarray(stats["diverging"]).sum()) > 0:
+    if divergences(idata) > 0:
         return 0
     if stuck_chains(idata):
         return 0
@@ -356,8 +361,7 @@ def gate_numbers(idata: az.InferenceData) -> dict[str, Any]:
         ``max_rhat``, ``min_ess`` (bulk and tail), ``divergences``, ``stuck`` (how many chains
         :func:`stuck_chains` flags) and ``chains``.
     """
-    stats = idata.sample_stats
-    n_div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
+    n_div = divergences(idata)
     summ = az.summary(idata, var_names=population_variables(idata), kind="diagnostics")
     min_ess = float(min(summ["ess_bulk"].min(), summ["ess_tail"].min()))
     max_rhat = float(summ["r_hat"].max())
@@ -467,8 +471,7 @@ def needs_longer_chains(idata: az.InferenceData, max_factor: float = 4.0) -> int
     >>> math.ceil(ESS_PER_CHAIN / 40)
     4
     """
-    stats = idata.sample_stats
-    if "diverging" in stats and int(np.asarray(stats["diverging"]).sum()) > 0:
+    if divergences(idata) > 0:
         return 0
     if stuck_chains(idata):
         return 0
@@ -524,7 +527,7 @@ def check_fit(idata: az.InferenceData, warn: bool = True) -> Diagnostics:
     min_bulk = float(summ["ess_bulk"].min())
     min_tail = float(summ["ess_tail"].min())
     stats = idata.sample_stats
-    div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
+    div = divergences(idata)
     try:
         bfmi = float(np.min(az.bfmi(idata)))
     except Exception:  # energy missing

@@ -42,6 +42,9 @@ from bayes_cart.inference.diagnostics import (
     replace_chains,
     stuck_chains,
 )
+
+# a module attribute of its own: the tests replace it to make a run look divergent
+from bayes_cart.inference.diagnostics import divergences as _divergences
 from bayes_cart.inference.fit_result import Fit
 from bayes_cart.inference.floating_point import flush_subnormals as _flush
 from bayes_cart.inference.start_check import check_start
@@ -365,17 +368,24 @@ def sample_posterior(
         retried = {"divergences": n_div, "target_accept": levels[i + 1]}
     if retried:
         retried["divergences_after"] = _divergences(idata)
+
+    def rerun(offset: int, label: str) -> tuple[az.InferenceData, list, int, dict[str, Any]]:
+        # every chain again with the current settings (new seed), restarted and extended like
+        # the first run; returned with its gate numbers, for better_run to judge
+        fresh, restarted_r = run_with_restarts(_seed(random_seed, offset), offset, label)
+        fresh, extended_r = extend(fresh, offset + 100, restarted_r)
+        return fresh, restarted_r, extended_r, gate_numbers(fresh)
+
     lengthened: dict[str, Any] = {}
     factor = needs_longer_chains(idata, 1 + max_extensions) if max_extensions else 0
     if factor:
         before = gate_numbers(idata)
         current["draws"] = draws * factor
-        longer, restarted_l = run_with_restarts(
-            _seed(random_seed, 500), 500, f"longer chains ({current['draws']} draws)"
+        longer, restarted_l, extended_l, after = rerun(
+            500, f"longer chains ({current['draws']} draws)"
         )
-        longer, extended_l = extend(longer, 600, restarted_l)
         lengthened = {"factor": factor, "draws": current["draws"], "before": before}
-        if better_run(before, gate_numbers(longer)):
+        if better_run(before, after):
             idata, restarted, extended = longer, restarted_l, extended_l
         else:
             lengthened["kept"] = "shorter"
@@ -386,11 +396,9 @@ def sample_posterior(
         diagonal = gate_numbers(idata)
         if not diagonal["passed"] and not diagonal["stuck"]:
             current["low_rank"] = True
-            candidate, restarted_lr = run_with_restarts(
-                _seed(random_seed, 700), 700, "second run with a low-rank mass matrix"
+            candidate, restarted_lr, extended_lr, second = rerun(
+                700, "second run with a low-rank mass matrix"
             )
-            candidate, extended_lr = extend(candidate, 800, restarted_lr)
-            second = gate_numbers(candidate)
             keep = better_run(diagonal, second)
             low_rank_try = {
                 "diagonal": diagonal,
@@ -412,11 +420,6 @@ def sample_posterior(
         "flush_subnormals": bool(flush_subnormals and floating_point.supported()),
     }
     return idata, timings
-
-
-def _divergences(idata: az.InferenceData) -> int:
-    stats = idata.sample_stats
-    return int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
 
 
 def _compile_nutpie(model: pm.Model, sampler: str) -> Any:
