@@ -77,6 +77,7 @@ _LAZY = {
     # method-comparison studies (more in bayes_cart.study)
     "load_study": "bayes_cart.study.spec",
     "run_study": "bayes_cart.study.runner",
+    "write_study_report": "bayes_cart.report.study_report",
     # errors raised by the functions above (the common ones are imported eagerly)
     "OutputError": "bayes_cart.errors",
 }

@@ -1,4 +1,4 @@
-"""``bayes-cart study``: method-comparison studies (run, status, summary).
+"""``bayes-cart study``: method-comparison studies (run, status, summary, report).
 
 Exit codes: 0 done, 1 invalid study spec (every problem listed, with its key), 2 a missing
 file, a bad option or a directory that cannot take the study (another spec's results, a
@@ -199,3 +199,32 @@ def summary(
         ]
     ]
     out.print(_table(shown, f"metrics ({fits} fits); all columns in {store.root}/metrics.csv"))
+
+
+@app.command("report")
+def report(
+    directory: Annotated[Path, typer.Argument(help="Study directory (partly finished is fine).")],
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output HTML file (default: DIR/report.html)."),
+    ] = None,
+    fits: Annotated[
+        str, typer.Option(help="Metrics over 'all' finished fits or those that 'passed' the gate.")
+    ] = "all",
+) -> None:
+    """Write the study's self-contained HTML report (coverage, bias, power, SBC, time, failures)."""
+    from bayes_cart.report.study_report import write_study_report
+
+    out = _console()
+    if fits not in ("all", "passed"):
+        out.print("[bold red]error:[/] --fits must be 'all' or 'passed'")
+        raise typer.Exit(code=2)
+    store = _store_or_exit(directory, out)
+    import bayes_cart as bc
+
+    try:
+        path = write_study_report(store.root, out_file, fits=fits)
+    except (bc.OutputError, OSError) as exc:
+        out.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(code=2) from None
+    out.print(f"study report written to {escape(str(path))}")

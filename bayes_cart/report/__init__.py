@@ -16,6 +16,9 @@ embedded as PNG data URIs, CSS inline, no external links or scripts) with eleven
 10. virtual-population bands by trial to 10 months;
 11. leave-one-patient-out cross-validation (and the comparison with other fits).
 
+The report of a method-comparison study (:func:`write_study_report`, its own seven sections
+in the same page layout) is in :mod:`bayes_cart.report.study_report`.
+
 Every section fails soft: when a computation raises, the section shows a "could not compute"
 box with the reason (and the error is logged) instead of stopping the report.
 
@@ -62,14 +65,22 @@ from bayes_cart.report._fit_sections import _section_diagnostics, _section_param
 from bayes_cart.report._format import SECTION_TITLES, logger
 from bayes_cart.report._group_sections import _section_contrasts, _section_metrics
 from bayes_cart.report._loo_section import _section_loo
+from bayes_cart.report.study_report import (
+    STUDY_SECTION_TITLES,
+    build_study_report,
+    write_study_report,
+)
 
 __all__ = [
     "SECTION_TITLES",
+    "STUDY_SECTION_TITLES",
     "Report",
     "Section",
     "build_report",
+    "build_study_report",
     "default_by",
     "write_report",
+    "write_study_report",
 ]
 
 

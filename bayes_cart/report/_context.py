@@ -81,6 +81,11 @@ class Report:
         In order.
     seconds : float
         Time taken to build.
+    meta : dict of str to str
+        Lines shown under the contents: ``draws``, ``truth`` (a fit's report), ``note``.
+    badge, badge_class, badge_title : str
+        A badge of the page's own in place of PASS / FAIL (the study report's COMPLETE /
+        PARTIAL), its CSS class (``pass``, ``fail``, ``partial``) and tooltip.
     """
 
     title: str
@@ -89,6 +94,9 @@ class Report:
     sections: list[Section]
     seconds: float = 0.0
     meta: dict[str, str] = field(default_factory=dict)
+    badge: str = ""
+    badge_class: str = ""
+    badge_title: str = ""
 
     @property
     def failures(self) -> list[str]:
