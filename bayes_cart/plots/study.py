@@ -135,7 +135,6 @@ def plot_coverage(
             )
         ax.set_xlim(-0.02, 1.02)
         ax.set_title(f"{level}% central interval (nominal {level}%)", fontsize=10)
-        ax.set_xlabel("coverage: share of replicates whose interval holds the truth", fontsize=9)
         ax.grid(axis="x", color="0.92")
     labels = []
     for q, s in cells:
@@ -146,11 +145,12 @@ def plot_coverage(
     fig.legend(loc="outside upper center", ncols=min(len(methods), 5), frameon=False)
     n_min = int(coverage["n"].min())
     replicates = f"{n_min}" if n_min == int(n_max) else f"{n_min}-{int(n_max)}"
-    fig.suptitle(
-        f"{replicates} replicates per cell; grey: 95% range of a calibrated method's "
-        f"coverage at {int(n_max)} replicates",
+    fig.supxlabel(
+        f"coverage: share of the replicates whose interval holds the truth ({replicates} "
+        f"replicates per row; grey: where a calibrated method's coverage falls with 95% "
+        f"probability at {int(n_max)} replicates)",
         fontsize=9,
-        color="0.35",
+        color="0.25",
     )
     return fig
 
@@ -302,9 +302,10 @@ def plot_sbc_ecdf(ecdf: pd.DataFrame, *, colours: Mapping[str, str] | None = Non
 
     One panel per (scenario and method) x quantity; the line is the ECDF of the normalised
     ranks minus the uniform CDF, the grey area the band a calibrated method stays inside with
-    95% probability. A curve above the band in the middle means truths too often below the
-    posterior (overestimation, or too narrow a posterior: a U-shaped rank histogram bends
-    the curve down then up); below, the opposite.
+    95% probability. A curve arching above 0 means ranks too often low, truths below the
+    posterior (overestimation); below 0, underestimation; above 0 for low ranks and below
+    for high ones (a U-shaped rank histogram), posteriors too narrow; the mirror image, too
+    wide.
 
     Parameters
     ----------

@@ -345,9 +345,10 @@ def _section_sbc(t: Any, parts: _Parts) -> list[Markup]:
             "Rank of each true value (drawn from the prior) among the fit's L thinned "
             "posterior draws, normalised to (0, 1). A calibrated method gives uniform ranks: "
             "the ECDF minus the uniform CDF stays inside the grey simultaneous 95% band. A "
-            "curve bowing above the band in the middle: ranks too often low (the posterior "
-            "sits above the truth: overestimation); below: underestimation; a curve that "
-            "dips then rises (S-shape through 0.5): posteriors too narrow."
+            "curve arching above 0: ranks too often low, the posterior above the truth "
+            "(overestimation); arching below: underestimation; above 0 for low ranks and "
+            "below for high ones (a U-shaped rank histogram): posteriors too narrow, "
+            "overconfident; the mirror image: too wide."
         ),
         parts.run(
             "SBC figure",
