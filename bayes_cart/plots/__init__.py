@@ -1,5 +1,7 @@
-"""matplotlib figures of the tables in :mod:`bayes_cart.checks` and :mod:`bayes_cart.analysis`.
+"""matplotlib figures of the tables of the checks, the analyses and the study report.
 
-``checks`` (VPC, BLQ fraction, GOF, PIT, individual fits) and ``contrasts`` (forest plots,
-virtual-population bands). Importing them leaves the matplotlib backend alone.
+``checks`` (VPC, BLQ fraction, GOF, PIT, individual fits), ``contrasts`` (forest plots,
+virtual-population bands) and ``study`` (coverage, bias and RMSE, power, SBC ECDF differences,
+run time and failures of a method-comparison study, from
+:mod:`bayes_cart.study.report_tables`). Importing them leaves the matplotlib backend alone.
 """

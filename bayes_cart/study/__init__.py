@@ -12,7 +12,9 @@ directory; :func:`write_summary` turns the records into ``fits.parquet`` and ``m
 Modules, one job each: ``spec`` (the study spec), ``truth`` (true values by quantity name),
 ``seeds``, ``datasets`` (one replicate's data), ``methods`` (the registry), ``posterior``
 (draws by quantity name), ``bayes_method``, ``two_stage``, ``task``, ``store`` (the
-directory), ``runner`` (Dask), ``summary`` (the tables), ``progress`` (the progress bar).
+directory), ``runner`` (Dask), ``summary`` (the tables), ``progress`` (the progress bar),
+``report_tables`` (the tables of the HTML study report,
+:func:`bayes_cart.report.study_report.write_study_report`).
 """
 
 from __future__ import annotations
