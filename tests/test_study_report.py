@@ -280,6 +280,13 @@ def test_sbc_ecdf_band_separates_uniform_from_biased_ranks():
     assert table.loc["T1", "mean_rank"] > 0.6
     assert len(ecdf[ecdf["quantity"] == "beta"]) == 99
     assert (ecdf["lower"] <= 0).all() and (ecdf["upper"] >= 0).all()
+    # fits thinned to different L: randomised ranks, still uniform when calibrated
+    draws = rng.integers(40, 100, 300)
+    mixed = _sbc_fits({"beta": rng.integers(0, draws + 1)})
+    mixed["sbc_draws"] = np.tile(draws, 1)
+    assert sbc_table(mixed).iloc[0]["inside_band"]
+    low = mixed.assign(sbc_rank=(mixed["sbc_rank"] * 0.6).round())  # truths too often low
+    assert not sbc_table(low).iloc[0]["inside_band"]
 
 
 def test_the_report_draws_sbc_when_the_fits_carry_ranks(study_dir, monkeypatch):
@@ -323,7 +330,13 @@ def test_cli_report_default_and_out_and_bad_directories(study_dir, tmp_path):
     assert missing.exit_code == 2 and "not a study directory" in missing.output
     fits = runner.invoke(app, ["study", "report", str(study_dir), "--fits", "some"])
     assert fits.exit_code == 2 and "--fits must be 'all' or 'passed'" in fits.output
-    for r in (not_study, missing, fits):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "study.json").write_text((study_dir / "study.json").read_text())
+    (broken / "spec.json").write_text("{ not json")
+    unreadable = runner.invoke(app, ["study", "report", str(broken)])
+    assert unreadable.exit_code == 2 and "spec.json: cannot be read" in unreadable.output
+    for r in (not_study, missing, fits, unreadable):
         assert "Traceback" not in r.output
 
 

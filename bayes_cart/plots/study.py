@@ -32,7 +32,7 @@ __all__ = [
     "plot_decisions",
     "plot_failures",
     "plot_runtime",
-    "plot_sbc_ecdf",
+    "plot_sbc_ranks",
 ]
 
 _RULE_STYLES = ("-", "--", ":", "-.")
@@ -297,7 +297,7 @@ def plot_decisions(
     return fig
 
 
-def plot_sbc_ecdf(ecdf: pd.DataFrame, *, colours: Mapping[str, str] | None = None) -> Figure:
+def plot_sbc_ranks(ecdf: pd.DataFrame, *, colours: Mapping[str, str] | None = None) -> Figure:
     """ECDF-difference plots of SBC ranks with their simultaneous 95% bands.
 
     One panel per (scenario and method) x quantity; the line is the ECDF of the normalised

@@ -45,7 +45,7 @@ from bayes_cart.plots.study import (
     plot_decisions,
     plot_failures,
     plot_runtime,
-    plot_sbc_ecdf,
+    plot_sbc_ranks,
 )
 from bayes_cart.report._context import Report, Section, _Parts
 from bayes_cart.report._format import _facts, _figure, _frame, _h3, _num, _p, _pct, _table, logger
@@ -352,7 +352,7 @@ def _section_sbc(t: Any, parts: _Parts) -> list[Markup]:
         ),
         parts.run(
             "SBC figure",
-            lambda: _figure(plot_sbc_ecdf(ecdf, colours=_colours(t)), "SBC ECDF-difference plots"),
+            lambda: _figure(plot_sbc_ranks(ecdf, colours=_colours(t)), "SBC ECDF-difference plots"),
         ),
     ]
     shown = _frame(

@@ -455,16 +455,34 @@ def _sbc_rows(fits: pd.DataFrame) -> pd.DataFrame:
     return rows.astype({"sbc_rank": float, "sbc_draws": float})
 
 
-def sbc_ecdf(fits: pd.DataFrame, *, prob: float = 0.95, max_points: int = 100) -> pd.DataFrame:
+def _normalised_ranks(cell: pd.DataFrame, seed: int) -> tuple[np.ndarray, int]:
+    """Normalised ranks of one cell and the ``L`` of its grid (0 when the fits' ``L`` differ).
+
+    One ``L``: ``u = (rank + 0.5) / (L + 1)``, whose CDF at ``i / (L + 1)`` is exactly
+    ``i / (L + 1)``. Several: the randomised ``(rank + V) / (L + 1)``, ``V ~ Uniform(0, 1)``,
+    exactly Uniform(0, 1) under calibration whatever each fit's ``L``.
+    """
+    r = cell["sbc_rank"].to_numpy(float)
+    draws = cell["sbc_draws"].to_numpy(float)
+    if np.all(draws == draws[0]):
+        return (r + 0.5) / (draws[0] + 1), int(draws[0])
+    v = np.random.default_rng(seed).uniform(size=len(r))
+    return (r + v) / (draws + 1), 0
+
+
+def sbc_ecdf(
+    fits: pd.DataFrame, *, prob: float = 0.95, max_points: int = 100, random_seed: int = 0
+) -> pd.DataFrame:
     """ECDF of the normalised SBC ranks minus the uniform CDF, with simultaneous bands.
 
     The rank of a quantity is the number of its ``L`` thinned posterior draws below the
     truth drawn from the prior (``sbc_rank`` in 0..L, ``L = sbc_draws``); under a calibrated
     method it is uniform on 0..L. The normalised rank ``u = (rank + 0.5) / (L + 1)`` has,
-    at the points ``z = i / (L + 1)``, the CDF ``z`` exactly, so the curve is the ECDF of
-    ``u`` at ``z`` minus ``z``, and the band the simultaneous ``prob`` band of
-    :func:`arviz.stats.ecdf_utils.ecdf_confidence_band` for ``n`` fits (Säilynjoki et al.
-    2022): a calibrated method stays inside it with probability ``prob``.
+    at the points ``z = i / (L + 1)``, the CDF ``z`` exactly (fits with different ``L``:
+    randomised ranks, see :func:`_normalised_ranks`), so the curve is the ECDF of ``u`` at
+    ``z`` minus ``z``, and the band the simultaneous ``prob`` band of
+    :func:`arviz.stats.ecdf_utils.ecdf_confidence_band` for ``n`` fits (Säilynoja, Bürkner
+    and Vehtari 2022): a calibrated method stays inside all of it with probability ``prob``.
 
     Returns
     -------
@@ -482,12 +500,13 @@ def sbc_ecdf(fits: pd.DataFrame, *, prob: float = 0.95, max_points: int = 100) -
         n = len(cell)
         if n < 2:
             continue
-        draws = int(cell["sbc_draws"].max())
-        u = (cell["sbc_rank"].to_numpy(float) + 0.5) / (draws + 1)
-        k = min(draws, max_points)
-        z = np.arange(1, k + 1) / (k + 1)
-        if k < draws:  # a grid on the rank points of a long chain
-            z = np.unique(np.round(z * (draws + 1))) / (draws + 1)
+        u, draws = _normalised_ranks(cell, random_seed)
+        if 0 < draws <= max_points:
+            z = np.arange(1, draws + 1) / (draws + 1)
+        else:
+            z = np.arange(1, max_points + 1) / (max_points + 1)
+            if draws:  # a grid on the rank points of a long chain
+                z = np.unique(np.round(z * (draws + 1))) / (draws + 1)
         ecdf = np.searchsorted(np.sort(u), z, side="right") / n
         lower, upper = ecdf_confidence_band(n, z, z, prob=prob, method="optimized")
         out.append(
@@ -511,7 +530,7 @@ def sbc_ecdf(fits: pd.DataFrame, *, prob: float = 0.95, max_points: int = 100) -
 def sbc_table(fits: pd.DataFrame, ecdf: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (scenario, method, quantity) with SBC ranks: fits, draws, and the band check.
 
-    Columns: ``scenario``, ``method``, ``quantity``, ``n_fits``, ``draws`` (L),
+    Columns: ``scenario``, ``method``, ``quantity``, ``n_fits``, ``draws`` (L, the largest),
     ``mean_rank`` (normalised, 0.5 when calibrated), ``max_ecdf_diff`` (the largest
     absolute ECDF difference) and ``inside_band`` (whether the ECDF difference stays inside
     the simultaneous 95% band); empty without SBC ranks.
@@ -542,7 +561,7 @@ def sbc_table(fits: pd.DataFrame, ecdf: pd.DataFrame | None = None) -> pd.DataFr
                 "quantity": quantity,
                 "n_fits": len(cell),
                 "draws": draws,
-                "mean_rank": float(((cell["sbc_rank"] + 0.5) / (draws + 1)).mean()),
+                "mean_rank": float(((cell["sbc_rank"] + 0.5) / (cell["sbc_draws"] + 1)).mean()),
                 "max_ecdf_diff": float(curve["ecdf_diff"].abs().max()) if len(curve) else np.nan,
                 "inside_band": inside,
             }
