@@ -177,6 +177,11 @@ def test_power_is_ordered_by_effect_size_with_each_rule(report):
     pd_rule = d[(d["method"] == "interval") & (d["rule"] == "P(direction) >= 0.95")]
     assert list(pd_rule["rate"]) == [0.25, 0.5, 1.0]
     assert "bad" not in set(d["method"])  # no estimates, no rate
+    glance = _tables(report)["decisions"]["effects"]
+    assert list(glance["scenario"]) == ["null", "null", "small", "small", "big", "big"]
+    row = glance.set_index(["scenario", "method"]).loc[("small", "test")]
+    assert row["rejection_rate"] == 0.75 and math.isnan(row["coverage_90"])
+    assert row["bias"] == pytest.approx(np.mean(OFFSETS))
 
 
 def test_failures_runtime_and_progress(report):

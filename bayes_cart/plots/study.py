@@ -290,7 +290,7 @@ def plot_decisions(
         ax.set_xticks(truths, [f"{t:g}\n{n}" for t, n in zip(truths, names, strict=True)])
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(f"true effect {q} (log scale)")
-        ax.set_ylabel("share of replicates rejecting 'no effect'")
+        ax.set_ylabel("share of replicates declaring an effect")
         ax.set_title(f"{q}: type-I error at 0, power elsewhere", fontsize=10)
         ax.grid(color="0.92")
     axes[-1].legend(loc="center left", bbox_to_anchor=(1.12, 0.5), frameon=False, fontsize=9)

@@ -10,7 +10,8 @@ plain function of the metrics / fits tables, documented with the columns it retu
 * :func:`coverage_table`: coverage of the 50% and 90% central intervals with Monte Carlo SEs;
 * :func:`accuracy_table`: bias (with its MC SE), relative bias, RMSE, relative RMSE;
 * :func:`decision_table`: per covariate effect, the rejection rate of each decision rule,
-  ordered by the true effect size (type-I error at a true 0, power elsewhere);
+  ordered by the true effect size (type-I error at a true 0, power elsewhere), and
+  :func:`effect_table`: the covariate effects at a glance (bias, coverage, decisions);
 * :func:`sbc_table` and :func:`sbc_ecdf`: simulation-based calibration, from the ``sbc_rank``
   and ``sbc_draws`` columns of the fits table when a study has them;
 * :func:`runtime_table`: seconds per fit per method (compile, sampling, wall);
@@ -40,6 +41,7 @@ __all__ = [
     "coverage_table",
     "decision_rules",
     "decision_table",
+    "effect_table",
     "failure_messages",
     "failure_table",
     "method_table",
@@ -138,6 +140,11 @@ class StudyTables:
     def decisions(self) -> pd.DataFrame:
         """:func:`decision_table` of the metrics."""
         return decision_table(self.metrics, decision_rules(self.study, self.fits))
+
+    @property
+    def effects(self) -> pd.DataFrame:
+        """:func:`effect_table` of the metrics."""
+        return effect_table(self.metrics)
 
     @property
     def sbc(self) -> pd.DataFrame:
@@ -388,6 +395,25 @@ def decision_rules(study: Any, fits: pd.DataFrame) -> dict[str, list[tuple[str, 
                 ("rejection_rate_pd", "P(direction) >= 0.95", 0.10),
             ]
     return out
+
+
+def effect_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Show the covariate effects at a glance: per effect, true value and method, all metrics.
+
+    One row per (covariate effect, scenario, method), ordered by effect and true value (the
+    null first): ``quantity``, ``truth``, ``scenario``, ``method``, ``n``, ``bias``,
+    ``bias_mcse``, ``rmse``, ``coverage_90``, ``coverage_90_mcse``, ``rejection_rate``
+    (the 90% interval excludes 0, or the method's own test) with its MC SE,
+    ``rejection_rate_pd`` (P(direction) >= 0.95) with its MC SE: the values of
+    ``metrics.csv``; the rejection rate is the type-I error where ``truth`` is 0.
+    """
+    cols = ["quantity", "truth", "scenario", "method", "n", "bias", "bias_mcse", "rmse"]
+    cols += ["coverage_90", "coverage_90_mcse", "rejection_rate", "rejection_rate_mcse"]
+    cols += ["rejection_rate_pd", "rejection_rate_pd_mcse"]
+    rows = metrics[metrics["quantity"].map(lambda q: is_effect(str(q))) & (metrics["n"] > 0)]
+    rows = rows[cols].assign(_abs=rows["truth"].abs())
+    rows = rows.sort_values(["quantity", "_abs", "truth", "scenario", "method"], kind="stable")
+    return rows.drop(columns="_abs").reset_index(drop=True)
 
 
 def decision_table(
