@@ -199,6 +199,8 @@ def test_failures_runtime_and_progress(report):
     assert runtime.loc["interval", "median_compile_seconds"] == 0.004
     assert runtime.loc["interval", "n_fits"] == 12 and "bad" not in runtime.index
     assert 0 < runtime.loc["interval", "compile_share"] < 1
+    assert runtime.loc["interval", "median_ess_per_second"] == pytest.approx(1000 / 0.002)
+    assert math.isnan(runtime.loc["test", "median_ess_per_second"])  # no sampler
     assert report.badge == "COMPLETE"
     assert _tables(report)["overview"]["status"]["done"].sum() == 36
 

@@ -161,9 +161,12 @@ def _section_overview(t: Any, parts: _Parts) -> list[Markup]:
         out.append(Markup('<div class="warn">') + _p(caution) + Markup("</div>"))
     if not t.complete:
         missing = parts.keep("missing", t.missing)
-        cells = ", ".join(
+        listed = [
             f"{r.scenario} x {r.method} ({r.pending} of {r.of})" for r in missing.itertuples()
-        )
+        ]
+        cells = ", ".join(listed[:6])
+        if len(listed) > 6:
+            cells += f" and {len(listed) - 6} more cells, listed in section 7"
         out.append(
             Markup('<div class="warn">')
             + _p(
@@ -431,7 +434,8 @@ def _section_runtime(t: Any, parts: _Parts) -> list[Markup]:
             "Seconds per fit of each method over its finished tasks: compiling the model, "
             "sampling, and the rest (simulating the dataset, summarising, second runs after "
             "divergences). Total hours are the sum of the wall seconds, the method's share "
-            "of the study's worker time."
+            "of the study's worker time; ESS / s is the smallest bulk ESS of the fit's "
+            "population quantities per second of sampling."
         )
     ]
     if not table.empty and table["compile_share"].notna().any():
@@ -458,6 +462,7 @@ def _section_runtime(t: Any, parts: _Parts) -> list[Markup]:
             "max wall s": _num(r.max_wall_seconds),
             "total hours": _num(r.total_hours, 2),
             "compile share": _pct(r.compile_share),
+            "median ESS / s": _num(r.median_ess_per_second),
         }
         for r in table.itertuples()
     )

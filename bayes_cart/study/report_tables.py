@@ -612,11 +612,13 @@ def runtime_table(fits: pd.DataFrame) -> pd.DataFrame:
     ``median_sampling_seconds``, ``median_other_seconds`` (wall minus compile minus
     sampling: simulating the data, summarising, a second run), ``median_wall_seconds``,
     ``max_wall_seconds``, ``total_hours`` (the sum of wall seconds: the method's share of
-    the study's CPU time), ``compile_share`` (compile seconds over wall seconds, summed).
+    the study's CPU time), ``compile_share`` (compile seconds over wall seconds, summed),
+    ``median_ess_per_second`` (the smallest bulk ESS of the fit's population quantities per
+    second of sampling; empty for a method without a sampler).
     """
     columns = ["method", "n_fits", "median_compile_seconds", "median_sampling_seconds"]
     columns += ["median_other_seconds", "median_wall_seconds", "max_wall_seconds"]
-    columns += ["total_hours", "compile_share"]
+    columns += ["total_hours", "compile_share", "median_ess_per_second"]
     tasks = _per_task(fits)
     tasks = tasks[tasks["status"] == "ok"]
     rows = []
@@ -636,6 +638,9 @@ def runtime_table(fits: pd.DataFrame) -> pd.DataFrame:
                 "max_wall_seconds": float(wall.max()),
                 "total_hours": float(wall.sum() / 3600),
                 "compile_share": float(compile_s.sum() / wall.sum()) if wall.sum() else np.nan,
+                "median_ess_per_second": float(
+                    (pd.to_numeric(t["min_ess_bulk"], errors="coerce") / sampling).median()
+                ),
             }
         )
     return pd.DataFrame(rows, columns=columns)
