@@ -21,7 +21,11 @@ from typer.testing import CliRunner
 
 import bayes_cart as bc
 from bayes_cart.cli import app
-from bayes_cart.report.study_report import STUDY_SECTION_TITLES, build_study_report
+from bayes_cart.report.study_report import (
+    STUDY_SECTION_TITLES,
+    build_study_report,
+    section_tables,
+)
 from bayes_cart.study import MethodOutput, StudyStore, register_method, run_study, study_from_dict
 from bayes_cart.study.report_tables import sbc_ecdf, sbc_table, study_tables
 from bayes_cart.study.task import Task, failed_record
@@ -139,12 +143,8 @@ def report(study_dir):
     return build_study_report(study_dir)
 
 
-def _tables(report) -> dict[str, dict[str, pd.DataFrame]]:
-    return {s.key: s.tables for s in report.sections}
-
-
 def test_coverage_table_is_metrics_csv_and_the_scripted_coverage(study_dir, report):
-    coverage = _tables(report)["coverage"]["coverage"]
+    coverage = section_tables(report)["coverage"]["coverage"]
     metrics = pd.read_csv(study_dir / "metrics.csv", keep_default_na=False, na_values=[""])
     metrics = metrics.query("fits == 'all'")  # ("null", a scenario, is not NaN here)
     merged = coverage.merge(metrics, on=["quantity", "scenario", "method"], suffixes=("", "_csv"))
@@ -155,7 +155,7 @@ def test_coverage_table_is_metrics_csv_and_the_scripted_coverage(study_dir, repo
     assert (coverage["coverage_90"] == 0.75).all() and (coverage["coverage_50"] == 0.25).all()
     assert coverage["coverage_90_mcse"].to_numpy() == pytest.approx(math.sqrt(0.75 * 0.25 / 4))
     assert coverage["width_90"].to_numpy() == pytest.approx(2 * HALF_90)
-    accuracy = _tables(report)["accuracy"]["accuracy"]
+    accuracy = section_tables(report)["accuracy"]["accuracy"]
     effect = accuracy.set_index(["quantity", "scenario", "method"])
     assert effect.loc[("beta", "null", "interval"), "bias"] == pytest.approx(np.mean(OFFSETS))
     assert effect.loc[("beta", "null", "interval"), "rmse"] == pytest.approx(
@@ -164,7 +164,7 @@ def test_coverage_table_is_metrics_csv_and_the_scripted_coverage(study_dir, repo
 
 
 def test_power_is_ordered_by_effect_size_with_each_rule(report):
-    d = _tables(report)["decisions"]["decisions"]
+    d = section_tables(report)["decisions"]["decisions"]
     test = d[d["method"] == "test"]
     assert list(test["scenario"]) == ["null", "small", "big"]
     assert list(test["rate"]) == [0.25, 0.75, 1.0]  # estimate > 0.15
@@ -177,7 +177,7 @@ def test_power_is_ordered_by_effect_size_with_each_rule(report):
     pd_rule = d[(d["method"] == "interval") & (d["rule"] == "P(direction) >= 0.95")]
     assert list(pd_rule["rate"]) == [0.25, 0.5, 1.0]
     assert "bad" not in set(d["method"])  # no estimates, no rate
-    glance = _tables(report)["decisions"]["effects"]
+    glance = section_tables(report)["decisions"]["effects"]
     assert list(glance["scenario"]) == ["null", "null", "small", "small", "big", "big"]
     row = glance.set_index(["scenario", "method"]).loc[("small", "test")]
     assert row["rejection_rate"] == 0.75 and math.isnan(row["coverage_90"])
@@ -185,24 +185,24 @@ def test_power_is_ordered_by_effect_size_with_each_rule(report):
 
 
 def test_failures_runtime_and_progress(report):
-    failures = _tables(report)["failures"]["failures"].set_index("method")
+    failures = section_tables(report)["failures"]["failures"].set_index("method")
     assert failures.loc["bad", "error"] == 12 and failures.loc["bad", "ok"] == 0
     assert failures.loc["interval", "gate_failed"] == 3  # replicate 3 of each scenario
     assert failures.loc["interval", "rhat_high"] == 3 and failures.loc["interval", "ess_low"] == 0
     assert failures.loc["test", "gate_failed"] == 0  # no sampler: no gate
     assert (failures["pending"] == 0).all()
-    messages = _tables(report)["failures"]["messages"]
+    messages = section_tables(report)["failures"]["messages"]
     assert len(messages) == 1  # the same message but for the replicate number
     assert messages.iloc[0]["count"] == 12
     assert messages.iloc[0]["message"].startswith("RuntimeError: this method always fails")
-    runtime = _tables(report)["runtime"]["runtime"].set_index("method")
+    runtime = section_tables(report)["runtime"]["runtime"].set_index("method")
     assert runtime.loc["interval", "median_compile_seconds"] == 0.004
     assert runtime.loc["interval", "n_fits"] == 12 and "bad" not in runtime.index
     assert 0 < runtime.loc["interval", "compile_share"] < 1
     assert runtime.loc["interval", "median_ess_per_second"] == pytest.approx(1000 / 0.002)
     assert math.isnan(runtime.loc["test", "median_ess_per_second"])  # no sampler
     assert report.badge == "COMPLETE"
-    assert _tables(report)["overview"]["status"]["done"].sum() == 36
+    assert section_tables(report)["overview"]["status"]["done"].sum() == 36
 
 
 def test_metrics_over_passed_fits_leave_out_the_gate_failures(study_dir):
@@ -236,7 +236,7 @@ def test_a_partial_study_says_what_is_missing(tmp_path):
         failed_record(study, Task("small", 3, "interval"), "timeout", "task exceeded 900 s")
     )
     report = build_study_report(root)
-    tables = _tables(report)
+    tables = section_tables(report)
     missing = tables["overview"]["missing"]
     assert missing["pending"].sum() == 36 - 11
     assert report.badge == "PARTIAL 11/36" and report.badge_class == "partial"
@@ -311,7 +311,7 @@ def test_the_report_draws_sbc_when_the_fits_carry_ranks(study_dir, monkeypatch):
 
     monkeypatch.setattr(summary, "fits_table", with_ranks)
     report = build_study_report(study_dir)
-    table = _tables(report)["sbc"]["sbc"]
+    table = section_tables(report)["sbc"]["sbc"]
     assert set(table["quantity"]) == {"beta", "beta:RESPONSE[CR/PR]"}
     assert (table["draws"] == 19).all() and (table["n_fits"] >= 4).all()
     sbc = report.to_html().split('<section id="sbc">', 1)[1].split("</section>", 1)[0]

@@ -50,7 +50,7 @@ from bayes_cart.plots.study import (
 from bayes_cart.report._context import Report, Section, _Parts
 from bayes_cart.report._format import _facts, _figure, _frame, _h3, _num, _p, _pct, _table, logger
 
-__all__ = ["STUDY_SECTION_TITLES", "build_study_report", "write_study_report"]
+__all__ = ["STUDY_SECTION_TITLES", "build_study_report", "section_tables", "write_study_report"]
 
 #: Section keys and headings of the study report, in order.
 STUDY_SECTION_TITLES: dict[str, str] = {
