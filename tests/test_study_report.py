@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from html import unescape
 
 import numpy as np
 import pandas as pd
@@ -252,6 +253,21 @@ def test_a_partial_study_says_what_is_missing(tmp_path):
         p.unlink()
     nothing = build_study_report(empty)
     assert nothing.failures == [] and nothing.badge == "PARTIAL 0/36"
+    assert nothing.to_html().count("No task has finished with estimates yet.") == 4
+
+
+def test_when_every_fit_fails_the_gate_the_report_says_so(tmp_path):
+    raw = _study_dict(replicates=1)
+    raw["study"]["gate"] = {"min_ess_bulk": 5000}  # the scripted fits have 1000
+    raw["methods"] = {"interval": raw["methods"]["interval"]}
+    run_study(study_from_dict(raw), tmp_path / "s", workers=0)
+    passed = build_study_report(tmp_path / "s", fits="passed")
+    assert section_tables(passed)["coverage"]["coverage"].empty
+    html = unescape(passed.to_html())
+    assert "Every one of the 3 finished fits with a sampler failed the study's gate" in html
+    assert html.count("No finished fit passed the study's gate") == 3  # coverage, bias, power
+    failures = section_tables(passed)["failures"]["failures"].set_index("method")
+    assert failures.loc["interval", "ess_low"] == 3 and failures.loc["interval", "rhat_high"] == 0
 
 
 def _sbc_fits(ranks: dict[str, np.ndarray], draws: int = 99) -> pd.DataFrame:

@@ -115,6 +115,28 @@ def _cautions(t: Any) -> list[str]:
     return [c for c in out if c]
 
 
+def _nothing_yet(t: Any) -> Markup:
+    """Say why a section has no rows: nothing finished, or nothing passed the gate."""
+    ok = t.fits[t.fits["status"] == "ok"] if not t.fits.empty else t.fits
+    if ok.empty:
+        text = "No task has finished with estimates yet."
+    elif t.fits_subset == "passed" and not (t.metrics["n"] > 0).any():
+        text = (
+            "No finished fit passed the study's gate, and these metrics are over the fits that "
+            "did (--fits passed): see section 7, or report every finished fit (--fits all)."
+        )
+    else:
+        text = "None of the finished fits has the numbers this section needs."
+    return Markup('<div class="warn">') + _p(text) + Markup("</div>")
+
+
+def _without_intervals(t: Any) -> list[str]:
+    """Methods whose finished fits have no interval at all (a test, a point estimate)."""
+    ok = t.fits[(t.fits["status"] == "ok") & t.fits["quantity"].notna()]
+    has = pd.to_numeric(ok["q5"], errors="coerce").notna().groupby(ok["method"]).any()
+    return sorted(has.index[~has])
+
+
 def _colours(t: Any) -> dict[str, str]:
     return method_colours(list(t.study.methods))
 
@@ -210,7 +232,7 @@ def _section_overview(t: Any, parts: _Parts) -> list[Markup]:
 
 def _section_coverage(t: Any, parts: _Parts) -> list[Markup]:
     table = parts.keep("coverage", t.coverage)
-    without = sorted(set(t.metrics["method"]) - set(table["method"]))
+    without = _without_intervals(t)
     out = [
         _p(
             "Share of replicates whose central 50% and 90% interval (posterior quantiles "
@@ -224,6 +246,8 @@ def _section_coverage(t: Any, parts: _Parts) -> list[Markup]:
         out.append(
             _p(f"Without intervals (point estimate and test only): {', '.join(without)}.", "muted")
         )
+    if table.empty:
+        return [*out, _nothing_yet(t)]
     out.append(
         parts.run(
             "coverage figure",
@@ -261,12 +285,16 @@ def _section_accuracy(t: Any, parts: _Parts) -> list[Markup]:
             "two-stage method: the difference of the groups' median log EBEs). Units are "
             "the quantity's own: typical values per day or in DV units, IIV SDs and "
             "covariate effects on the log scale."
-        ),
+        )
+    ]
+    if table.empty:
+        return [*out, _nothing_yet(t)]
+    out.append(
         parts.run(
             "bias and RMSE figure",
             lambda: _figure(plot_accuracy(table, colours=_colours(t)), "bias and RMSE per method"),
-        ),
-    ]
+        )
+    )
     shown = _frame(
         {
             "quantity": r.quantity,
@@ -300,7 +328,13 @@ def _section_decisions(t: Any, parts: _Parts) -> list[Markup]:
             "a matched type-I error. Bars and ± are 1.96 Monte Carlo SEs."
         )
     ]
-    if not table.empty and not (table["truth"] == 0).any():
+    if table.empty:
+        from bayes_cart.study.truth import is_effect
+
+        if not any(is_effect(q) for q in t.study.quantities):
+            return [*out, _p("The study's quantities include no covariate effect.", "muted")]
+        return [*out, _nothing_yet(t)]
+    if not (table["truth"] == 0).any():
         out.append(
             _p("No scenario has a true effect of 0: the type-I error is not measured.", "muted")
         )
@@ -438,7 +472,9 @@ def _section_runtime(t: Any, parts: _Parts) -> list[Markup]:
             "population quantities per second of sampling."
         )
     ]
-    if not table.empty and table["compile_share"].notna().any():
+    if table.empty:
+        return [*out, _nothing_yet(t)]
+    if table["compile_share"].notna().any():
         share = float(
             (table["compile_share"] * table["total_hours"]).sum() / table["total_hours"].sum()
         )
