@@ -108,9 +108,14 @@ def _cautions(t: Any) -> list[str]:
     ok = ok[ok["status"] == "ok"]
     gated = ok[ok["gate_passed"].notna()]
     if len(gated) and not (gated["gate_passed"] == True).any():  # noqa: E712
+        then = (
+            "no fit is left for the metrics (--fits passed); --fits all reports them all"
+            if t.fits_subset == "passed"
+            else "these metrics describe unconverged fits; lengthen the chains"
+        )
         out.append(
             f"Every one of the {len(gated)} finished fits with a sampler failed the study's gate "
-            "(section 7): these metrics describe unconverged fits; lengthen the chains."
+            f"(section 7): {then}."
         )
     return [c for c in out if c]
 
