@@ -530,6 +530,7 @@ def _section_failures(t: Any, parts: _Parts) -> list[Markup]:
                     "divergent": "too many divergences",
                     "gate_failed": "failed the gate",
                     "ok": "finished",
+                    "pending": "not run yet",
                 }
             ),
             numeric=[c for c in table.columns if c != "method"],
