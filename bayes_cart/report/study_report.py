@@ -63,6 +63,7 @@ STUDY_SECTION_TITLES: dict[str, str] = {
     "failures": "7. Failures and missing tasks",
 }
 
+#: Error bars and "±" of the report: 1.96 Monte Carlo SEs (a 95% Monte Carlo interval).
 _Z = 1.96
 
 

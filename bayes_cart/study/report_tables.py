@@ -35,7 +35,6 @@ import pandas as pd
 from bayes_cart.study.truth import is_effect
 
 __all__ = [
-    "MCSE_Z",
     "StudyTables",
     "accuracy_table",
     "coverage_table",
@@ -52,10 +51,6 @@ __all__ = [
     "scenario_table",
     "study_tables",
 ]
-
-#: Error bars of the report are +- MCSE_Z Monte Carlo standard errors (a 95% Monte Carlo
-#: interval of a share over the replicates).
-MCSE_Z = 1.96
 
 _CELL = ["quantity", "scenario", "method"]
 
