@@ -242,13 +242,13 @@ def test_a_fixed_scenario_keeps_its_hash_keys():
 
 
 def test_mock_methods_calibrated_passes_narrow_fails(tmp_path):
-    study = study_from_dict(sbc_study(replicates=80, fixed=False))
+    study = study_from_dict(sbc_study(replicates=60, fixed=False))
     run_study(study, tmp_path, workers=0)
     fits, metrics = write_summary(tmp_path)
     sbc = pd.read_csv(tmp_path / "sbc.csv")
     assert set(sbc["method"]) == {"calibrated", "narrow"}
     assert set(sbc["scenario"]) == {"prior"}
-    assert (sbc["n_fits"] == 80).all() and (sbc["sbc_draws"] == 50).all()
+    assert (sbc["n_fits"] == 60).all() and (sbc["sbc_draws"] == 50).all()
     good = sbc[sbc["method"] == "calibrated"]
     bad = sbc[sbc["method"] == "narrow"]
     assert (good["gamma_p"] > 0.005).all(), good[["quantity", "gamma_p"]]
@@ -282,3 +282,64 @@ def test_degenerate_datasets_are_counted_fitted_or_skipped(tmp_path):
     assert len(sbc) == 2 * len(QUANTITIES)  # no rank, but every cell's failures are shown
     assert (sbc["n_fits"] == 0).all() and (sbc["n_failed"] == 3).all()
     assert (sbc["n_degenerate"] == 3).all() and sbc["gamma_p"].isna().all()
+
+
+# ---------------------------------------------------------------------------- the figure
+
+
+def test_ecdf_difference_plot_one_panel_per_quantity_with_bands():
+    import matplotlib.pyplot as plt
+
+    from bayes_cart.plots.sbc import plot_sbc_ecdf
+
+    rng = np.random.default_rng(8)
+    table = pd.DataFrame(
+        {
+            "quantity": ["beta"] * 60 + ["sigma"] * 60 + ["T1"] * 5,
+            "sbc_rank": np.r_[rng.integers(0, 50, 60), rng.integers(0, 50, 60), [np.nan] * 5],
+            "sbc_draws": np.r_[np.full(60, 49), rng.choice([39, 49], 60), [np.nan] * 5],
+        }
+    )
+    before = plt.get_fignums()
+    fig = plot_sbc_ecdf(table, title="mock")
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == [
+        "beta (60 ranks, L = 49)",
+        "sigma (60 ranks, L = 39-49)",
+    ]  # T1 has no rank: no panel
+    assert all(len(ax.collections) >= 1 for ax in shown)  # the simultaneous band
+    assert plt.get_fignums() == before  # no pyplot figure left behind
+
+
+# ---------------------------------------------------------------------------- real fits
+
+
+@pytest.mark.slow
+def test_real_sbc_fit_records_ranks(tmp_path):
+    """One SBC replicate of liu2021 fitted with NUTS (8 patients, 2 chains x (100 + 100))."""
+    raw = sbc_study(replicates=1, fixed=False, sbc={"draws": 20})
+    raw["methods"] = {
+        "bayes": {
+            "kind": "bayes",
+            "model": "liu2021",
+            "covariates": {"beta": "RESPONSE"},
+            "reference": {"RESPONSE": "PD/NR"},
+            "chains": 2,
+            "tune": 100,
+            "draws": 100,
+            "retry": False,
+        }
+    }
+    study = study_from_dict(raw)
+    run_study(study, tmp_path, workers=0)
+    fits, _ = write_summary(tmp_path)
+    assert set(fits["status"]) == {"ok"}
+    assert set(fits["quantity"]) == set(QUANTITIES)
+    assert fits["sbc_draws"].between(1, 20).all()  # thinned by the ESS of 200 draws
+    assert (fits["sbc_rank"] >= 0).all() and (fits["sbc_rank"] <= fits["sbc_draws"]).all()
+    truth = truth_values(
+        simulate_replicate(study, "prior", 0).population, study.scenarios["prior"].design
+    )
+    assert fits.set_index("quantity")["truth"].to_dict() == {q: truth[q] for q in QUANTITIES}
+    sbc = pd.read_csv(tmp_path / "sbc.csv")
+    assert len(sbc) == len(QUANTITIES) and (sbc["n_fits"] == 1).all()

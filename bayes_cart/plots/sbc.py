@@ -5,8 +5,9 @@ One panel per quantity: the ECDF of the normalised ranks
 :func:`arviz.plot_ecdf` (``difference=True``) with its simultaneous confidence band
 (``confidence_bands="simulated"``: the band holds the whole ECDF of uniform ranks with
 probability ``prob``, Säilynoja et al. 2022). A curve leaving the band is a calibration
-failure: above it at low ranks, the truth tends to sit below the posterior (it overestimates);
-an arch (ranks piled at both ends) is a posterior too narrow, a valley one too wide.
+failure: above it throughout, the ranks are low (the truth tends to sit below the posterior,
+which overestimates it); up at low ranks and down at high ranks, the ranks pile up at both
+ends (a posterior too narrow); down then up, they pile up in the middle (too wide).
 
 The figure is built without :mod:`matplotlib.pyplot` (like :mod:`bayes_cart.plots.checks`).
 """

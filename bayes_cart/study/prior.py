@@ -216,11 +216,11 @@ def _placeholder_dataset(frame: pd.DataFrame) -> Any:
 
 
 #: Compiled prior draws per (scenario, covariate levels present), one process's worth:
-#: ``(variable names, compiled function, its random generators, effect labels)``.
-_DRAWERS: dict[tuple[Any, ...], tuple[list[str], Any, list[Any], dict[str, list[str]]]] = {}
+#: ``(model spec, variable names, compiled function, its random generators, effect labels)``.
+_DRAWERS: dict[tuple[Any, ...], tuple[Any, list[str], Any, list[Any], dict[str, list[str]]]] = {}
 
 
-def _drawer(scenario: Any, frame: pd.DataFrame) -> tuple[list[str], Any, list[Any], Any]:
+def _drawer(scenario: Any, frame: pd.DataFrame) -> tuple[Any, list[str], Any, list[Any], Any]:
     """Return the compiled forward draw of a scenario's population prior (built once)."""
     levels = tuple(
         (c, tuple(sorted(frame[c].astype(str).unique())))
@@ -244,7 +244,7 @@ def _drawer(scenario: Any, frame: pd.DataFrame) -> tuple[list[str], Any, list[An
         }
         if len(_DRAWERS) >= 8:
             _DRAWERS.clear()
-        _DRAWERS[key] = (names, fn, rngs, labels)
+        _DRAWERS[key] = (spec, names, fn, rngs, labels)
     return _DRAWERS[key]
 
 
@@ -267,10 +267,10 @@ def draw_population(scenario: Any, frame: pd.DataFrame, seed: int) -> Any:
     """
     from pymc.pytensorf import reseed_rngs
 
-    names, fn, rngs, labels = _drawer(scenario, frame)
+    spec, names, fn, rngs, labels = _drawer(scenario, frame)
     reseed_rngs(rngs, seed)  # the draw depends on the seed only, not on earlier draws
     values = dict(zip(names, fn(), strict=True))
-    return _population(prior_spec(scenario), values, labels)
+    return _population(spec, values, labels)
 
 
 def degenerate_reason(data: pd.DataFrame, min_informed: float) -> str | None:
