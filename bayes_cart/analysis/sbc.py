@@ -204,6 +204,7 @@ def _bin_probabilities(eval_points: np.ndarray | None, bins: int) -> tuple[np.nd
         return edges, np.diff(edges)
     # discrete ranks (u = (r + 1) / (L + 1)): whole ranks per bin, probability = their share
     support = np.append(eval_points, 1.0)
+    bins = min(bins, support.size)
     which = np.minimum((np.arange(support.size) * bins) // support.size, bins - 1)
     probs = np.bincount(which, minlength=bins) / support.size
     upper = np.array([support[which == b].max() for b in range(bins)])
