@@ -172,7 +172,7 @@ def summary(
         str, typer.Option(help="Metrics over 'all' finished fits or those that 'passed' the gate.")
     ] = "all",
 ) -> None:
-    """Write fits.parquet and metrics.csv from the records; print the metrics."""
+    """Write fits.parquet and metrics.csv (and sbc.csv) from the records; print the metrics."""
     from bayes_cart.study.summary import write_summary
 
     out = _console()
@@ -199,6 +199,13 @@ def summary(
         ]
     ]
     out.print(_table(shown, f"metrics ({fits} fits); all columns in {store.root}/metrics.csv"))
+    sbc_file = store.root / "sbc.csv"
+    if sbc_file.is_file():  # a study with from_prior scenarios: the ranks' uniformity
+        import pandas as pd
+
+        sbc = pd.read_csv(sbc_file)
+        columns = ["scenario", "method", "quantity", "n_fits", "n_degenerate", "gamma_p", "chi2_p"]
+        out.print(_table(sbc[columns], f"SBC rank uniformity; all columns in {sbc_file}"))
 
 
 @app.command("report")

@@ -115,10 +115,14 @@ def bayes_method(ctx: MethodContext) -> MethodOutput:
     notes: list[str] = []
     result = fit_replicate(ctx, notes=notes)
     diagnostics, timings = fit_diagnostics(result)
-    draws = quantity_draws(result.idata.posterior, ctx.quantities)
+    draws = quantity_draws(result.idata.posterior, ctx.quantities, flat=False)
     if ctx.method.blq == "drop":
         n = int((ctx.simulation.data["CENS"] == 1).sum())
         notes.append(f"{n} BLQ sample(s) dropped")
     return MethodOutput(
-        estimates=summarise_draws(draws), diagnostics=diagnostics, timings=timings, notes=notes
+        estimates=summarise_draws(draws),
+        diagnostics=diagnostics,
+        timings=timings,
+        notes=notes,
+        draws=draws,
     )

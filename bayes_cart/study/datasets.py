@@ -4,7 +4,9 @@ There is no second simulator: a scenario's design becomes a :func:`bayes_cart.ma
 frame (patients, trials, covariates, sampling days within the follow-up) and its population a
 :class:`bayes_cart.PopulationParameters`; the dataset's seed
 (:func:`bayes_cart.study.seeds.dataset_seed`) is split into one stream for the covariates and
-one for :func:`bayes_cart.simulate_patients`.
+one for :func:`bayes_cart.simulate_patients`. A ``from_prior`` scenario's population is drawn
+first, from the priors of its model (:func:`bayes_cart.study.prior.draw_population`, seeded by
+:func:`bayes_cart.study.seeds.prior_seed`); ``SimulationResult.population`` holds it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 import bayes_cart as bc
-from bayes_cart.study.seeds import dataset_seed
+from bayes_cart.study.seeds import dataset_seed, prior_seed
 
 __all__ = ["design_frame", "simulate_replicate"]
 
@@ -100,9 +102,15 @@ def simulate_replicate(study: Any, scenario: str, replicate: int) -> Any:
     spec = study.scenarios[scenario]
     covariate_seed, simulation_seed = dataset_seed(study.seed, scenario, replicate).spawn(2)
     frame = design_frame(spec.design, np.random.default_rng(covariate_seed))
+    if spec.from_prior:
+        from bayes_cart.study.prior import draw_population
+
+        population = draw_population(spec, frame, prior_seed(study.seed, scenario, replicate))
+    else:
+        population = spec.population_parameters()
     return bc.simulate_patients(
         frame,
-        spec.population_parameters(),
+        population,
         lloq=spec.design.lloq,
         stop_after_consecutive_blq=spec.design.stop_after_consecutive_blq,
         random_seed=np.random.default_rng(simulation_seed),

@@ -108,12 +108,18 @@ class MethodOutput:
         ``compile_seconds``, ``sampling_seconds`` where the method has them.
     notes : list of str
         Anything the reader of the record should know (e.g. patients dropped).
+    draws : dict
+        Posterior draws by quantity, shape ``(chain, draw)`` (a flat array is one chain):
+        what the simulation-based calibration ranks of a ``from_prior`` scenario are taken
+        from (:func:`bayes_cart.analysis.sbc.sbc_rank`). Not stored in the record; a method
+        without draws (the two-stage test) gets no rank.
     """
 
     estimates: list[dict[str, Any]]
     diagnostics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    draws: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 MethodFunction = Callable[[MethodContext], MethodOutput]

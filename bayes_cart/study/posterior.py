@@ -28,8 +28,10 @@ def _locate(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-def quantity_draws(posterior: Any, names: Iterable[str]) -> dict[str, np.ndarray]:
-    """Flat draws of each named quantity the posterior has (absent ones are left out).
+def quantity_draws(
+    posterior: Any, names: Iterable[str], *, flat: bool = True
+) -> dict[str, np.ndarray]:
+    """Draws of each named quantity the posterior has (absent ones are left out).
 
     Parameters
     ----------
@@ -37,6 +39,8 @@ def quantity_draws(posterior: Any, names: Iterable[str]) -> dict[str, np.ndarray
         ``idata.posterior``.
     names : iterable of str
         Quantities, named like the rows of :func:`bayes_cart.population_summary`.
+    flat : bool
+        Flat arrays (chains one after the other); False: shape ``(chain, draw)``.
 
     Examples
     --------
@@ -46,6 +50,8 @@ def quantity_draws(posterior: Any, names: Iterable[str]) -> dict[str, np.ndarray
     ...     coords={"b_beta_dim": ["RESPONSE[CR/PR]"]})
     >>> sorted(quantity_draws(post, ["beta", "beta:RESPONSE[CR/PR]", "alpha"]))
     ['beta', 'beta:RESPONSE[CR/PR]']
+    >>> quantity_draws(post, ["beta"], flat=False)["beta"].shape
+    (2, 3)
     """
     out: dict[str, np.ndarray] = {}
     for name in names:
@@ -55,9 +61,10 @@ def quantity_draws(posterior: Any, names: Iterable[str]) -> dict[str, np.ndarray
         x = posterior[var]
         extra = [d for d in x.dims if d not in ("chain", "draw")]
         if coord is None and not extra:
-            out[name] = np.asarray(x).reshape(-1)
+            out[name] = np.asarray(x.transpose("chain", "draw"))
         elif coord is not None and len(extra) == 1:
             labels = [str(c) for c in x[extra[0]].values]
             if coord in labels:
-                out[name] = np.asarray(x.isel({extra[0]: labels.index(coord)})).reshape(-1)
-    return out
+                value = x.isel({extra[0]: labels.index(coord)}).transpose("chain", "draw")
+                out[name] = np.asarray(value)
+    return {k: v.reshape(-1) for k, v in out.items()} if flat else out

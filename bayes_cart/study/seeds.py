@@ -2,7 +2,8 @@
 
 Dataset ``r`` of scenario ``s`` is simulated from a seed derived from (study seed, ``s``,
 ``r``) only, so every method sees the same data, a rerun reproduces it, and adding a method or
-a replicate later changes no existing dataset. A fit's seed adds the method's name. Names
+a replicate later changes no existing dataset. A fit's seed adds the method's name; the truth
+of a simulation-based calibration replicate (drawn from the prior) has a stream of its own. Names
 enter as the integers of their SHA-256 digest, so the seeds do not depend on the order of the
 tables in the file or on Python's string hashing.
 """
@@ -13,9 +14,9 @@ import hashlib
 
 import numpy as np
 
-__all__ = ["dataset_seed", "fit_seed"]
+__all__ = ["dataset_seed", "fit_seed", "prior_seed"]
 
-_DATA, _FIT = 0, 1
+_DATA, _FIT, _PRIOR = 0, 1, 2
 
 
 def _words(name: str) -> list[int]:
@@ -52,4 +53,16 @@ def fit_seed(study_seed: int, scenario: str, replicate: int, method: str) -> int
     True
     """
     state = _sequence(study_seed, _FIT, scenario, replicate, method).generate_state(1)
+    return int(state[0] & 0x7FFFFFFF)
+
+
+def prior_seed(study_seed: int, scenario: str, replicate: int) -> int:
+    """Return the seed of one SBC replicate's prior draw (the same for every method).
+
+    Examples
+    --------
+    >>> prior_seed(1, "prior", 0) == prior_seed(1, "prior", 0) != prior_seed(1, "prior", 1)
+    True
+    """
+    state = _sequence(study_seed, _PRIOR, scenario, replicate).generate_state(1)
     return int(state[0] & 0x7FFFFFFF)

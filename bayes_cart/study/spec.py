@@ -11,7 +11,8 @@ Layout (see ``docs/studies.md``)::
     [study]                    name, seed, replicates, quantities, gate, timeout_s
     [defaults.population]      merged under every scenario's population (optional)
     [defaults.design]          merged under every scenario's design (optional)
-    [scenarios.<name>]         population (PopulationParameters layout) + design
+    [scenarios.<name>]         population (PopulationParameters layout) + design, or
+                               from_prior = true + model (+ covariates, sbc): SBC
     [methods.<name>]           kind = "bayes" | "two_stage" | a registered kind
 
 Examples
@@ -45,6 +46,8 @@ __all__ = [
     "DesignSpec",
     "GateSpec",
     "MethodSpec",
+    "SBC_DEGENERATE",
+    "SbcSpec",
     "ScenarioSpec",
     "StudySpecError",
     "StudySpec",
@@ -56,6 +59,10 @@ __all__ = [
 #: What a method does with samples below the LLOQ before fitting: M3 likelihood (the samples
 #: kept as censored), dropped, or replaced by LLOQ/2 as if quantified.
 BLQ_HANDLING = ("m3", "drop", "lloq_half")
+
+#: What an SBC scenario does with a degenerate dataset (:class:`SbcSpec`): fit it like any
+#: other (the default: SBC stays exact), or skip it (recorded with status ``"degenerate"``).
+SBC_DEGENERATE = ("fit", "skip")
 
 
 class StudySpecError(bc.SpecError):
@@ -192,21 +199,61 @@ class DesignSpec(_Frozen):
         return (("TRIAL",) if self.trials > 1 else ()) + tuple(self.covariates)
 
 
+class SbcSpec(_Frozen):
+    """Settings of a simulation-based calibration scenario (``from_prior = true``).
+
+    ``draws`` is ``L``: the rank of each truth is taken among ``L`` posterior draws thinned
+    by the ESS (:func:`bayes_cart.analysis.sbc.thinned_draws`). A replicate's dataset is
+    *degenerate* when any DV is not finite or fewer than ``min_informed`` of its patients have
+    two or more quantified samples (e.g. a prior draw whose levels are all below the LLOQ);
+    ``degenerate = "fit"`` fits it anyway and flags it (SBC stays exact: the prior is not
+    truncated), ``"skip"`` records it unfitted with status ``"degenerate"`` (counted; it
+    conditions the ranks on non-degenerate data, which biases SBC, see ``docs/studies.md``).
+    """
+
+    draws: int = Field(default=100, ge=1)
+    degenerate: Literal["fit", "skip"] = "fit"
+    min_informed: float = Field(default=0.5, ge=0, le=1)
+
+
+#: Scenario keys of simulation-based calibration, left out of the hash when unused (so the
+#: study directories made before SBC existed keep their hash).
+_SBC_KEYS = ("from_prior", "covariates", "reference", "sbc")
+
+
 class ScenarioSpec(_Frozen):
     """One data-generating scenario: the truth and the design.
 
     ``population`` is laid out as :meth:`bayes_cart.simulate.PopulationParameters.to_dict`
     and validated by it; ``model`` (optional) names the model spec whose kinetic structure the
     truth uses (``population.kinetics`` otherwise, default ``liu2021``).
+
+    ``from_prior = true`` (simulation-based calibration): no ``population``; each replicate's
+    truth is drawn from the priors of ``model`` (required) with the covariate formulas
+    ``covariates`` and ``reference`` levels (categorical design covariates only), by
+    :func:`bayes_cart.study.prior.draw_population`; ``sbc`` holds the rank settings.
     """
 
     description: str = ""
     model: str | None = None
-    population: dict[str, Any]
+    population: dict[str, Any] = Field(default_factory=dict)
     design: DesignSpec
+    from_prior: bool = False
+    covariates: dict[str, str] = Field(default_factory=dict)
+    reference: dict[str, str] = Field(default_factory=dict)
+    sbc: SbcSpec = SbcSpec()
 
     def population_parameters(self) -> Any:
-        """Return the scenario's truth as :class:`bayes_cart.simulate.PopulationParameters`."""
+        """Return the scenario's truth as :class:`bayes_cart.simulate.PopulationParameters`.
+
+        Raises
+        ------
+        ValueError
+            For a ``from_prior`` scenario, whose truth is drawn per replicate
+            (:func:`bayes_cart.study.prior.draw_population`).
+        """
+        if self.from_prior:
+            raise ValueError("a from_prior scenario has no fixed truth: it is drawn per replicate")
         raw = dict(self.population)
         if self.model is not None and "kinetics" not in raw:
             raw["kinetics"] = bc.load_spec(self.model).kinetics
@@ -327,6 +374,10 @@ class StudySpec:
         """
         content = self.doc.model_dump(mode="json")
         content["study"].pop("replicates")
+        for scenario in content["scenarios"].values():
+            if not scenario["from_prior"]:
+                for key in _SBC_KEYS:
+                    scenario.pop(key)
         text = json.dumps(content, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -361,6 +412,8 @@ def _with_defaults(raw: Mapping[str, Any]) -> dict[str, Any]:
             continue
         s = dict(scenario)
         for table in ("population", "design"):
+            if table == "population" and s.get("from_prior") is True:
+                continue  # the truth is drawn from the priors: no population to merge into
             base = defaults.get(table)
             if isinstance(base, Mapping):
                 over = s.get(table, {})
@@ -448,6 +501,16 @@ def _semantic_problems(doc: _StudyDocument) -> list[str]:
         if any(t < 0 for t in scenario.design.times):
             problems.append(f"{key}.design.times: sampling days must be >= 0")
         if scenario.model is not None and spec(scenario.model, f"{key}.model") is None:
+            continue
+        if scenario.from_prior or scenario.covariates or scenario.reference:
+            truth = _prior_scenario(scenario, key, specs, problems)
+            if truth is not None:
+                truths[sname] = truth
+            continue
+        if not scenario.population:
+            problems.append(
+                f"{key}.population: required (the true population values), or from_prior = true"
+            )
             continue
         try:
             pop = scenario.population_parameters()
@@ -547,6 +610,51 @@ def _semantic_problems(doc: _StudyDocument) -> list[str]:
                 f"(known: {known})"
             )
     return problems
+
+
+def _prior_scenario(
+    scenario: ScenarioSpec, key: str, specs: dict[str, Any], problems: list[str]
+) -> dict[str, float] | None:
+    """Check a ``from_prior`` scenario; return its truth's quantity names (placeholder values)."""
+    from bayes_cart.study.prior import placeholder_truth, prior_problems
+
+    if not scenario.from_prior:
+        for k in ("covariates", "reference"):
+            if getattr(scenario, k):
+                problems.append(
+                    f"{key}.{k}: only with from_prior = true (the covariate formulas of the "
+                    "prior the truth is drawn from); give population.effects instead"
+                )
+        return None
+    found = False
+    if scenario.population:
+        problems.append(
+            f"{key}.population: not allowed with from_prior = true (the truth is drawn from "
+            f"the priors of model {scenario.model!r}; remove population, or from_prior)"
+        )
+        found = True
+    if scenario.model is None:
+        problems.append(
+            f"{key}.model: required with from_prior = true (the model spec whose priors the "
+            "truth is drawn from)"
+        )
+        return None
+    model = specs.get(scenario.model)
+    if model is None:
+        return None
+    if scenario.covariates or scenario.reference:
+        try:
+            model = model.with_overrides(
+                covariates=scenario.covariates or None, reference=scenario.reference or None
+            )
+        except bc.SpecError as exc:
+            problems.extend(f"{key}: {p}" for p in exc.problems)
+            return None
+    found_here = [f"{key}.{k}: {m}" for k, m in prior_problems(model, scenario)]
+    problems.extend(found_here)
+    if found or found_here:
+        return None
+    return placeholder_truth(model, scenario.design)
 
 
 def study_from_dict(

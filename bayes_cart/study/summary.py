@@ -19,6 +19,10 @@ median (the two-stage method's group difference) and ``theta`` the truth:
 * ``n_tasks`` (replicates of the cell), ``n_failed`` (tasks that raised or timed out, which
   have no estimate), ``n_gate_failed`` (finished fits the gate failed), and the medians of
   the compile, sampling and wall seconds.
+
+A study with ``from_prior`` scenarios also gets ``sbc.csv`` (:mod:`bayes_cart.study.sbc`): the
+uniformity of the ranks in the ``sbc_rank`` / ``sbc_draws`` columns of ``fits.parquet`` (NaN
+outside SBC scenarios; ``degenerate`` says whether an SBC replicate's dataset was degenerate).
 """
 
 from __future__ import annotations
@@ -69,6 +73,9 @@ FITS_COLUMNS = [
     "sampling_seconds",
     "wall_seconds",
     "status",
+    "sbc_rank",
+    "sbc_draws",
+    "degenerate",
 ]
 
 #: Columns of :func:`metrics_table`.
@@ -121,6 +128,7 @@ def fits_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "gate_passed": r.get("gate_passed"),
             **{k: r.get("diagnostics", {}).get(k) for k in ("max_rhat", "min_ess_bulk")},
             "divergences": r.get("diagnostics", {}).get("divergences"),
+            "degenerate": (r.get("data") or {}).get("degenerate"),
             **{
                 k: r.get("timings", {}).get(k)
                 for k in ("compile_seconds", "sampling_seconds", "wall_seconds")
@@ -134,6 +142,8 @@ def fits_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     for c in FITS_COLUMNS:
         if c not in table:
             table[c] = None
+    for c in ("sbc_rank", "sbc_draws"):
+        table[c] = pd.to_numeric(table[c], errors="coerce").astype(float)
     return table[FITS_COLUMNS]
 
 
@@ -149,15 +159,16 @@ def _share(x: pd.Series) -> tuple[float, float]:
 
 def _cell_metrics(cell: pd.DataFrame, truth: float, quantity: str) -> dict[str, Any]:
     est = cell["median"].astype(float)
-    err = est - truth
+    theta = cell["truth"].astype(float)  # one value, except in a from_prior (SBC) scenario
+    err = est - theta
     n = int(err.notna().sum())
     out: dict[str, Any] = {"n": n}
     out["bias"] = float(err.mean()) if n else float("nan")
     out["bias_mcse"] = float(err.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
     out["rmse"] = float(np.sqrt((err**2).mean())) if n else float("nan")
-    if truth != 0 and n:
-        out["rel_bias"] = float((err / truth).mean() * 100)
-        out["rel_rmse"] = float(np.sqrt(((err / truth) ** 2).mean()) * 100)
+    if (theta != 0).all() and n:
+        out["rel_bias"] = float((err / theta).mean() * 100)
+        out["rel_rmse"] = float(np.sqrt(((err / theta) ** 2).mean()) * 100)
     else:
         out["rel_bias"] = out["rel_rmse"] = float("nan")
     out["coverage_50"], out["coverage_50_mcse"] = _share(cell["covers_50"])
@@ -168,8 +179,9 @@ def _cell_metrics(cell: pd.DataFrame, truth: float, quantity: str) -> dict[str, 
         decision = cell["test_reject"].where(cell["test_reject"].notna(), cell["interval_reject"])
         out["rejection_rate"], out["rejection_rate_mcse"] = _share(decision)
         out["rejection_rate_pd"], out["rejection_rate_pd_mcse"] = _share(cell["pd_reject"])
-        key = "power" if truth != 0 else "type1_error"
-        out[key] = out["rejection_rate"]
+        if np.isfinite(truth):  # no single truth (SBC): neither power nor type-I error
+            key = "power" if truth != 0 else "type1_error"
+            out[key] = out["rejection_rate"]
     return out
 
 
@@ -201,7 +213,9 @@ def metrics_table(fits: pd.DataFrame) -> pd.DataFrame:
         cell_rows = fits[(fits["scenario"] == scenario) & (fits["method"] == method)]
         cell_rows = cell_rows[cell_rows["quantity"].notna() & (cell_rows["status"] == "ok")]
         for quantity, cell in cell_rows.groupby("quantity", sort=False):
-            truth = float(cell["truth"].iloc[0])
+            values = cell["truth"].astype(float)
+            # a from_prior (SBC) scenario draws a truth per replicate: no single truth
+            truth = float(values.iloc[0]) if values.nunique() <= 1 else float("nan")
             for subset, part in (("all", cell), ("passed", cell[cell["gate_passed"] != False])):  # noqa: E712
                 rows.append(
                     {
@@ -250,6 +264,9 @@ def status_table(study: Any, records: Iterable[dict[str, Any]]) -> pd.DataFrame:
 def write_summary(directory: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read a study directory's records; write ``fits.parquet`` and ``metrics.csv`` in it.
 
+    A study with ``from_prior`` scenarios also gets ``sbc.csv``
+    (:func:`bayes_cart.study.sbc.write_sbc`).
+
     Returns
     -------
     (fits, metrics) : tuple of DataFrame
@@ -260,8 +277,12 @@ def write_summary(directory: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     store = StudyStore.existing(directory)
     fits = fits_table(store.records())
     metrics = metrics_table(fits)
-    fits.astype({c: "object" for c in ("covers_50", "covers_90", "gate_passed")}).to_parquet(
-        store.root / "fits.parquet", index=False
-    )
+    flags = ("covers_50", "covers_90", "gate_passed", "degenerate")
+    fits.astype({c: "object" for c in flags}).to_parquet(store.root / "fits.parquet", index=False)
     write_atomic(store.root / "metrics.csv", metrics.to_csv(index=False, lineterminator="\n"))
+    study = store.study()
+    if any(s.from_prior for s in study.scenarios.values()):
+        from bayes_cart.study.sbc import write_sbc
+
+        write_sbc(store.root, fits, study)
     return fits, metrics

@@ -12,6 +12,14 @@ central 50% and 90% intervals cover the truth, and for covariate effects the dec
 ``interval_reject`` (the 90% interval excludes 0), ``pd_reject`` (the posterior probability
 of the direction is at least 0.95) and ``test_reject`` (a method's own test, e.g. the two-stage
 Wilcoxon test).
+
+In a ``from_prior`` scenario (simulation-based calibration) the truth is the replicate's prior
+draw (``SimulationResult.population``, also kept in the record as ``population``); each
+quantity's row adds ``sbc_rank`` and ``sbc_draws``, the rank of the truth among ``L`` thinned
+posterior draws (:func:`bayes_cart.analysis.sbc.sbc_rank`), and the record's ``data`` says
+whether the dataset is degenerate (:func:`bayes_cart.study.prior.degenerate_reason`); with
+``sbc.degenerate = "skip"`` a degenerate replicate is recorded unfitted, status
+``"degenerate"``.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bayes_cart.analysis.sbc import sbc_rank
 from bayes_cart.study.datasets import simulate_replicate
 from bayes_cart.study.methods import ESTIMATE_COLUMNS, MethodContext, get_method
 from bayes_cart.study.seeds import fit_seed
@@ -170,6 +179,20 @@ def run_task(study: Any, task: Task) -> dict[str, Any]:
             "samples": int(len(data)),
             "blq": int((data["CENS"] == 1).sum()),
         }
+        scenario = study.scenarios[task.scenario]
+        if scenario.from_prior:
+            from bayes_cart.study.prior import degenerate_reason
+
+            reason = degenerate_reason(data, scenario.sbc.min_informed)
+            record["data"]["degenerate"] = reason is not None
+            record["data"]["degenerate_reason"] = reason
+            record["population"] = sim.population.to_dict()
+            if reason is not None and scenario.sbc.degenerate == "skip":
+                record.update(status="degenerate", error=f"degenerate dataset: {reason}")
+                record["timings"] = {"simulate_seconds": simulated - start}
+                record["timings"]["wall_seconds"] = time.perf_counter() - start
+                record["finished_at"] = datetime.now(UTC).isoformat()
+                return record
         method = study.methods[task.method]
         ctx = MethodContext(
             study=study,
@@ -181,14 +204,21 @@ def run_task(study: Any, task: Task) -> dict[str, Any]:
             seed=record["seed"],
         )
         output = get_method(method.kind)(ctx)
-        scenario = study.scenarios[task.scenario]
-        truth = truth_values(scenario.population_parameters(), scenario.design)
+        population = sim.population if scenario.from_prior else scenario.population_parameters()
+        truth = truth_values(population, scenario.design)
         wanted = set(study.quantities)
         record["quantities"] = [
             judge_estimate(row, truth[row["quantity"]])
             for row in output.estimates
             if row["quantity"] in wanted
         ]
+        if scenario.from_prior:
+            for row in record["quantities"]:
+                draws = output.draws.get(row["quantity"])
+                if draws is not None:
+                    row["sbc_rank"], row["sbc_draws"] = sbc_rank(
+                        draws, row["truth"], scenario.sbc.draws
+                    )
         record["diagnostics"] = dict(output.diagnostics)
         record["gate_passed"] = gate_passed(output.diagnostics, study.gate)
         record["timings"] = {"simulate_seconds": simulated - start, **output.timings}
