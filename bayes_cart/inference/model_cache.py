@@ -177,9 +177,9 @@ class ModelCache:
                 self._entries.move_to_end(key)
                 self.hits += 1
                 model = _set_data(entry.model, spec, md, values)
-                compiled = with_start(
-                    entry.compiled.with_data(**values), model, model.bayes_cart_initvals
-                )
+                used = entry.compiled.shared_data  # what the compiled functions read
+                swapped = entry.compiled.with_data(**{k: v for k, v in values.items() if k in used})
+                compiled = with_start(swapped, model, model.bayes_cart_initvals)
                 return PreparedModel(model, compiled, True, time.perf_counter() - t0)
         layout = (
             entry.layout.grown(counts, self.headroom)
