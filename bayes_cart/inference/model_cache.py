@@ -175,11 +175,11 @@ class ModelCache:
             values = swap_data(spec, md, entry.layout)
             if frozenset(values) == entry.names:
                 self._entries.move_to_end(key)
-                self.hits += 1
                 model = _set_data(entry.model, spec, md, values)
                 used = entry.compiled.shared_data  # what the compiled functions read
                 swapped = entry.compiled.with_data(**{k: v for k, v in values.items() if k in used})
                 compiled = with_start(swapped, model, model.bayes_cart_initvals)
+                self.hits += 1
                 return PreparedModel(model, compiled, True, time.perf_counter() - t0)
         layout = (
             entry.layout.grown(counts, self.headroom)

@@ -554,8 +554,11 @@ def build_model(
         swapped = swap_data(spec, md, swap)
 
     def data(name: str, value: Any, dims: Any = None) -> Any:
-        # a constant, or the pm.Data of a swappable model
-        return value if swapped is None else pm.Data(name, swapped[name], dims=dims)
+        # a constant, or the pm.Data of a swappable model, its shape static (the layout's):
+        # the graph's rewrites then know every shape, as with constants
+        if swapped is None:
+            return value
+        return pm.Data(name, swapped[name], dims=dims, shape=np.shape(swapped[name]))
 
     coords = md.coords()
     if swap is not None:
