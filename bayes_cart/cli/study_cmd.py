@@ -159,6 +159,9 @@ def status(
     out.print(_table(table, f"{spec.name} ({store.meta().get('hash')})"))
     done, total = int(table["done"].sum()), int(table["tasks"].sum())
     out.print(f"{done} of {total} tasks done, {int(table['failed'].sum())} failed")
+    hits, compiled = int(table["cache_hits"].sum()), int(table["compiled"].sum())
+    if hits or compiled:
+        out.print(f"models compiled: {compiled}, taken from a worker's cache: {hits}")
     for r in [r for r in records if r["status"] != "ok"][:5]:
         out.print(f"  - {escape(r['key'])}: {r['status']}: {escape(str(r['error']))}")
     for path in store.unreadable:

@@ -47,10 +47,10 @@ from bayes_cart.inference.diagnostics import (
 from bayes_cart.inference.diagnostics import divergences as _divergences
 from bayes_cart.inference.fit_result import Fit
 from bayes_cart.inference.floating_point import flush_subnormals as _flush
+from bayes_cart.inference.model_cache import ModelCache, PreparedModel, jitter_variables
 from bayes_cart.inference.start_check import check_start
 from bayes_cart.kinetics.solvers import JAX_SOLVERS, SOLVERS
 from bayes_cart.model.build import build_model
-from bayes_cart.model.initial_values import patient_level_variables
 from bayes_cart.model.model_data import ModelData, prepare_model_data
 from bayes_cart.model.spec import ModelSpec
 
@@ -163,6 +163,7 @@ def sample_posterior(
     solver: str | None = None,
     flush_subnormals: bool = True,
     on_progress: Callable[[Any], None] | None = None,
+    compiled: Any = None,
 ) -> tuple[az.InferenceData, dict[str, Any]]:
     """Sample the posterior of a PyMC model with the chosen backend.
 
@@ -224,6 +225,10 @@ def sample_posterior(
     :class:`bayes_cart.inference.progress.ProgressDisplay` shows it. The other backends ignore it
     and show their own bar when ``progress`` is true.
 
+    ``compiled`` (nutpie backends): ``model`` already compiled, e.g. by
+    :class:`bayes_cart.inference.model_cache.ModelCache` with this dataset swapped in; it is
+    sampled as it is (``compile_seconds`` is then 0).
+
     Returns
     -------
     idata, timings
@@ -244,7 +249,8 @@ def sample_posterior(
         import nutpie
 
         t0 = time.perf_counter()
-        compiled = _compile_nutpie(model, sampler)
+        if compiled is None:
+            compiled = _compile_nutpie(model, sampler)
         t1 = time.perf_counter()
 
         def run(
@@ -422,7 +428,7 @@ def sample_posterior(
     return idata, timings
 
 
-def _compile_nutpie(model: pm.Model, sampler: str) -> Any:
+def compile_nutpie(model: pm.Model, sampler: str) -> Any:
     """Compile for nutpie; only population-level variables are jittered at the start.
 
     nutpie (like PyMC) adds U(-1, 1) jitter on the unconstrained scale to every free
@@ -442,10 +448,7 @@ def _compile_nutpie(model: pm.Model, sampler: str) -> Any:
 
         configure_jax()
         model = freeze_dims_and_data(model)
-    jitter = None
-    if md is not None:
-        per_patient = patient_level_variables(model, md.n_patients)
-        jitter = {rv for rv in model.free_RVs if rv.name not in per_patient}
+    jitter = jitter_variables(model, md.n_patients) if md is not None else None
     if jax:
         return nutpie.compile_pymc_model(
             model,
@@ -456,6 +459,21 @@ def _compile_nutpie(model: pm.Model, sampler: str) -> Any:
             freeze_model=False,
         )
     return nutpie.compile_pymc_model(model, initial_points=init, jitter_rvs=jitter)
+
+
+_compile_nutpie = compile_nutpie  # what sample_posterior calls (the tests replace it)
+
+
+def _own_patients(idata: az.InferenceData, md: ModelData) -> az.InferenceData:
+    """Label a cached model's draws with this dataset's patients (the model's are another's)."""
+    dp = [p for p, m in zip(md.patient_ids, md.distribution_mask, strict=True) if m]
+    labels = {"patient": list(md.patient_ids), "patient_dp": dp}
+    for group in idata.groups():
+        ds = idata[group]
+        new = {d: v for d, v in labels.items() if d in ds.dims and ds.sizes[d] == len(v)}
+        if new:
+            setattr(idata, group, ds.assign_coords(new))
+    return idata
 
 
 def _constant_data(md: ModelData, dataset: Any) -> xr.Dataset:
@@ -519,6 +537,7 @@ def fit(
     on_progress: Callable[[Any], None] | None = None,
     low_rank: bool = False,
     cores: int | None = None,
+    cache: ModelCache | None = None,
 ) -> Fit:
     """Fit ``spec`` to ``dataset``: build, sample, add predictive groups, run the gate.
 
@@ -575,6 +594,12 @@ def fit(
         4 x 1000 draws, no stuck chain), sample it once more with the low-rank mass matrix and
         keep the better run by the gate (``Diagnostics.low_rank_retry``; see
         :func:`sample_posterior`). ``False`` keeps the first run.
+    cache : ModelCache, optional
+        Compiled models to reuse across fits of datasets of the same structure (a study
+        worker's, :mod:`bayes_cart.inference.model_cache`): the model is built swappable and
+        compiled once, later fits swap their data in. Used with the Numba nutpie sampler,
+        ``prior_draws=0`` and ``predictive=False`` on a model the swap covers, ignored
+        otherwise; ``timings["model_cache"]`` says ``"hit"``, ``"miss"`` or ``"off"``.
 
     Returns
     -------
@@ -596,7 +621,67 @@ def fit(
     step = on_step or (lambda msg: None)
     step("building the model")
     md = prepare_model_data(dataset, spec)
-    model = build_model(dataset, spec, model_data=md, solver=solver)
+    use_cache = cache is not None and not prior_draws and not predictive
+    with cache.lock if use_cache else contextlib.nullcontext():  # type: ignore[union-attr]
+        prepared = (
+            cache.prepare(dataset, spec, md, solver=solver, sampler=sampler)  # type: ignore[union-attr]
+            if use_cache
+            else None
+        )
+        return _fit(
+            dataset,
+            spec,
+            md,
+            prepared,
+            sampler=sampler,
+            requested=requested,
+            chains=chains,
+            tune=tune,
+            draws=draws,
+            random_seed=random_seed,
+            target_accept=target_accept,
+            solver=solver,
+            prior_draws=prior_draws,
+            predictive=predictive,
+            progress=progress,
+            step=step,
+            extend=extend,
+            retry=retry,
+            on_progress=on_progress,
+            low_rank=low_rank,
+            cores=cores,
+        )
+
+
+def _fit(
+    dataset: Any,
+    spec: ModelSpec,
+    md: ModelData,
+    prepared: PreparedModel | None,
+    *,
+    sampler: str,
+    requested: str,
+    chains: int,
+    tune: int,
+    draws: int,
+    random_seed: int | None,
+    target_accept: float,
+    solver: str,
+    prior_draws: int,
+    predictive: bool,
+    progress: bool,
+    step: Callable[[str], None],
+    extend: bool,
+    retry: bool,
+    on_progress: Callable[[Any], None] | None,
+    low_rank: bool,
+    cores: int | None,
+) -> Fit:
+    """:func:`fit` after the model data: build (or take the prepared model), sample, judge."""
+    if prepared is None:
+        model = build_model(dataset, spec, model_data=md, solver=solver)
+    else:
+        model = prepared.model
     # a step covariate moves a closed-form fit to an ODE route (build_model records it)
     if getattr(model, "bayes_cart_solver", solver) != solver:
         solver = model.bayes_cart_solver
@@ -619,7 +704,14 @@ def fit(
         on_progress=on_progress,
         low_rank=low_rank,
         cores=cores,
+        compiled=None if prepared is None else prepared.compiled,
     )
+    if prepared is not None:
+        timings["compile_seconds"] += prepared.compile_seconds
+        timings["model_cache"] = "hit" if prepared.hit else "miss"
+        idata = _own_patients(idata, md)
+    else:
+        timings["model_cache"] = "off"
     t0 = time.perf_counter()
     if prior_draws or predictive:
         from bayes_cart.jax_setup import configure_jax

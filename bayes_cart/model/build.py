@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+from pytensor.graph.basic import Variable
 
 from bayes_cart.errors import SpecError
 from bayes_cart.kinetics import get_kinetics
@@ -37,6 +38,7 @@ from bayes_cart.model.model_data import ModelData, prepare_model_data
 from bayes_cart.model.scales import Scale, from_scale, parameter_scale, scaled_name, to_scale
 from bayes_cart.model.spec import ModelSpec, PriorSpec
 from bayes_cart.model.step_covariates import step_solver, step_structure
+from bayes_cart.model.swap import SwapLayout, padded_observations, swap_problems
 
 
 def prior_dist(prior: PriorSpec, name: str | None = None, log_scale: bool = False, **kwargs: Any):
@@ -95,6 +97,7 @@ def _log_mean(
     label: str,
     typical: PriorSpec,
     design: dict[str, Any] | None = None,
+    data: Any = None,
 ) -> Any:
     """Return the population mean per patient on the parameter's scale (typical, covariates, group).
 
@@ -102,7 +105,10 @@ def _log_mean(
     (:mod:`bayes_cart.model.scales`); the typical value is ``log_<p>`` or ``logit_<p>``. With
     ``design`` (a parameter that uses a marginalised covariate) the design matrix is a
     tensor of its own, stored there as ``design[name]``, that
-    :func:`bayes_cart.model.marginal_model.add_marginal_terms` replaces per level.
+    :func:`bayes_cart.model.marginal_model.add_marginal_terms` replaces per level. With ``data``
+    (a swappable model, :func:`build_model`'s ``swap``) the design matrix and the group index
+    are ``pm.Data`` made by ``data(name, value, dims)``, and the covariate means of
+    ``center_covariates`` are computed in the graph.
     """
     doc = spec.doc
     scale = parameter_scale(doc.parameters[name])
@@ -111,11 +117,13 @@ def _log_mean(
     if X is not None and X.shape[1] > 0:
         b = prior_dist(doc.covariates.prior, f"b_{label}", dims=f"{name}_effect")
         Xv = X.to_numpy(dtype=float)
+        Xd = Xv if data is None else data(f"data_X_{name}", Xv, ("patient", f"{name}_effect"))
         if doc.sampling.center_covariates:
-            log_pop = _centred_typical(typical, label, Xv.mean(axis=0), b, scale)
+            x_mean = Xv.mean(axis=0) if data is None else Xd.mean(axis=0)
+            log_pop = _centred_typical(typical, label, x_mean, b, scale)
         else:
             log_pop = prior_dist(typical, scaled_name(scale, label), log_scale=True)
-        Xt = pt.as_tensor_variable(Xv)
+        Xt = pt.as_tensor_variable(Xd)
         if design is not None:  # a node of its own (a constant could not be replaced)
             Xt = design[name] = Xt.copy(name=f"X_{label}")
         log_mu = log_pop + pt.dot(Xt, b)
@@ -138,7 +146,10 @@ def _log_mean(
         else:
             z_g = pm.Normal(f"z_{gdim}_{label}", 0.0, 1.0, dims=gdim)
             u = pm.Deterministic(f"u_{gdim}_{label}", omega_g * z_g, dims=gdim)
-        log_mu = log_mu + u[md.group_index]
+        group_index = (
+            md.group_index if data is None else data("data_group_index", md.group_index, "patient")
+        )
+        log_mu = log_mu + u[group_index]
     return log_mu
 
 
@@ -362,14 +373,17 @@ def _partially_centred(
     With ``omega_start`` (``centering = "partial_dynamic"``) the weights follow the sampled
     IIV SD: ``w_i = I_i omega^2 / (1 + I_i omega^2)`` with the information ``I_i`` implied by
     the start, i.e. ``w_i(omega) = w_i r / (1 - w_i + w_i r)``, ``r = (omega / omega_start)^2``
-    (equal to ``w_i`` at the start; 0 and 1 stay 0 and 1). The map from ``pc`` to ``log p``
+    (equal to ``w_i`` at the start; 0 and 1 stay 0 and 1). ``w`` and ``omega_start`` may be
+    tensors (``pm.Data`` of a swappable model). The map from ``pc`` to ``log p``
     is still a bijection for each ``(mean, omega)``, so the model is unchanged; what changes is
     that a patient moves towards the non-centred coordinates as ``omega`` shrinks, where a
     fixed weight would recreate the funnel.
     """
-    wt = pt.as_tensor_variable(np.asarray(w, dtype=float))
+    wt = pt.as_tensor_variable(w if isinstance(w, Variable) else np.asarray(w, float))
     if omega_start is not None:
-        r = (omega / float(omega_start)) ** 2
+        if not isinstance(omega_start, Variable):
+            omega_start = float(omega_start)
+        r = (omega / omega_start) ** 2
         wt = wt * r / (1.0 - wt + wt * r)
     tilde = pm.Normal(f"pc_{label}", wt * mean, omega**wt, dims="patient")
     return mean + omega ** (1.0 - wt) * (tilde - wt * mean)
@@ -483,6 +497,7 @@ def build_model(
     model_data: ModelData | None = None,
     solver: str = "closed_form",
     store_individual: bool = True,
+    swap: SwapLayout | None = None,
 ) -> pm.Model:
     """Build the hierarchical PyMC model of ``dataset`` under ``spec``.
 
@@ -502,12 +517,24 @@ def build_model(
         (:mod:`bayes_cart.kinetics.solvers`).
     store_individual : bool
         Keep the individual parameters ``<p>_i`` (dims ``patient``) as deterministics.
+    swap : SwapLayout, optional
+        Build the model swappable (:mod:`bayes_cart.model.swap`): every per-dataset array
+        (observations padded to the layout, with weights, the patient and group indices, the
+        design matrices, the parameters set from data, the partial-centring weights) is a
+        ``pm.Data`` named as in :func:`swap_data`, so that a compiled model can take another
+        dataset of the same structure (:mod:`bayes_cart.inference.model_cache`). The default
+        (None) bakes the data in as constants, as a single fit wants.
 
     Returns
     -------
     pymc.Model
         With the model data attached as ``model.bayes_cart_data`` and the solver as
         ``model.bayes_cart_solver`` (what ``sample_posterior(sampler="auto")`` reads).
+
+    Raises
+    ------
+    ValueError
+        With ``swap``, for a model :func:`bayes_cart.model.swap.swap_problems` refuses.
 
     Examples
     --------
@@ -519,13 +546,30 @@ def build_model(
     kin = get_kinetics(doc.kinetics)
     n = md.n_patients
     cmax_mode = doc.sampling.parameterisation in ("cmax", "fold")
+    swapped: dict[str, np.ndarray] | None = None
+    if swap is not None:
+        problems = swap_problems(spec, md, solver)
+        if problems:
+            raise ValueError(f"no swappable model for: {'; '.join(problems)}")
+        swapped = swap_data(spec, md, swap)
+
+    def data(name: str, value: Any, dims: Any = None) -> Any:
+        # a constant, or the pm.Data of a swappable model, its shape static (the layout's):
+        # the graph's rewrites then know every shape, as with constants
+        if swapped is None:
+            return value
+        return pm.Data(name, swapped[name], dims=dims, shape=np.shape(swapped[name]))
+
+    coords = md.coords()
+    if swap is not None:
+        coords["obs"] = list(range(swap.n_obs))
 
     marginal = md.marginal
     affected = set(marginal.parameters) if marginal is not None else set()
     design: dict[str, Any] = {}  # design-matrix tensors of the parameters marginalised over
     rows: dict[str, np.ndarray] = {}  # patients of the variables that hold a subset of them
 
-    with pm.Model(coords=md.coords()) as model:
+    with pm.Model(coords=coords) as model:
         estimated = [
             name
             for name, p in doc.parameters.items()
@@ -536,10 +580,19 @@ def build_model(
         means = {}
         for name in estimated:
             store = design if name in affected else None
-            means[name] = _log_mean(name, spec, md, n, labels[name], typicals[name], store)
+            means[name] = _log_mean(
+                name,
+                spec,
+                md,
+                n,
+                labels[name],
+                typicals[name],
+                store,
+                None if swap is None else data,
+            )
         # In the "cmax" parameterisation C0's random effect is sampled as the log peak level
         # (below), after the parameters the peak depends on.
-        first = [x for x in estimated if not (cmax_mode and x == "C0")]
+        first = _first_parameters(spec)
         masks = _centring_masks(spec, md)
         weights = _partial_weights(spec, md, first)
         centered = set(doc.sampling.centered)
@@ -552,6 +605,16 @@ def build_model(
             if doc.sampling.centering == "partial_dynamic"
             else None
         )
+        graph_weights: dict[str, Any] = weights
+        graph_omegas: dict[str, Any] | None = weight_omegas
+        if swapped is not None:  # the data's weights (and their IIV SDs) as pm.Data
+            graph_weights = {
+                p: data(f"data_pc_weight_{p}", w, "patient") for p, w in weights.items()
+            }
+            if weight_omegas is not None:
+                graph_omegas = {
+                    p: data(f"data_pc_omega_{p}", np.asarray(o)) for p, o in weight_omegas.items()
+                }
         log_values = _random_effects(
             spec,
             first,
@@ -559,10 +622,10 @@ def build_model(
             labels,
             means,
             masks,
-            weights,
+            graph_weights,
             centered=centered,
             rows=rows,
-            weight_omegas=weight_omegas,
+            weight_omegas=graph_omegas,
         )
         values: dict[str, Any] = {
             name: from_scale(log_values[name], parameter_scale(doc.parameters[name]), xp=pt)
@@ -572,7 +635,8 @@ def build_model(
             if p.fixed is not None:
                 values[name] = pt.as_tensor_variable(np.full(n, p.fixed))
             elif p.from_data is not None:
-                values[name] = pt.as_tensor_variable(md.from_data[name])
+                from_data = data(f"data_{name}_from_data", md.from_data[name], "patient")
+                values[name] = pt.as_tensor_variable(from_data)
         # distribution phase for a subset of patients
         dp_idx = np.flatnonzero(md.distribution_mask)
         outside = [
@@ -636,12 +700,15 @@ def build_model(
             if solver == "closed_form":
                 raise ValueError("a step covariate needs solver='linear' or 'ode'")
 
-        idx = md.patient_index
+        if swapped is None:
+            idx, t = md.patient_index, pt.as_tensor_variable(md.time)
+        else:
+            idx = data("data_patient_index", None, "obs")
+            t = data("data_time", None, "obs")
         params_obs = {
             name: (values[name][idx] if name in values else None) for name in kin.parameters
         }
         params_obs = {k: v for k, v in params_obs.items() if v is not None}
-        t = pt.as_tensor_variable(md.time)
         if md.infusions is not None and solver in ("closed_form", "ode", "linear"):
             mu = _superposed_log_total(kin, md, values, solver)
         elif solver == "closed_form":
@@ -658,30 +725,20 @@ def build_model(
         if doc.error.model == "combined":
             add = prior_dist(doc.error.additive, "sigma_add")
             sig_obs = pt.sqrt(sigma**2 + (add / pt.exp(mu)) ** 2)
-        idx_c = CensoringIndex.from_arrays(md.cens, md.log_limit)
-        lim_c = pt.as_tensor_variable(np.nan_to_num(md.log_limit, nan=0.0))
+        if swap is None:
+            idx_c = CensoringIndex.from_arrays(md.cens, md.log_limit)
+            lim_c = pt.as_tensor_variable(np.nan_to_num(md.log_limit, nan=0.0))
+            observed, weight = md.log_dv, None
+        else:  # static segments; padding rows weighted 0 (bayes_cart.model.swap)
+            idx_c = swap.index()
+            lim_c = data("data_log_limit", None, "obs")
+            observed, weight = data("data_log_dv", None, "obs"), data("data_weight", None, "obs")
 
         if doc.error.model == "student_t":
             nu = prior_dist(doc.error.nu, "nu")
-            _add_student_t(md, mu, sig_obs, nu, idx_c, lim_c)
+            _add_student_t(observed, mu, sig_obs, nu, idx_c, lim_c, weight)
         else:
-
-            def logp(value, mu_, sigma_, lim_):
-                return censored_loglik(value, mu_, sigma_, idx_c, lim_, xp=pt)
-
-            def random(mu_, sigma_, lim_, size=None):
-                return pm.Normal.dist(mu_, sigma_, size=size)
-
-            pm.CustomDist(
-                "log_dv",
-                mu,
-                sig_obs,
-                lim_c,
-                logp=logp,
-                dist=random,
-                observed=md.log_dv,
-                dims="obs",
-            )
+            _add_normal(observed, mu, sig_obs, idx_c, lim_c, weight)
     model.bayes_cart_data = md  # type: ignore[attr-defined]
     model.bayes_cart_solver = solver  # type: ignore[attr-defined]  # for sampler="auto"
     model.bayes_cart_kinetics = kin.name  # type: ignore[attr-defined]  # with a step change
@@ -697,7 +754,104 @@ def build_model(
             subsets |= (centred | {f"z_{lab}" for lab in labels_p}) & free
     model.bayes_cart_patient_subsets = subsets  # type: ignore[attr-defined]
     model.bayes_cart_initvals = initial_values(model, spec, md)  # type: ignore[attr-defined]
+    model.bayes_cart_swap = swap  # type: ignore[attr-defined]
     return model
+
+
+def _first_parameters(spec: ModelSpec) -> list[str]:
+    """Estimated parameters whose random effects come first (C0 last in the peak coordinates)."""
+    doc = spec.doc
+    cmax_mode = doc.sampling.parameterisation in ("cmax", "fold")
+    return [
+        name
+        for name, p in doc.parameters.items()
+        if p.typical is not None
+        and not p.distribution_phase_only
+        and not (cmax_mode and name == "C0")
+    ]
+
+
+def swap_data(
+    spec: ModelSpec, md: ModelData, layout: SwapLayout | None = None
+) -> dict[str, np.ndarray]:
+    """Return the values of every ``pm.Data`` of the swappable model of ``md``.
+
+    ``data_time``, ``data_log_dv``, ``data_log_limit``, ``data_patient_index`` and
+    ``data_weight`` (the observations in the layout's segments,
+    :func:`bayes_cart.model.swap.padded_observations`); ``data_group_index`` (trial random
+    effects), ``data_X_<p>`` (design matrices), ``data_<p>_from_data`` (parameters set from
+    the profiles), ``data_pc_weight_<p>`` and ``data_pc_omega_<p>`` (partial centring, computed
+    from this dataset's start, :mod:`bayes_cart.model.centring`). Without ``layout``, the
+    patient-level arrays only.
+    """
+    doc = spec.doc
+    out: dict[str, np.ndarray] = {}
+    if layout is not None:
+        out = {f"data_{k}": v for k, v in padded_observations(md, layout).items()}
+    if doc.group.mode == "random" and md.group_levels:
+        out["data_group_index"] = np.asarray(md.group_index, dtype=np.int64)
+    for name, X in md.design.matrices.items():
+        if X.shape[1] > 0:
+            out[f"data_X_{name}"] = X.to_numpy(dtype=float)
+    for name, p in doc.parameters.items():
+        if p.fixed is None and p.from_data is not None:
+            out[f"data_{name}_from_data"] = np.asarray(md.from_data[name], dtype=float)
+    weights = _partial_weights(spec, md, _first_parameters(spec))
+    for name, w in weights.items():
+        out[f"data_pc_weight_{name}"] = np.asarray(w, dtype=float)
+    if doc.sampling.centering == "partial_dynamic":
+        for name, omega in _partial_start_omegas(spec, md, weights).items():
+            out[f"data_pc_omega_{name}"] = np.asarray(omega, dtype=float)
+    return out
+
+
+def swap_key(spec: ModelSpec, md: ModelData) -> tuple[Any, ...]:
+    """Return what a swappable model's structure depends on besides its layout (a cache key).
+
+    The spec (its hash), the number of patients, the columns of each design matrix, the trial
+    levels, the patients with a distribution phase, the informed-centring masks
+    (``sampling.centering = "informed"``: which patients are centred changes the variables)
+    and the names and shapes of the patient-level data arrays. Two datasets with the same key
+    can share one compiled model; their observations may differ in number
+    (:class:`bayes_cart.model.swap.SwapLayout`).
+    """
+    masks = _centring_masks(spec, md)
+    arrays = {
+        name: (np.shape(value), np.asarray(value).dtype.str)
+        for name, value in swap_data(spec, md).items()
+    }
+    return (
+        spec.hash,
+        md.n_patients,
+        tuple((p, tuple(map(str, X.columns))) for p, X in sorted(md.design.matrices.items())),
+        tuple(md.group_levels),
+        tuple(np.flatnonzero(md.distribution_mask).tolist()),
+        tuple((p, tuple(np.flatnonzero(m).tolist())) for p, m in sorted(masks.items())),
+        tuple(sorted(arrays.items())),
+    )
+
+
+def _add_normal(observed, mu, sigma, idx: CensoringIndex, lim, weight=None) -> None:
+    """Add normal residuals on the log scale with M3 censoring; ``weight`` per row if given."""
+    if weight is None:
+
+        def logp(value, mu_, sigma_, lim_):
+            return censored_loglik(value, mu_, sigma_, idx, lim_, xp=pt)
+
+        def random(mu_, sigma_, lim_, size=None):
+            return pm.Normal.dist(mu_, sigma_, size=size)
+
+        params = (mu, sigma, lim)
+    else:
+
+        def logp(value, mu_, sigma_, lim_, w_):
+            return w_ * censored_loglik(value, mu_, sigma_, idx, lim_, xp=pt)
+
+        def random(mu_, sigma_, lim_, w_, size=None):
+            return pm.Normal.dist(mu_, sigma_, size=size)
+
+        params = (mu, sigma, lim, weight)
+    pm.CustomDist("log_dv", *params, logp=logp, dist=random, observed=observed, dims="obs")
 
 
 def _superposed_log_total(kin: Any, md: ModelData, values: dict[str, Any], solver: str) -> Any:
@@ -740,21 +894,21 @@ def _superposed_log_total(kin: Any, md: ModelData, values: dict[str, Any], solve
     return combine_cohorts(log_pairs, pairs, pt)
 
 
-def _add_student_t(md: ModelData, mu, sigma, nu, idx: CensoringIndex, lim) -> None:
+def _add_student_t(observed, mu, sigma, nu, idx: CensoringIndex, lim, weight=None) -> None:
     """Student-t residuals on the log scale (robust to outliers) with M3 censoring.
 
     Censored rows get the terms every error model gets (:func:`censored_terms
     <bayes_cart.model.likelihood.censored_terms>`): the Student-t log CDF at the LLOQ, the log
     probability of [LIMIT, LLOQ] for interval-censored rows and the log survival function at
-    the ULOQ for right-censored rows.
+    the ULOQ for right-censored rows. ``weight`` (a swappable model's padding): per row.
     """
 
-    def logp(value, mu_, sigma_, nu_, lim_):
-        return student_t_censored_loglik(value, mu_, sigma_, nu_, idx, lim_, xp=pt)
+    def logp(value, mu_, sigma_, nu_, lim_, *w_):
+        terms = student_t_censored_loglik(value, mu_, sigma_, nu_, idx, lim_, xp=pt)
+        return terms * w_[0] if w_ else terms
 
-    def random(mu_, sigma_, nu_, lim_, size=None):
+    def random(mu_, sigma_, nu_, lim_, *w_, size=None):
         return pm.StudentT.dist(nu=nu_, mu=mu_, sigma=sigma_, size=size)
 
-    pm.CustomDist(
-        "log_dv", mu, sigma, nu, lim, logp=logp, dist=random, observed=md.log_dv, dims="obs"
-    )
+    params = (mu, sigma, nu, lim) if weight is None else (mu, sigma, nu, lim, weight)
+    pm.CustomDist("log_dv", *params, logp=logp, dist=random, observed=observed, dims="obs")

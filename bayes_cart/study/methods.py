@@ -10,9 +10,12 @@ Built in: ``bayes`` (the one-stage hierarchical fit, :mod:`bayes_cart.study.baye
 ``two_stage`` (:mod:`bayes_cart.study.two_stage`). :func:`register_method` adds a kind, e.g. a
 quick estimator to test the runner, or an approximate-inference method.
 
-A worker-level model cache (compile once per method and worker, then swap the data) belongs
-behind this interface: a method function may keep compiled models in a per-process cache keyed
-by (method name, :attr:`MethodContext.cache_key`), since one worker process runs many tasks.
+The sampling methods compile once per model structure and worker process, then swap each
+replicate's data in (:func:`bayes_cart.study.bayes_method.worker_cache`, a
+:class:`bayes_cart.inference.model_cache.ModelCache` keyed by the model's structure, since one
+worker runs many tasks); ``timings["model_cache"]`` of the task record says ``hit``, ``miss``
+or ``off``. Another method may keep its own per-process state keyed by
+:attr:`MethodContext.cache_key`.
 """
 
 from __future__ import annotations
@@ -86,7 +89,12 @@ class MethodContext:
 
     @property
     def cache_key(self) -> tuple[Any, ...]:
-        """What a compiled model may be reused for: method, study hash, data shapes."""
+        """Method, study hash, patients and rows: a coarse key for a method's own per-process state.
+
+        The built-in methods' compiled-model cache keys on the model's structure instead
+        (:func:`bayes_cart.model.build.swap_key`), as the number of rows differs between
+        replicates.
+        """
         data = self.simulation.data
         return (self.method_name, self.study.hash, data["ID"].nunique(), len(data))
 
@@ -105,7 +113,8 @@ class MethodOutput:
         (:attr:`bayes_cart.inference.diagnostics.Diagnostics.passed`); empty for a method
         without a sampler.
     timings : dict
-        ``compile_seconds``, ``sampling_seconds`` where the method has them.
+        ``compile_seconds``, ``sampling_seconds`` where the method has them, and
+        ``model_cache`` (``"hit"``, ``"miss"`` or ``"off"``) for the compiled-model cache.
     notes : list of str
         Anything the reader of the record should know (e.g. patients dropped).
     draws : dict
@@ -117,7 +126,7 @@ class MethodOutput:
 
     estimates: list[dict[str, Any]]
     diagnostics: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     draws: dict[str, np.ndarray] = field(default_factory=dict)
 

@@ -18,7 +18,8 @@ median (the two-stage method's group difference) and ``theta`` the truth:
   theta = 0;
 * ``n_tasks`` (replicates of the cell), ``n_failed`` (tasks that raised or timed out, which
   have no estimate), ``n_gate_failed`` (finished fits the gate failed), and the medians of
-  the compile, sampling and wall seconds.
+  the compile, sampling and wall seconds (``compile_seconds`` is the swap of the data on a
+  task whose compiled model came from its worker's cache, column ``model_cache`` = ``hit``).
 
 A study with ``from_prior`` scenarios also gets ``sbc.csv`` (:mod:`bayes_cart.study.sbc`): the
 uniformity of the ranks in the ``sbc_rank`` / ``sbc_draws`` columns of ``fits.parquet`` (NaN
@@ -72,6 +73,7 @@ FITS_COLUMNS = [
     "compile_seconds",
     "sampling_seconds",
     "wall_seconds",
+    "model_cache",
     "status",
     "sbc_rank",
     "sbc_draws",
@@ -131,7 +133,7 @@ def fits_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "degenerate": (r.get("data") or {}).get("degenerate"),
             **{
                 k: r.get("timings", {}).get(k)
-                for k in ("compile_seconds", "sampling_seconds", "wall_seconds")
+                for k in ("compile_seconds", "sampling_seconds", "wall_seconds", "model_cache")
             },
         }
         quantities = r.get("quantities") or []
@@ -233,8 +235,20 @@ def metrics_table(fits: pd.DataFrame) -> pd.DataFrame:
     return table[METRICS_COLUMNS]
 
 
+def _cache(record: dict[str, Any]) -> str | None:
+    """``hit``, ``miss`` or ``off`` for a sampling task; None without a compiled model."""
+    if record.get("status") != "ok":
+        return None
+    value = (record.get("timings") or {}).get("model_cache")
+    return str(value) if value is not None else None
+
+
 def status_table(study: Any, records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Per (scenario, method): tasks, done, failed (error / timeout), gate failed, pending."""
+    """Per (scenario, method): tasks, done, failed (error / timeout), gate failed, pending.
+
+    ``compiled`` and ``cache_hits``: the finished tasks whose model was compiled and those
+    whose compiled model came from their worker's cache (``timings["model_cache"]``).
+    """
     from bayes_cart.study.task import study_tasks
 
     done: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -256,6 +270,8 @@ def status_table(study: Any, records: Iterable[dict[str, Any]]) -> pd.DataFrame:
                     "failed": sum(r["status"] != "ok" for r in recs),
                     "gate_failed": sum(r.get("gate_passed") is False for r in recs),
                     "pending": total - len(recs),
+                    "compiled": sum(_cache(r) == "miss" or _cache(r) == "off" for r in recs),
+                    "cache_hits": sum(_cache(r) == "hit" for r in recs),
                 }
             )
     return pd.DataFrame(rows)
