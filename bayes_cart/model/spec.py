@@ -295,6 +295,7 @@ class SamplingSpec(_Frozen):
     centering: Literal["all", "informed", "partial", "partial_dynamic"] = "all"
     center_covariates: bool = False
     centered_group: bool | Literal["mean"] = False
+    sigma_scaled: bool = False
 
 
 class DataSpec(_Frozen):
