@@ -36,6 +36,7 @@ from bayes_cart.model.likelihood import CensoringIndex, censored_loglik, student
 from bayes_cart.model.marginal_model import add_marginal_terms, centre_missing_patients
 from bayes_cart.model.model_data import ModelData, prepare_model_data
 from bayes_cart.model.scales import Scale, from_scale, parameter_scale, scaled_name, to_scale
+from bayes_cart.model.sigma_scaling import SigmaScaling, sigma_scaling
 from bayes_cart.model.spec import ModelSpec, PriorSpec
 from bayes_cart.model.step_covariates import step_solver, step_structure
 from bayes_cart.model.swap import SwapLayout, padded_observations, swap_problems
@@ -235,6 +236,7 @@ def _random_effects(
     centered: set[str] | None = None,
     rows: dict[str, np.ndarray] | None = None,
     weight_omegas: dict[str, float] | None = None,
+    scaling: SigmaScaling | None = None,
 ) -> dict[str, Any]:
     """Individual parameters ``mean + eta`` on their scales: independent etas and LKJ blocks.
 
@@ -255,7 +257,9 @@ def _random_effects(
     :func:`bayes_cart.model.marginal_model.centre_missing_patients`); ``rows`` receives the patient
     positions of each variable that holds a subset of patients. ``weight_omegas`` (``centering =
     "partial_dynamic"``): the IIV SD each parameter's weights were computed at; the weights then
-    follow the sampled IIV SD (:func:`_partially_centred`).
+    follow the sampled IIV SD (:func:`_partially_centred`). ``scaling``
+    (``sampling.sigma_scaled``): the per-patient variables over all patients are sampled in
+    coordinates that follow the residual SD (:mod:`bayes_cart.model.sigma_scaling`).
     """
     masks = masks or {}
     weights = weights or {}
@@ -298,7 +302,10 @@ def _random_effects(
         elif all(b in centered for b in block) and _some(masks.get(block[0])):
             mask = masks.get(block[0])
             if mask is None or mask.all():
-                values = pm.MvNormal(f"{prefix}_i", mu=mean, chol=chol, shape=(n, len(block)))
+                if scaling is not None:
+                    values = scaling.mvnormal(f"{prefix}_i", mean, chol, block)
+                else:
+                    values = pm.MvNormal(f"{prefix}_i", mu=mean, chol=chol, shape=(n, len(block)))
             else:  # centred where the data inform the block, non-centred elsewhere
                 ic, inc = np.flatnonzero(mask), np.flatnonzero(~mask)
                 vc = pm.MvNormal(f"{prefix}_i", mu=mean[ic], chol=chol, shape=(len(ic), k))
@@ -309,7 +316,10 @@ def _random_effects(
                 values = pt.set_subtensor(values[inc], mean[inc] + pt.dot(zn, chol.T))
             eta_block = values - mean
         else:
-            z = pm.Normal(f"z_{label}", 0.0, 1.0, shape=(n, len(block)))
+            if scaling is not None:
+                z = scaling.normal(f"z_{label}", 0.0, 1.0, block, shape=(n, len(block)))
+            else:
+                z = pm.Normal(f"z_{label}", 0.0, 1.0, shape=(n, len(block)))
             eta_block = pt.dot(z, chol.T)
         for j, b in enumerate(block):
             pm.Deterministic(f"omega_{labels[b]}", stds[j])
@@ -333,7 +343,7 @@ def _random_effects(
         omega = prior_dist(prior, f"omega_{labels[b]}")
         if b in weights:
             values = _partially_centred(
-                labels[b], means[b], omega, weights[b], weight_omegas.get(b)
+                labels[b], means[b], omega, weights[b], weight_omegas.get(b), scaling, b
             )
             pm.Deterministic(f"eta_{labels[b]}", values - means[b], dims="patient")
             log_i[b] = values
@@ -341,7 +351,10 @@ def _random_effects(
         mask = masks.get(b)
         centred_name = scaled_name(parameter_scale(doc.parameters[b]), f"{labels[b]}_i")
         if b in centered and _some(mask) and (mask is None or mask.all()):
-            values = pm.Normal(centred_name, means[b], omega, dims="patient")
+            if scaling is not None:
+                values = scaling.normal(centred_name, means[b], omega, b, dims="patient")
+            else:
+                values = pm.Normal(centred_name, means[b], omega, dims="patient")
             pm.Deterministic(f"eta_{labels[b]}", values - means[b], dims="patient")
             log_i[b] = values
         elif b in centered and _some(mask):  # centred where the data inform b only
@@ -354,13 +367,22 @@ def _random_effects(
             pm.Deterministic(f"eta_{labels[b]}", values - means[b], dims="patient")
             log_i[b] = values
         else:
-            z = pm.Normal(f"z_{labels[b]}", 0.0, 1.0, dims="patient")
+            if scaling is not None:
+                z = scaling.normal(f"z_{labels[b]}", 0.0, 1.0, b, dims="patient")
+            else:
+                z = pm.Normal(f"z_{labels[b]}", 0.0, 1.0, dims="patient")
             log_i[b] = means[b] + pm.Deterministic(f"eta_{labels[b]}", omega * z, dims="patient")
     return log_i
 
 
 def _partially_centred(
-    label: str, mean: Any, omega: Any, w: np.ndarray, omega_start: float | None = None
+    label: str,
+    mean: Any,
+    omega: Any,
+    w: np.ndarray,
+    omega_start: float | None = None,
+    scaling: SigmaScaling | None = None,
+    parameter: str | None = None,
 ) -> Any:
     """Individual values ``mean + eta`` sampled in partially centred coordinates.
 
@@ -385,7 +407,10 @@ def _partially_centred(
             omega_start = float(omega_start)
         r = (omega / omega_start) ** 2
         wt = wt * r / (1.0 - wt + wt * r)
-    tilde = pm.Normal(f"pc_{label}", wt * mean, omega**wt, dims="patient")
+    if scaling is not None and parameter is not None:
+        tilde = scaling.normal(f"pc_{label}", wt * mean, omega**wt, parameter, dims="patient")
+    else:
+        tilde = pm.Normal(f"pc_{label}", wt * mean, omega**wt, dims="patient")
     return mean + omega ** (1.0 - wt) * (tilde - wt * mean)
 
 
@@ -463,7 +488,13 @@ def _fold_block(label: str, block: list[str], mean: Any, chol: Any, n: int) -> A
     return pt.dot(w, a_inv.T)
 
 
-def _c0_from_peak(spec: ModelSpec, mean_log_c0: Any, values: dict[str, Any], n: int) -> Any:
+def _c0_from_peak(
+    spec: ModelSpec,
+    mean_log_c0: Any,
+    values: dict[str, Any],
+    n: int,
+    scaling: SigmaScaling | None = None,
+) -> Any:
     """Sample C0's random effect on the scale of the log peak level (exact reparameterisation).
 
     The model is unchanged: ``log C0_i ~ Normal(mu_i, omega_C0)``. With the shift
@@ -484,7 +515,10 @@ def _c0_from_peak(spec: ModelSpec, mean_log_c0: Any, values: dict[str, Any], n: 
         )
     shift = kin.log_peak_shift(values, pt)
     omega = prior_dist(p.iiv, "omega_C0")
-    log_cmax = pm.Normal("log_Cmax_i", mean_log_c0 + shift, omega, dims="patient")
+    if scaling is not None:
+        log_cmax = scaling.normal("log_Cmax_i", mean_log_c0 + shift, omega, "C0", dims="patient")
+    else:
+        log_cmax = pm.Normal("log_Cmax_i", mean_log_c0 + shift, omega, dims="patient")
     log_c0 = log_cmax - shift
     pm.Deterministic("eta_C0", log_c0 - mean_log_c0, dims="patient")
     return pt.exp(log_c0)
@@ -615,6 +649,12 @@ def build_model(
                 graph_omegas = {
                     p: data(f"data_pc_omega_{p}", np.asarray(o)) for p, o in weight_omegas.items()
                 }
+        scaling = None
+        # the residual SD first: the coordinates follow it (not yet in a swappable model,
+        # whose anchors would have to be data: bayes_cart.model.sigma_scaling)
+        if doc.sampling.sigma_scaled and swapped is None:
+            sigma = prior_dist(doc.error.sigma, "sigma")
+            scaling = sigma_scaling(spec, md, sigma, masks, weights)
         log_values = _random_effects(
             spec,
             first,
@@ -626,6 +666,7 @@ def build_model(
             centered=centered,
             rows=rows,
             weight_omegas=graph_omegas,
+            scaling=scaling,
         )
         values: dict[str, Any] = {
             name: from_scale(log_values[name], parameter_scale(doc.parameters[name]), xp=pt)
@@ -673,7 +714,7 @@ def build_model(
             values[name] = pt.set_subtensor(pt.zeros(n)[dp_idx], pt.exp(log_dp))
 
         if cmax_mode:
-            values["C0"] = _c0_from_peak(spec, means["C0"], values, n)
+            values["C0"] = _c0_from_peak(spec, means["C0"], values, n, scaling)
         if marginal is not None:  # every free variable exists: sum over the missing levels
             add_marginal_terms(model, marginal, design, rows)
 
@@ -720,7 +761,8 @@ def build_model(
         else:
             raise ValueError(f"unknown solver {solver!r}; use 'closed_form', 'linear' or 'ode'")
 
-        sigma = prior_dist(doc.error.sigma, "sigma")
+        if scaling is None:
+            sigma = prior_dist(doc.error.sigma, "sigma")
         sig_obs = sigma
         if doc.error.model == "combined":
             add = prior_dist(doc.error.additive, "sigma_add")
@@ -745,6 +787,7 @@ def build_model(
     model.bayes_cart_centring = masks  # type: ignore[attr-defined]
     model.bayes_cart_partial_weights = weights  # type: ignore[attr-defined]
     model.bayes_cart_partial_omegas = weight_omegas or {}  # type: ignore[attr-defined]
+    model.bayes_cart_sigma_scaling = scaling  # type: ignore[attr-defined]
     free = {rv.name for rv in model.free_RVs}
     subsets = set()
     for p, mask in masks.items():
@@ -753,7 +796,10 @@ def build_model(
             centred = {f"{w}_{lab}_i" for lab in labels_p for w in ("log", "logit", "scaled")}
             subsets |= (centred | {f"z_{lab}" for lab in labels_p}) & free
     model.bayes_cart_patient_subsets = subsets  # type: ignore[attr-defined]
-    model.bayes_cart_initvals = initial_values(model, spec, md)  # type: ignore[attr-defined]
+    init = initial_values(model, spec, md)
+    if scaling is not None:  # every chain starts at u = a
+        init.update({k: anchor for k, (anchor, _) in scaling.scaled.items()})
+    model.bayes_cart_initvals = init  # type: ignore[attr-defined]
     model.bayes_cart_swap = swap  # type: ignore[attr-defined]
     return model
 

@@ -113,7 +113,9 @@ def starting_point(spec: ModelSpec, md: ModelData) -> dict[str, Any]:
     return {"logs": logs, "omegas": omegas, "profiles": prof}
 
 
-def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str, np.ndarray]:
+def initial_values(
+    model: pm.Model, spec: ModelSpec, md: ModelData, start: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
     """Data-informed starting values on the natural scale of each free variable.
 
     Parameters
@@ -125,13 +127,16 @@ def initial_values(model: pm.Model, spec: ModelSpec, md: ModelData) -> dict[str,
         The spec (priors bound the estimates).
     md : ModelData
         The observations.
+    start : dict, optional
+        A :func:`starting_point` to use instead of the data-informed one (refined values).
 
     Returns
     -------
     dict
         ``{free variable name: value}``; variables not listed start at PyMC's default.
     """
-    start = starting_point(spec, md)
+    start = starting_point(spec, md) if start is None else start
+    start = dict(start, logs={k: np.array(v, dtype=float) for k, v in start["logs"].items()})
     logs, omegas, prof = start["logs"], start["omegas"], start["profiles"]
     if not logs:
         return {}

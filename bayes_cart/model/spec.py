@@ -295,6 +295,7 @@ class SamplingSpec(_Frozen):
     centering: Literal["all", "informed", "partial", "partial_dynamic"] = "all"
     center_covariates: bool = False
     centered_group: bool | Literal["mean"] = False
+    sigma_scaled: bool = False
 
 
 class DataSpec(_Frozen):
@@ -733,10 +734,13 @@ def canonical_text(doc: _SpecDocument) -> str:
     A ``[data]`` table that is empty (no column mapping, no time unit) is left out, so that a
     spec without one has the text, hence the hash, it had before ``[data]`` existed (fit files
     written then still load: :func:`bayes_cart.inference.io.load_fit` compares the stored hash).
+    ``sampling.sigma_scaled`` likewise appears only when true.
     """
     content = doc.model_dump(mode="json")
     if doc.data == DataSpec():
         del content["data"]
+    if not doc.sampling.sigma_scaled:
+        del content["sampling"]["sigma_scaled"]
     return json.dumps(content, sort_keys=True)
 
 
