@@ -28,7 +28,10 @@ data-informed start): the closer the anchor is to the patient's posterior, the l
 ``sigma`` moves the patient off it. Every chain starts at ``u = a``.
 
 Variables that hold a subset of the patients (``centering = "informed"``), the ``fold``
-coordinates and the distribution-phase parameters are not rescaled.
+coordinates and the distribution-phase parameters are not rescaled. A swappable model (a
+study worker's compiled-model cache, :mod:`bayes_cart.model.swap`) is built without the
+rescaling, the same posterior in the plain coordinates: its anchors and shares would have to
+become ``pm.Data`` first.
 """
 
 from __future__ import annotations
