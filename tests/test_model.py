@@ -700,6 +700,7 @@ def test_sigma_scaled_coordinates_are_the_same_model(small, models, spec_name):
     chain starts at its anchors (``u = a``), which are finite and where the joint density is
     finite."""
     raw = json.loads(load_spec(spec_name).text)
+    raw["sampling"]["sigma_scaled"] = False
     m0 = models.build(spec_from_dict(raw))
     raw["sampling"]["sigma_scaled"] = True
     m1 = models.build(spec_from_dict(raw))
