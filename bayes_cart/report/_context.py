@@ -81,6 +81,9 @@ class Report:
         In order.
     seconds : float
         Time taken to build.
+    banner : str
+        A warning shown under the title on every page ("approximate inference (ADVI) —
+        intervals may be too narrow" for a fit that was not sampled by NUTS); empty for none.
     """
 
     title: str
@@ -89,6 +92,7 @@ class Report:
     sections: list[Section]
     seconds: float = 0.0
     meta: dict[str, str] = field(default_factory=dict)
+    banner: str = ""
 
     @property
     def failures(self) -> list[str]:

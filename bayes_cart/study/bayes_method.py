@@ -82,6 +82,7 @@ def fit_replicate(
             extend=m.extend,
             retry=m.retry,
             cores=m.cores,
+            method=m.inference,
         )
     if notes is not None:
         ours = [w for w in caught if w.category.__module__.startswith("bayes_cart")]
