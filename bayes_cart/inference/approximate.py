@@ -45,13 +45,16 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from bayes_cart.errors import ConvergenceWarning
-from bayes_cart.inference.diagnostics import Diagnostics
+
+if TYPE_CHECKING:  # imported on use: the CLI checks --method without ArviZ or xarray
+    import xarray as xr
+
+    from bayes_cart.inference.diagnostics import Diagnostics
 
 __all__ = [
     "ADVI_CHECK_EVERY",
@@ -115,10 +118,12 @@ METHOD_OPTIONS: dict[str, dict[str, Any]] = {
     "laplace": {"maxiter": LAPLACE_MAXITER},
 }
 
-#: The PyTensor backend the approximations compile to: the default C backend runs the LKJ
-#: block's triangular solves in Python (about 20 ms per gradient on a 19-patient model against
-#: 0.3 ms in JAX, docs/benchmarks.md).
-_MODE = {"advi": "NUMBA", "pathfinder": "NUMBA", "laplace": "JAX"}
+#: The PyTensor backend each approximation compiles to (None: PyTensor's default C backend).
+#: JAX is the fastest by far (0.3 ms per gradient of a 19-patient model against about 20 ms in
+#: C, whose LKJ block runs its triangular solves in Python, and 40 ms in Numba; a loaded
+#: machine, docs/benchmarks.md), but only the Laplace optimiser's graph compiles to it: ADVI's
+#: step and Pathfinder's L-BFGS graph have symbolic sizes JAX refuses.
+_MODE: dict[str, str | None] = {"advi": None, "pathfinder": None, "laplace": "JAX"}
 
 
 def is_approximate(method: str | None) -> bool:
@@ -279,7 +284,7 @@ def _advi(
     draws: int,
     seeds: np.ndarray,
     settings: dict[str, Any],
-    mode: str,
+    mode: str | None,
     progress: bool,
 ) -> tuple[xr.Dataset, dict[str, Any]]:
     import pymc as pm
@@ -297,7 +302,7 @@ def _advi(
             obj_optimizer=pm.adam(learning_rate=settings["learning_rate"]),
             callbacks=[check],
             progressbar=progress,
-            fn_kwargs={"mode": mode},
+            fn_kwargs={"mode": mode} if mode else {},
         )
         sample = approx.sample(draws, random_seed=int(seeds[1]), return_inferencedata=True)
     loss = np.asarray(approx.hist, dtype=float)
@@ -321,13 +326,14 @@ def _pathfinder(
     draws: int,
     seeds: np.ndarray,
     settings: dict[str, Any],
-    mode: str,
+    mode: str | None,
     progress: bool,
 ) -> tuple[xr.Dataset, dict[str, Any]]:
+    import xarray as xr
     from pymc_extras.inference import fit_pathfinder
 
     idata = fit_pathfinder(
-        model=model,
+        model=_free_variables_only(model),
         num_paths=settings["paths"],
         num_draws=draws,
         num_draws_per_path=max(draws, 1000),
@@ -337,7 +343,7 @@ def _pathfinder(
         concurrent=None,
         initvals=init or None,
         importance_sampling="psis",
-        compile_kwargs={"mode": mode},
+        compile_kwargs={"mode": mode} if mode else {},
         add_pathfinder_groups=True,
         display_summary=False,
     )
@@ -365,9 +371,10 @@ def _laplace(
     draws: int,
     seeds: np.ndarray,
     settings: dict[str, Any],
-    mode: str,
+    mode: str | None,
     progress: bool,
 ) -> tuple[xr.Dataset, dict[str, Any]]:
+    import xarray as xr
     from pymc_extras.inference import fit_laplace
 
     idata = fit_laplace(
@@ -407,6 +414,22 @@ def _laplace(
     return idata.posterior, record
 
 
+def _free_variables_only(model: Any) -> Any:
+    """Return a copy of the model without its deterministics.
+
+    pymc-extras turns the approximation's draws into an InferenceData with every deterministic
+    computed in one vectorised call, which fails on a deterministic that depends on no free
+    variable (``k_i`` when no patient has a distribution phase: it keeps no draw dimension).
+    The draws of the free variables are all that is needed: the deterministics are computed
+    afterwards (:func:`fit_approximation`).
+    """
+    from pymc.model.fgraph import clone_model
+
+    light = clone_model(model)
+    light.deterministics = []
+    return light
+
+
 def _posterior_like_nuts(model: Any, posterior: xr.Dataset, draws: int) -> xr.Dataset:
     """Return the approximation's free variables as one chain, dims named as NUTS's.
 
@@ -415,6 +438,8 @@ def _posterior_like_nuts(model: Any, posterior: xr.Dataset, draws: int) -> xr.Da
     coordinates (``patient``, ``beta_effect``...; PyMC's ``<name>_dim_<k>`` otherwise, as
     nutpie writes them).
     """
+    import xarray as xr
+
     out = {}
     for rv in model.free_RVs:
         name = rv.name
@@ -531,6 +556,8 @@ def approximate_diagnostics(
     done; ``passed`` is :func:`approximation_passed`; the advice always says to confirm with
     NUTS. A failed check raises a :class:`bayes_cart.errors.ConvergenceWarning`.
     """
+    from bayes_cart.inference.diagnostics import Diagnostics
+
     passed = approximation_passed(method, record)
     label = METHOD_LABELS.get(method, method)
     advice = [approximation_text(method, record)]
