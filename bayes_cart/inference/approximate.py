@@ -32,8 +32,9 @@ records ``method`` in ``Fit.settings``, in ``Fit.diagnostics.method`` and in the
 (:func:`approximation_passed`): ADVI stopped by its convergence check before the iteration cap;
 Pathfinder's Pareto k at most :data:`PARETO_K_MAX` and at least one path succeeded; Laplace's
 optimiser converged and the Hessian at the mode was positive definite. Passing says the
-algorithm did what it set out to do, not that its intervals are right: mean-field ADVI and a
-Laplace approximation at the joint mode of a hierarchical model are known to be too narrow
+algorithm did what it set out to do, not that its intervals are right: mean-field ADVI
+ignores posterior correlations and a Laplace approximation at the joint mode of a
+hierarchical model understates its variances, so both tend to be too narrow
 (``docs/benchmarks.md``, "Session 10"); confirm with NUTS before reporting.
 
 This module imports PyMC and pymc-extras inside its functions only, so that the option checks
