@@ -402,7 +402,7 @@ LOG_TOLERANCE = {"beta": 0.3, "T1": 0.3, "alpha": 0.5, "C0": 0.9}
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "options"),
-    [("advi", {"iterations": 3000}), ("pathfinder", None), ("laplace", None)],
+    [("advi", None), ("pathfinder", None), ("laplace", None)],
 )
 def test_approximate_fit_recovers_the_typical_values(small_simulation, tmp_path, method, options):
     from bayes_cart.analysis.summary import population_summary
