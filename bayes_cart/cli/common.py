@@ -206,6 +206,18 @@ def print_fit_outcome(console: Console, result: Any, chains: int, indent: str = 
     d = result.diagnostics
     verdict = "[green]PASSED[/green]" if d.passed else "[red]FAILED[/red]"
     timings = result.timings
+    if getattr(d, "method", "nuts") != "nuts":  # an approximation: its own check, no MCMC gate
+        from bayes_cart.inference.approximate import METHOD_LABELS
+
+        label = METHOD_LABELS.get(d.method, d.method)
+        console.print(
+            f"{indent}[bold yellow]APPROXIMATE inference ({label}): no MCMC gate, intervals "
+            f"may be too narrow[/bold yellow]; {timings.get('sampling_seconds', float('nan')):.1f}"
+            f" s; its own check {verdict}"
+        )
+        for a in d.advice:
+            console.print(f"{indent}  [yellow]- {escape(a)}[/yellow]")
+        return
     console.print(
         f"{indent}compile {timings.get('compile_seconds', float('nan')):.1f} s, sampling "
         f"{timings.get('sampling_seconds', float('nan')):.1f} s; diagnostics {verdict}: max "

@@ -23,6 +23,19 @@ console = Console()
 SAMPLER_NAMES = ("auto", "nutpie", "nutpie-jax", "pymc", "numpyro")
 
 
+def _method_problem(method: str, sampler: str, low_rank: bool) -> str | None:
+    """Return what is wrong with ``--method`` and the NUTS-only options given with it."""
+    from bayes_cart.inference.approximate import METHODS, check_method
+
+    if method not in METHODS:
+        return f"--method: unknown inference method {method!r}; choose one of {', '.join(METHODS)}"
+    try:
+        check_method(method, sampler=sampler, low_rank=low_rank)
+    except ValueError as exc:
+        return f"--method {method}: " + str(exc).split(": ", 1)[-1]
+    return None
+
+
 def _option_problem(
     chains: int,
     tune: int,
@@ -226,6 +239,16 @@ def fit(
             "collective direction, e.g. the residual SD in sparse designs) or diagonal.",
         ),
     ] = False,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="Inference: nuts (MCMC, the default, judged by the diagnostics gate), or an "
+            "approximation: advi (mean-field), pathfinder or laplace (MAP + Hessian): faster, "
+            "intervals may be too narrow; they take chains x draws draws and ignore the NUTS "
+            "options.",
+        ),
+    ] = "nuts",
 ) -> None:
     """Fit a hierarchical model and write DIR/fit.nc, DIR/summary.csv and DIR/diagnostics.json."""
     from bayes_cart.cli.common import error_line, load_data_or_exit, read_spec
@@ -233,7 +256,7 @@ def fit(
     from bayes_cart.model.spec import parse_covariate_option
 
     # cheap checks first (no PyMC, no ArviZ imported yet): options, then the spec
-    problem = _option_problem(
+    problem = _method_problem(method, sampler, low_rank) or _option_problem(
         chains, tune, draws, target_accept, seed, time_unit, sampler=sampler, solver=solver
     )
     if problem is not None:
@@ -293,6 +316,7 @@ def fit(
                 extend=extend,
                 retry=retry,
                 low_rank=low_rank,
+                method=method,
             )
     except (SpecError, ValueError) as exc:
         console.print(f"[red]{escape(error_line(exc))}[/red]")
@@ -305,7 +329,10 @@ def fit(
         "draws": draws,
         "seed": seed,
         "low_rank": low_rank,
+        "method": method,
     }
+    if method != "nuts":  # an approximation: one chain of chains x draws, no NUTS settings
+        settings.update(sampler=None, chains=1, tune=0, draws=chains * draws)
     try:
         summary = write_fit_outputs(result, out, settings, overwrite=overwrite)
     except (OutputError, OSError) as exc:
@@ -313,18 +340,22 @@ def fit(
         raise typer.Exit(code=1) from None
     md = result.model_data
 
-    table = Table(title=escape(f"{spec.name}: population parameters"))
-    for col in ("parameter", "q50", "q5", "q95", "r_hat", "ess_bulk"):
+    approximate = method != "nuts"
+    title = f"{spec.name}: population parameters"
+    if approximate:
+        from bayes_cart.inference.approximate import METHOD_LABELS
+
+        title += f" (APPROXIMATE: {METHOD_LABELS[method]})"
+    table = Table(title=escape(title))
+    columns = ("parameter", "q50", "q5", "q95") + (() if approximate else ("r_hat", "ess_bulk"))
+    for col in columns:
         table.add_column(col, justify="right" if col != "parameter" else "left")
     for _, row in summary.iterrows():
-        table.add_row(
-            escape(row["parameter"]),
-            f"{row['q50']:.4g}",
-            f"{row['q5']:.4g}",
-            f"{row['q95']:.4g}",
-            f"{row['r_hat']:.3f}",
-            f"{row['ess_bulk']:.0f}",
-        )
+        cells = [escape(row["parameter"]), f"{row['q50']:.4g}", f"{row['q5']:.4g}"]
+        cells.append(f"{row['q95']:.4g}")
+        if not approximate:
+            cells += [f"{row['r_hat']:.3f}", f"{row['ess_bulk']:.0f}"]
+        table.add_row(*cells)
     console.print(table)
     for note in md.notes:
         console.print(f"[cyan]note:[/cyan] {escape(note)}")

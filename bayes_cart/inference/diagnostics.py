@@ -298,9 +298,19 @@ class Diagnostics:
         a run with nutpie's low-rank modified mass matrix) and ``kept`` (which of the two the
         fit holds: :func:`better_run`).
     passed : bool
-        Whether every check passed.
+        Whether every check passed. For an approximate fit (``method`` not ``"nuts"``) the
+        MCMC checks do not apply: whether the approximation's own check passed
+        (:func:`bayes_cart.inference.approximate.approximation_passed`).
     advice : list of str
         What failed and what to do about it.
+    method : str
+        The inference method: ``"nuts"`` (this gate), or an approximate one (``"advi"``,
+        ``"pathfinder"``, ``"laplace"``: :mod:`bayes_cart.inference.approximate`), whose
+        R-hat, ESS and E-BFMI are NaN. Fit files written before it existed read as NUTS.
+    approximation : dict
+        Empty for NUTS; the approximation's own diagnostics otherwise (ADVI: iterations,
+        convergence and the ELBO trace's last values; Pathfinder: the PSIS Pareto k and the
+        paths; Laplace: the optimiser's convergence and the Hessian at the mode).
     """
 
     max_rhat: float
@@ -320,6 +330,8 @@ class Diagnostics:
     worst: dict[str, str] = field(default_factory=dict)
     passed: bool = True
     advice: list[str] = field(default_factory=list)
+    method: str = "nuts"
+    approximation: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for diagnostics.json)."""

@@ -7,7 +7,9 @@ groups it holds:
 * attributes on the ``posterior`` group: ``bayes_cart_version``, ``spec_json`` (the spec's
   canonical content), ``spec_hash`` (its SHA-256 prefix: the model id), ``data_hash`` (the
   SHA-256 of ``fitted_data``, :func:`data_hash`), ``spec_source``,
-  ``sampler``, timings, diagnostics, the model notes (imputations...) and
+  ``sampler``, ``inference_method`` (``"nuts"``, or the approximation: ``"advi"``,
+  ``"pathfinder"``, ``"laplace"``; files without it are NUTS fits), timings, diagnostics,
+  the model notes (imputations...) and
   ``covariate_design_json``: the constants that code covariates for new patients as in the fit
   (the means and SDs of ``center``/``scale``, the medians of missing values, the categorical
   levels; :meth:`bayes_cart.model.covariates.CovariateDesign.to_state`).
@@ -155,6 +157,8 @@ def save_fit(fit: Fit, path: str | Path) -> Path:
         "data_hash": stored_data_hash,
         "timings_json": json.dumps(fit.timings),
         "settings_json": json.dumps(getattr(fit, "settings", {}) or {}, default=str),
+        # "nuts", or the approximation (advi, pathfinder, laplace): readable without JSON
+        "inference_method": str((getattr(fit, "settings", {}) or {}).get("method", "nuts")),
         "diagnostics_json": json.dumps(fit.diagnostics.to_dict(), default=float),
         "notes_json": json.dumps(fit.model_data.notes),
         "covariate_design_json": json.dumps(fit.model_data.design.to_state()),
@@ -275,9 +279,19 @@ def load_fit(path: str | Path) -> Fit:
         model_data=model_data,
         diagnostics=diag,
         timings=_stored_json(attrs, "timings_json", path, default={}),
-        # files written before the settings were stored were all closed-form fits
-        settings=_stored_json(attrs, "settings_json", path, default={"solver": "closed_form"}),
+        settings=_stored_settings(attrs, path),
     )
+
+
+def _stored_settings(attrs: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Return ``Fit.settings`` of a file.
+
+    Files written before the settings were stored were closed-form fits, and files written
+    before ``method`` was stored were NUTS fits.
+    """
+    settings = _stored_json(attrs, "settings_json", path, default={"solver": "closed_form"})
+    settings.setdefault("method", "nuts")
+    return settings
 
 
 def _stored_json(
@@ -444,7 +458,7 @@ def _write_fit_files(fit: Fit, out: Path, settings: dict[str, Any] | None) -> pd
         **{
             k: v
             for k, v in (getattr(fit, "settings", None) or {}).items()
-            if k in ("solver", "kinetics")
+            if k in ("solver", "kinetics", "method", "method_options")
         },
         "model": fit.spec.name,
         "spec_hash": fit.spec.hash,

@@ -31,6 +31,13 @@ import pytensor
 import xarray as xr
 
 from bayes_cart.inference import floating_point
+from bayes_cart.inference.approximate import (
+    METHOD_LABELS,
+    approximate_diagnostics,
+    check_method,
+    fit_approximation,
+    is_approximate,
+)
 from bayes_cart.inference.diagnostics import (
     ESS_MIN,
     add_chains,
@@ -538,6 +545,8 @@ def fit(
     low_rank: bool = False,
     cores: int | None = None,
     cache: ModelCache | None = None,
+    method: str = "nuts",
+    method_options: dict[str, Any] | None = None,
 ) -> Fit:
     """Fit ``spec`` to ``dataset``: build, sample, add predictive groups, run the gate.
 
@@ -600,6 +609,17 @@ def fit(
         compiled once, later fits swap their data in. Used with the Numba nutpie sampler,
         ``prior_draws=0`` and ``predictive=False`` on a model the swap covers, ignored
         otherwise; ``timings["model_cache"]`` says ``"hit"``, ``"miss"`` or ``"off"``.
+    method : {"nuts", "advi", "pathfinder", "laplace"}
+        ``"nuts"`` (default): the MCMC fit above. The others are approximations
+        (:mod:`bayes_cart.inference.approximate`): faster, but their intervals may be too
+        narrow; they take ``chains * draws`` draws from the approximation (one chain), ignore
+        ``chains``, ``tune``, ``target_accept``, ``extend`` and ``retry``, refuse ``sampler``
+        (other than ``"auto"``) and ``low_rank``, and are judged by their own check instead
+        of the MCMC gate (``Fit.settings["method"]``, ``Diagnostics.method``).
+    method_options : dict, optional
+        Settings of an approximate method
+        (:data:`bayes_cart.inference.approximate.METHOD_OPTIONS`, e.g. ``{"iterations":
+        5000}`` for ADVI).
 
     Returns
     -------
@@ -613,6 +633,9 @@ def fit(
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
+    approx_settings = check_method(
+        method, sampler=sampler, low_rank=low_rank, options=method_options
+    )
     requested = sampler
     sampler = resolve_sampler(requested, solver)
     if low_rank and not sampler.startswith("nutpie"):
@@ -621,7 +644,7 @@ def fit(
     step = on_step or (lambda msg: None)
     step("building the model")
     md = prepare_model_data(dataset, spec)
-    use_cache = cache is not None and not prior_draws and not predictive
+    use_cache = cache is not None and not prior_draws and not predictive and method == "nuts"
     with cache.lock if use_cache else contextlib.nullcontext():  # type: ignore[union-attr]
         prepared = (
             cache.prepare(dataset, spec, md, solver=solver, sampler=sampler)  # type: ignore[union-attr]
@@ -650,6 +673,8 @@ def fit(
             on_progress=on_progress,
             low_rank=low_rank,
             cores=cores,
+            method=method,
+            approx_settings=approx_settings,
         )
 
 
@@ -676,6 +701,8 @@ def _fit(
     on_progress: Callable[[Any], None] | None,
     low_rank: bool,
     cores: int | None,
+    method: str,
+    approx_settings: dict[str, Any],
 ) -> Fit:
     """:func:`fit` after the model data: build (or take the prepared model), sample, judge."""
     if prepared is None:
@@ -687,31 +714,44 @@ def _fit(
         solver = model.bayes_cart_solver
         sampler = resolve_sampler(requested, solver)
         _warn_slow_backend(solver, sampler)
-    step(f"sampling with {sampler}: {chains} chains x ({tune} tune + {draws} draws)")
-    idata, timings = sample_posterior(
-        model,
-        sampler=sampler,
-        chains=chains,
-        tune=tune,
-        draws=draws,
-        random_seed=random_seed,
-        target_accept=target_accept,
-        progress=progress,
-        max_extensions=MAX_EXTENSIONS if extend else 0,
-        retry_target_accept=RETRY_TARGET_ACCEPT if retry else None,
-        low_rank_retry=retry,
-        solver=solver,
-        on_progress=on_progress,
-        low_rank=low_rank,
-        cores=cores,
-        compiled=None if prepared is None else prepared.compiled,
-    )
-    if prepared is not None:
-        timings["compile_seconds"] += prepared.compile_seconds
-        timings["model_cache"] = "hit" if prepared.hit else "miss"
-        idata = _own_patients(idata, md)
-    else:
+    approximation: dict[str, Any] = {}
+    if is_approximate(method):  # ADVI, Pathfinder or Laplace instead of NUTS
+        step(f"approximate inference: {METHOD_LABELS[method]}, {chains * draws} draws")
+        idata, timings, approximation = fit_approximation(
+            model,
+            method,
+            draws=chains * draws,
+            random_seed=_seed(random_seed, 1),
+            options=approx_settings,
+            progress=progress,
+        )
         timings["model_cache"] = "off"
+    else:
+        step(f"sampling with {sampler}: {chains} chains x ({tune} tune + {draws} draws)")
+        idata, timings = sample_posterior(
+            model,
+            sampler=sampler,
+            chains=chains,
+            tune=tune,
+            draws=draws,
+            random_seed=random_seed,
+            target_accept=target_accept,
+            progress=progress,
+            max_extensions=MAX_EXTENSIONS if extend else 0,
+            retry_target_accept=RETRY_TARGET_ACCEPT if retry else None,
+            low_rank_retry=retry,
+            solver=solver,
+            on_progress=on_progress,
+            low_rank=low_rank,
+            cores=cores,
+            compiled=None if prepared is None else prepared.compiled,
+        )
+        if prepared is not None:
+            timings["compile_seconds"] += prepared.compile_seconds
+            timings["model_cache"] = "hit" if prepared.hit else "miss"
+            idata = _own_patients(idata, md)
+        else:
+            timings["model_cache"] = "off"
     t0 = time.perf_counter()
     if prior_draws or predictive:
         from bayes_cart.jax_setup import configure_jax
@@ -746,7 +786,7 @@ def _fit(
     timings["restarts"] = len(restarted)
     extended = int(timings.get("extended_chains", 0))
     step("diagnostics")
-    diag = check_fit(idata)
+    diag = approximate_diagnostics(method, approximation) if approximation else check_fit(idata)
     diag.restarted_chains = restarted
     diag.extended_chains = extended
     diag.retried = timings.pop("retried", {}) or {}
@@ -764,7 +804,11 @@ def _fit(
         "extend": extend,
         "retry": retry,
         "low_rank": low_rank,
+        "method": method,
     }
+    if approximation:  # the NUTS settings did not apply
+        settings.update(sampler=None, chains=1, tune=0, draws=chains * draws, target_accept=None)
+        settings["method_options"] = approx_settings
     return Fit(
         idata=idata,
         spec=spec,

@@ -230,7 +230,27 @@ def build_report(
         sections=done,
         seconds=time.perf_counter() - t0,
         meta=meta,
+        banner=approximate_banner(fit),
     )
+
+
+def approximate_banner(fit: Any) -> str:
+    """Return the report's warning for a fit by an approximate method ("" for NUTS).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> approximate_banner(SimpleNamespace(settings={"method": "advi"}))
+    'approximate inference (ADVI) — intervals may be too narrow'
+    >>> approximate_banner(SimpleNamespace(settings={}))
+    ''
+    """
+    from bayes_cart.inference.approximate import METHOD_LABELS, is_approximate
+
+    method = (getattr(fit, "settings", None) or {}).get("method", "nuts")
+    if not is_approximate(method):
+        return ""
+    return f"approximate inference ({METHOD_LABELS[method]}) — intervals may be too narrow"
 
 
 def write_report(

@@ -86,6 +86,9 @@ class Report:
     badge, badge_class, badge_title : str
         A badge of the page's own in place of PASS / FAIL (the study report's COMPLETE /
         PARTIAL), its CSS class (``pass``, ``fail``, ``partial``) and tooltip.
+    banner : str
+        A warning shown under the title on every page ("approximate inference (ADVI) —
+        intervals may be too narrow" for a fit that was not sampled by NUTS); empty for none.
     """
 
     title: str
@@ -97,6 +100,7 @@ class Report:
     badge: str = ""
     badge_class: str = ""
     badge_title: str = ""
+    banner: str = ""
 
     @property
     def failures(self) -> list[str]:

@@ -297,6 +297,22 @@ def _section_model(ctx: _Context, parts: _Parts) -> list[Markup]:
         settings = dict(getattr(fit, "settings", {}) or {})
         tune = settings.get("tune", attrs.get("tuning_steps", attrs.get("tune")))
         sampler_name = settings.get("sampler", attrs.get("sampler"))
+        method = settings.get("method", "nuts")
+        if method != "nuts":  # an approximation: no sampler, no chains
+            from bayes_cart.inference.approximate import METHOD_LABELS
+
+            items = [
+                ("inference", f"{METHOD_LABELS.get(method, method)} (APPROXIMATE, not MCMC)"),
+                ("kinetic solver", settings.get("solver", "closed_form")),
+                ("draws", f"{chains * draws} draws from the approximation"),
+                (
+                    "settings",
+                    ", ".join(f"{k} {v}" for k, v in settings.get("method_options", {}).items()),
+                ),
+                ("random seed", settings.get("random_seed")),
+                ("time", f"{float(timings.get('sampling_seconds', float('nan'))):.0f} s"),
+            ]
+            return _h3("Inference") + _facts(items)
         items = [
             ("sampler", sampler_name or "NUTS (backend not recorded in the fit file)"),
             ("kinetic solver", settings.get("solver", "closed_form")),

@@ -25,6 +25,8 @@ def _section_diagnostics(ctx: _Context, parts: _Parts) -> list[Markup]:
     from bayes_cart.inference.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
 
     d = ctx.fit.diagnostics
+    if getattr(d, "method", "nuts") != "nuts":
+        return [parts.run("diagnostics", lambda: _approximate_diagnostics(d, parts))]
 
     def body() -> Markup:
         badge = _badge(d.passed)
@@ -129,6 +131,46 @@ def _section_diagnostics(ctx: _Context, parts: _Parts) -> list[Markup]:
         return html
 
     return [parts.run("diagnostics", body)]
+
+
+def _approximate_diagnostics(d: Any, parts: _Parts) -> Markup:
+    """Section 3 of a fit by ADVI, Pathfinder or Laplace: the approximation's own check."""
+    from bayes_cart.inference.approximate import METHOD_LABELS
+
+    label = METHOD_LABELS.get(d.method, d.method)
+    verdict = (
+        f"Approximate inference ({label}): no MCMC gate (there are no chains, so no R-hat, ESS "
+        "or divergences). The badge says whether the approximation's own check passed "
+        + ("(it did)" if d.passed else "(it did NOT: do not use these estimates)")
+        + "; even when it passes, posterior intervals may be too narrow. Confirm with NUTS "
+        "(--method nuts) before reporting."
+    )
+    record = {k: v for k, v in (d.approximation or {}).items() if k not in ("settings",)}
+    rows = [
+        {"quantity": k.replace("_", " "), "value": _fmt_value(v)}
+        for k, v in record.items()
+        if not isinstance(v, list | dict)
+    ]
+    html = Markup('<div class="verdict">') + _badge(d.passed) + _p(verdict) + Markup("</div>")
+    html += _table(parts.keep("approximation", _frame(rows)))
+    trace = record.get("elbo_trace")
+    if trace:
+        html += _p(
+            "ELBO over the run (mean of each tenth of the iterations): "
+            + ", ".join(f"{v:,.1f}" for v in trace)
+            + "."
+        )
+    html += _h3("Advice")
+    html += _ul(list(d.advice))
+    return html
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return _num(v, 3)
+    return str(v)
 
 
 def _badge(passed: bool) -> Markup:

@@ -104,6 +104,7 @@ def fit_replicate(
             retry=m.retry,
             cores=m.cores,
             cache=worker_cache(),
+            method=m.inference,
         )
     if notes is not None:
         ours = [w for w in caught if w.category.__module__.startswith("bayes_cart")]

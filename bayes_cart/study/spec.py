@@ -274,6 +274,13 @@ class MethodSpec(_Frozen):
     Wilcoxon rank-sum (two groups) or Kruskal-Wallis test (more) of it between the groups of
     ``covariate`` at level ``alpha``.
 
+    ``inference`` (both kinds): ``"nuts"`` (default), or an approximation passed to
+    :func:`bayes_cart.fit` as ``method=`` (``"advi"``, ``"pathfinder"``, ``"laplace"``:
+    :mod:`bayes_cart.inference.approximate`), which draws ``chains * draws`` from the
+    approximation and ignores the NUTS settings (a ``sampler`` other than ``"auto"`` is
+    refused). Such a fit has no R-hat or ESS: the study's gate counts it as failed when the
+    approximation's own check failed (:func:`bayes_cart.study.task.gate_passed`).
+
     Other kinds are methods registered with :func:`bayes_cart.study.register_method`; their
     own settings go in ``options``.
     """
@@ -297,6 +304,7 @@ class MethodSpec(_Frozen):
     covariate: str | None = None
     test: Literal["auto", "wilcoxon", "kruskal"] = "auto"
     alpha: float = Field(default=0.05, gt=0, lt=1)
+    inference: Literal["nuts", "advi", "pathfinder", "laplace"] = "nuts"
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -378,6 +386,9 @@ class StudySpec:
             if not scenario["from_prior"]:
                 for key in _SBC_KEYS:
                     scenario.pop(key)
+        for method in content["methods"].values():  # keys added later, at their default,
+            if method.get("inference") == "nuts":  # keep the hashes of existing studies
+                method.pop("inference")
         text = json.dumps(content, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -549,6 +560,11 @@ def _semantic_problems(doc: _StudyDocument) -> list[str]:
                 f"{key}.kind: unknown method kind {method.kind!r}{hint} ({list(kinds)})"
             )
             continue
+        if method.inference != "nuts" and method.sampler != "auto":
+            problems.append(
+                f"{key}.sampler: {method.sampler!r} chooses a NUTS backend; inference = "
+                f"{method.inference!r} has none (leave sampler out)"
+            )
         if method.kind in ("bayes", "two_stage"):
             model = spec(method.model, f"{key}.model")
             if model is not None and (method.covariates or method.reference or method.group):

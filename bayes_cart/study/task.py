@@ -106,10 +106,18 @@ def judge_estimate(row: dict[str, Any], truth: float) -> dict[str, Any]:
     return out
 
 
-def gate_passed(diagnostics: dict[str, Any], gate: Any) -> bool | None:
-    """Whether a fit passes the study's gate (None for a method without a sampler)."""
+def gate_passed(diagnostics: dict[str, Any], gate: Any, inference: str = "nuts") -> bool | None:
+    """Whether a fit passes the study's gate (None for a method without a sampler).
+
+    A NUTS fit passes on R-hat, bulk ESS and divergences (:class:`bayes_cart.study.spec.GateSpec`).
+    An approximate fit (``inference`` ADVI, Pathfinder or Laplace) has no chains: it passes
+    when the approximation's own check passed (``package_gate_passed``:
+    :func:`bayes_cart.inference.approximate.approximation_passed`) and fails otherwise.
+    """
     if not diagnostics or "max_rhat" not in diagnostics:
         return None
+    if inference != "nuts":
+        return bool(diagnostics.get("package_gate_passed"))
     rhat, ess = diagnostics["max_rhat"], diagnostics["min_ess_bulk"]
     return bool(
         _finite(rhat)
@@ -220,7 +228,9 @@ def run_task(study: Any, task: Task) -> dict[str, Any]:
                         draws, row["truth"], scenario.sbc.draws
                     )
         record["diagnostics"] = dict(output.diagnostics)
-        record["gate_passed"] = gate_passed(output.diagnostics, study.gate)
+        record["gate_passed"] = gate_passed(
+            output.diagnostics, study.gate, getattr(method, "inference", "nuts")
+        )
         record["timings"] = {"simulate_seconds": simulated - start, **output.timings}
         record["notes"] = list(output.notes)
     except Exception as exc:  # a failing task is a record, never the end of the study
