@@ -110,5 +110,10 @@ def test_tiny_real_study_end_to_end(tmp_path):
     row = metrics[(metrics["method"] == "bayes") & (metrics["quantity"] == "beta")].iloc[0]
     assert row["n"] == 1 and 0 <= row["coverage_90"] <= 1 and row["median_compile_seconds"] > 0
     assert len(pd.read_parquet(directory / "fits.parquet")) == len(fits) == 4 + 1
-    timings = {r["key"]: {k: round(v, 1) for k, v in r["timings"].items()} for r in records}
+    timings = {
+        r["key"]: {k: round(v, 1) if isinstance(v, float) else v for k, v in r["timings"].items()}
+        for r in records
+    }
+    # each of the two methods compiled its own model (2 tasks, one worker cache each)
+    assert {t.get("model_cache") for t in timings.values()} <= {"hit", "miss", "off"}
     print(json.dumps(timings, indent=1))  # the measured numbers, with -s
