@@ -338,6 +338,7 @@ def run_one(
         "retried": d.retried,
         "low_rank_retry": d.low_rank_retry,
         "lengthened": d.lengthened,
+        "sigma_scaled_retry": getattr(d, "sigma_scaled_retry", {}),
         "compile_s": f.timings.get("compile_seconds"),
         "sampling_s": f.timings.get("sampling_seconds"),
         "wall_s": wall,

@@ -247,5 +247,10 @@ def print_fit_outcome(console: Console, result: Any, chains: int, indent: str = 
         from bayes_cart.inference.diagnostics import low_rank_retry_text
 
         console.print(f"{indent}  [yellow]- {low_rank_retry_text(d.low_rank_retry)}[/yellow]")
+    if getattr(d, "sigma_scaled_retry", None):
+        from bayes_cart.inference.diagnostics import sigma_scaled_retry_text
+
+        text = sigma_scaled_retry_text(d.sigma_scaled_retry)
+        console.print(f"{indent}  [yellow]- {text}[/yellow]")
     for a in d.advice:
         console.print(f"{indent}  [yellow]- {escape(a)}[/yellow]")

@@ -297,6 +297,12 @@ class Diagnostics:
         the gate, ``diagonal`` and ``low_rank`` (the :func:`gate_numbers` of that run and of
         a run with nutpie's low-rank modified mass matrix) and ``kept`` (which of the two the
         fit holds: :func:`better_run`).
+    sigma_scaled_retry : dict
+        Empty, or, when the first run's E-BFMI was below ``BFMI_MIN`` (the funnel along the
+        residual SD of a sparse design) and the model was built again with
+        ``sampling.sigma_scaled = true`` and sampled with every second try above: ``plain``
+        and ``sigma_scaled`` (:func:`gate_numbers` plus ``min_bfmi`` of the two runs) and
+        ``kept`` (``"sigma_scaled"`` or ``"plain"``: :func:`better_with_bfmi`).
     passed : bool
         Whether every check passed. For an approximate fit (``method`` not ``"nuts"``) the
         MCMC checks do not apply: whether the approximation's own check passed
@@ -327,6 +333,7 @@ class Diagnostics:
     retried: dict[str, Any] = field(default_factory=dict)
     lengthened: dict[str, Any] = field(default_factory=dict)
     low_rank_retry: dict[str, Any] = field(default_factory=dict)
+    sigma_scaled_retry: dict[str, Any] = field(default_factory=dict)
     worst: dict[str, str] = field(default_factory=dict)
     passed: bool = True
     advice: list[str] = field(default_factory=list)
@@ -462,6 +469,79 @@ def low_rank_retry_text(record: dict[str, Any]) -> str:
     )
 
 
+def min_bfmi(idata: az.InferenceData) -> float:
+    """Return the smallest E-BFMI over the chains (NaN without energy in ``sample_stats``)."""
+    try:
+        return float(np.min(az.bfmi(idata)))
+    except Exception:  # energy missing
+        return float("nan")
+
+
+def residual_sd_funnel(idata: az.InferenceData) -> bool:
+    """Whether a run shows the energy signature of a funnel: some chain's E-BFMI < ``BFMI_MIN``.
+
+    On a sparse design (about as many samples per patient as parameters) a smaller residual
+    SD tightens every patient at once, and NUTS's energy moves too slowly along it: E-BFMI
+    0.20-0.29 with the residual SD the slowest quantity on the panel (``docs/benchmarks.md``,
+    session 10). :func:`bayes_cart.inference.sampling.fit` then samples again with
+    ``sampling.sigma_scaled`` (:mod:`bayes_cart.model.sigma_scaling`).
+    """
+    bfmi = min_bfmi(idata)
+    return bool(np.isfinite(bfmi) and bfmi < BFMI_MIN)
+
+
+def better_with_bfmi(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """:func:`better_run` with the E-BFMI check first (``min_bfmi`` in both dicts).
+
+    Examples
+    --------
+    >>> a = {"passed": True, "stuck": 0, "divergences": 0, "max_rhat": 1.00, "min_ess": 700,
+    ...      "min_bfmi": 0.21}
+    >>> b = {**a, "min_ess": 500, "min_bfmi": 0.55}
+    >>> better_with_bfmi(a, b), better_with_bfmi(b, a)
+    (True, False)
+    """
+
+    def passed(g: dict[str, Any]) -> bool:
+        return bool(g["passed"] and not g["min_bfmi"] < BFMI_MIN)
+
+    if passed(first) != passed(second):
+        return passed(second)
+    return better_run(first, second)
+
+
+def sigma_scaled_retry_text(record: dict[str, Any]) -> str:
+    """Describe the second try in sigma-scaled coordinates (``Diagnostics.sigma_scaled_retry``).
+
+    Examples
+    --------
+    >>> g = {"max_rhat": 1.02, "min_ess": 499.0, "divergences": 0, "chains": 4,
+    ...      "min_bfmi": 0.2}
+    >>> sigma_scaled_retry_text({"plain": g, "sigma_scaled": {**g, "max_rhat": 1.01,
+    ...     "min_bfmi": 0.47}, "kept": "sigma_scaled"})  # doctest: +NORMALIZE_WHITESPACE
+    'the first run had E-BFMI 0.20 (max R-hat 1.020, min ESS 499, 0 divergences, 4 chains):
+    the funnel along the residual SD of a sparse design; the model was built again with
+    per-patient coordinates that follow the residual SD (sampling.sigma_scaled, the same
+    posterior) and sampled again (E-BFMI 0.47, max R-hat 1.010, min ESS 499, 0 divergences,
+    4 chains); the sigma-scaled run was kept'
+    """
+
+    def numbers(g: dict[str, Any]) -> str:
+        return (
+            f"max R-hat {g['max_rhat']:.3f}, min ESS {g['min_ess']:.0f}, "
+            f"{g['divergences']} divergences, {g['chains']} chains"
+        )
+
+    p, s = record["plain"], record["sigma_scaled"]
+    kept = "sigma-scaled" if record.get("kept") == "sigma_scaled" else "first"
+    return (
+        f"the first run had E-BFMI {p['min_bfmi']:.2f} ({numbers(p)}): the funnel along the "
+        "residual SD of a sparse design; the model was built again with per-patient "
+        "coordinates that follow the residual SD (sampling.sigma_scaled, the same posterior) "
+        f"and sampled again (E-BFMI {s['min_bfmi']:.2f}, {numbers(s)}); the {kept} run was kept"
+    )
+
+
 def needs_longer_chains(idata: az.InferenceData, max_factor: float = 4.0) -> int:
     """Return by how much longer chains must run for R-hat to reach the gate (0: not this).
 
@@ -540,10 +620,7 @@ def check_fit(idata: az.InferenceData, warn: bool = True) -> Diagnostics:
     min_tail = float(summ["ess_tail"].min())
     stats = idata.sample_stats
     div = divergences(idata)
-    try:
-        bfmi = float(np.min(az.bfmi(idata)))
-    except Exception:  # energy missing
-        bfmi = float("nan")
+    bfmi = min_bfmi(idata)
     depth = _treedepth(stats)
     stuck = stuck_chains(idata)
 

@@ -42,11 +42,14 @@ from bayes_cart.inference.diagnostics import (
     ESS_MIN,
     add_chains,
     better_run,
+    better_with_bfmi,
     check_fit,
     gate_numbers,
+    min_bfmi,
     needs_longer_chains,
     needs_more_draws,
     replace_chains,
+    residual_sd_funnel,
     stuck_chains,
 )
 
@@ -133,6 +136,11 @@ def _one_blas_thread(cores: int) -> Any:
 #: C backend's minute-long compile of this graph.
 _FAST = {"mode": "JAX"}
 
+#: Draws (chains x draws) a first run needs for :func:`fit` to judge its E-BFMI and, below
+#: ``BFMI_MIN``, sample the model again in sigma-scaled coordinates (``Diagnostics.
+#: sigma_scaled_retry``); a short exploratory run is not repeated.
+SIGMA_SCALED_RETRY_MIN_DRAWS = 2000
+
 #: target_accept of the automatic second run after divergences (``fit(..., retry=True)``).
 RETRY_TARGET_ACCEPT = 0.95
 
@@ -171,6 +179,7 @@ def sample_posterior(
     flush_subnormals: bool = True,
     on_progress: Callable[[Any], None] | None = None,
     compiled: Any = None,
+    abandon: Callable[[az.InferenceData], bool] | None = None,
 ) -> tuple[az.InferenceData, dict[str, Any]]:
     """Sample the posterior of a PyMC model with the chosen backend.
 
@@ -235,6 +244,11 @@ def sample_posterior(
     ``compiled`` (nutpie backends): ``model`` already compiled, e.g. by
     :class:`bayes_cart.inference.model_cache.ModelCache` with this dataset swapped in; it is
     sampled as it is (``compile_seconds`` is then 0).
+
+    ``abandon``: called with the first run (its stuck chains restarted); when it returns true,
+    none of the tries above follow and that run is returned with ``timings["abandoned"]``
+    true, for the caller to sample another model of the same posterior
+    (:func:`fit`'s second try in sigma-scaled coordinates).
 
     Returns
     -------
@@ -374,6 +388,15 @@ def sample_posterior(
         idata, restarted = run_with_restarts(
             seed if i == 0 else _seed(random_seed, 300), 100 + 300 * i
         )
+        if i == 0 and abandon is not None and abandon(idata):
+            return idata, {
+                "compile_seconds": t1 - t0 if sampler.startswith("nutpie") else float("nan"),
+                "sampling_seconds": time.perf_counter() - t1,
+                "restarted_chains": restarted,
+                "extended_chains": 0,
+                "flush_subnormals": bool(flush_subnormals and floating_point.supported()),
+                "abandoned": True,
+            }
         idata, extended = extend(idata, 200 + 300 * i, restarted)
         n_div = _divergences(idata)
         if not n_div or i == len(levels) - 1:
@@ -602,7 +625,15 @@ def fit(
         the run still fails the gate (a nutpie sampler with the diagonal mass matrix, at least
         4 x 1000 draws, no stuck chain), sample it once more with the low-rank mass matrix and
         keep the better run by the gate (``Diagnostics.low_rank_retry``; see
-        :func:`sample_posterior`). ``False`` keeps the first run.
+        :func:`sample_posterior`). Before all that, when the first run (at least 2,000
+        draws) shows some chain's E-BFMI below 0.3, the funnel along the residual SD of a
+        sparse design (:func:`bayes_cart.inference.diagnostics.residual_sd_funnel`), the
+        model is built again with ``sampling.sigma_scaled = true`` (the same posterior in
+        per-patient coordinates that follow the residual SD,
+        :mod:`bayes_cart.model.sigma_scaling`) and sampled with the tries above; the better
+        run by the gate is kept, and with it the spec it was sampled with
+        (``Diagnostics.sigma_scaled_retry``; not for a cached model). ``False`` keeps the
+        first run.
     cache : ModelCache, optional
         Compiled models to reuse across fits of datasets of the same structure (a study
         worker's, :mod:`bayes_cart.inference.model_cache`): the model is built swappable and
@@ -728,24 +759,65 @@ def _fit(
         timings["model_cache"] = "off"
     else:
         step(f"sampling with {sampler}: {chains} chains x ({tune} tune + {draws} draws)")
-        idata, timings = sample_posterior(
-            model,
-            sampler=sampler,
-            chains=chains,
-            tune=tune,
-            draws=draws,
-            random_seed=random_seed,
-            target_accept=target_accept,
-            progress=progress,
-            max_extensions=MAX_EXTENSIONS if extend else 0,
-            retry_target_accept=RETRY_TARGET_ACCEPT if retry else None,
-            low_rank_retry=retry,
-            solver=solver,
-            on_progress=on_progress,
-            low_rank=low_rank,
-            cores=cores,
-            compiled=None if prepared is None else prepared.compiled,
+
+        def nuts(m: pm.Model, abandon: Callable[[az.InferenceData], bool] | None) -> tuple:
+            return sample_posterior(
+                m,
+                sampler=sampler,
+                chains=chains,
+                tune=tune,
+                draws=draws,
+                random_seed=random_seed,
+                target_accept=target_accept,
+                progress=progress,
+                max_extensions=MAX_EXTENSIONS if extend else 0,
+                retry_target_accept=RETRY_TARGET_ACCEPT if retry else None,
+                low_rank_retry=retry,
+                solver=solver,
+                on_progress=on_progress,
+                low_rank=low_rank,
+                cores=cores,
+                compiled=None if prepared is None else prepared.compiled,
+                abandon=abandon,
+            )
+
+        # the second try in sigma-scaled coordinates needs a model built for this dataset
+        # (not a cached swappable one) and long enough chains to judge E-BFMI
+        sigma_try = (
+            retry
+            and prepared is None
+            and not spec.doc.sampling.sigma_scaled
+            and chains * draws >= SIGMA_SCALED_RETRY_MIN_DRAWS
         )
+        idata, timings = nuts(model, residual_sd_funnel if sigma_try else None)
+        if timings.pop("abandoned", False):
+            plain = {**gate_numbers(idata), "min_bfmi": round(min_bfmi(idata), 3)}
+            step(
+                f"E-BFMI {plain['min_bfmi']:.2f}: building the model again in coordinates "
+                "that follow the residual SD (sampling.sigma_scaled)"
+            )
+            scaled_spec = spec.replace(sampling={"sigma_scaled": True})
+            scaled_model = build_model(dataset, scaled_spec, model_data=md, solver=solver)
+            scaled, scaled_timings = nuts(scaled_model, None)
+            second = {**gate_numbers(scaled), "min_bfmi": round(min_bfmi(scaled), 3)}
+            keep = better_with_bfmi(plain, second)
+            sigma_record = {
+                "plain": plain,
+                "sigma_scaled": second,
+                "kept": "sigma_scaled" if keep else "plain",
+                "plain_seconds": round(timings["compile_seconds"] + timings["sampling_seconds"], 1),
+            }
+            for key in ("compile_seconds", "sampling_seconds"):
+                scaled_timings[key] += timings[key]
+            if keep:
+                idata, spec, model = scaled, scaled_spec, scaled_model
+                timings = scaled_timings
+            else:
+                scaled_timings["restarted_chains"] = timings["restarted_chains"]
+                scaled_timings.update(retried={}, lengthened={}, low_rank_retry={})
+                scaled_timings["extended_chains"] = 0
+                timings = scaled_timings
+            timings["sigma_scaled_retry"] = sigma_record
         if prepared is not None:
             timings["compile_seconds"] += prepared.compile_seconds
             timings["model_cache"] = "hit" if prepared.hit else "miss"
@@ -792,6 +864,7 @@ def _fit(
     diag.retried = timings.pop("retried", {}) or {}
     diag.low_rank_retry = timings.pop("low_rank_retry", {}) or {}
     diag.lengthened = timings.pop("lengthened", {}) or {}
+    diag.sigma_scaled_retry = timings.pop("sigma_scaled_retry", {}) or {}
     settings = {
         "solver": solver,
         "kinetics": getattr(model, "bayes_cart_kinetics", spec.kinetics),

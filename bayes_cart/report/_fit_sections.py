@@ -11,7 +11,11 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from bayes_cart.inference.diagnostics import lengthened_text, low_rank_retry_text
+from bayes_cart.inference.diagnostics import (
+    lengthened_text,
+    low_rank_retry_text,
+    sigma_scaled_retry_text,
+)
 from bayes_cart.report._context import _Context, _flat_truth, _param_unit, _Parts, _unit_kind
 from bayes_cart.report._format import _ci, _cv, _frame, _h3, _num, _p, _pct, _prob, _table, _ul
 from bayes_cart.units import DAYS_PER_MONTH
@@ -118,6 +122,8 @@ def _section_diagnostics(ctx: _Context, parts: _Parts) -> list[Markup]:
             html += _p(lengthened_text(d.lengthened) + ".")
         if d.low_rank_retry:
             html += _p(low_rank_retry_text(d.low_rank_retry) + ".")
+        if getattr(d, "sigma_scaled_retry", None):
+            html += _p(sigma_scaled_retry_text(d.sigma_scaled_retry) + ".")
         html += _h3("Advice")
         html += _ul(list(d.advice)) if d.advice else _p("Nothing to fix.")
         html += _h3("Weakly informed parameters")
