@@ -25,6 +25,26 @@ if "pytensor" in sys.modules:
     sys.modules["pytensor"].config.traceback__limit = 0
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In the fast tier, run PyTensor's Python implementations of its ops instead of C.
+
+    A fast test evaluates a log density a handful of times, and compiling every op's C code
+    with g++ on a cold cache (a fresh CI machine) cost more than the evaluations: measured on
+    ``test_censored_residuals.py`` and the shipped specs' logp/gradient test, 373 s with C on
+    a cold cache against 157 s without (``docs/benchmarks.md``, session 11). The rewrites,
+    numerical stabilisation included, are PyTensor's default ones either way, and nutpie's
+    Numba and the JAX backends do not use the C compiler. The slow tier (``-m slow``) keeps C:
+    its approximate-inference fits evaluate the C graph thousands of times. Set here, before
+    any test module (or a doctest's module) imports PyTensor; a ``cxx`` set by the caller's
+    ``PYTENSOR_FLAGS`` is kept.
+    """
+    if "not slow" not in (config.option.markexpr or "") or "pytensor" in sys.modules:
+        return
+    flags = [f for f in os.environ["PYTENSOR_FLAGS"].split(",") if f]
+    if not any(f.split("=")[0].strip() == "cxx" for f in flags):
+        os.environ["PYTENSOR_FLAGS"] = ",".join([*flags, "cxx="])
+
+
 @pytest.fixture
 def write_csv(tmp_path: Path) -> Callable[..., Path]:
     """Write text (or bytes) to a file in ``tmp_path`` and return its path.

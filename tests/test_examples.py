@@ -4,12 +4,12 @@ The scripts are loaded from their files and their ``main`` called with size flag
 would run them; the assertions check what each script promises to report (tiny chains cannot
 check recovery: that is ``tests/test_recovery.py``).
 
-Each script compiles and samples its own model. In the fast tier: the simulation-estimation
-script (a Liu fit with the default sampler, nutpie on Numba) and the custom-structure script
-(the linear solver, from the fit through every analysis to the report). The responder
-contrast is marked ``slow`` (the fast tier's 5-minute budget; ``.ci/run`` runs the slow tier
-after it): a third fit of the same kind, and its contrasts are tested on chosen draws in
-``test_contrasts.py``.
+Each script compiles and samples its own model, so every test that runs one is marked
+``slow`` (the fast tier's 5-minute budget; ``.ci/run`` runs the slow tier after it): the
+simulation-estimation script (a Liu fit with the default sampler, nutpie on Numba), the
+custom-structure script (the linear solver, from the fit through every analysis to the
+report) and the responder contrast (its contrasts are also tested on chosen draws in
+``test_contrasts.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def test_every_example_is_covered_here() -> None:
     assert scripts == {"simulation_estimation", "responder_contrast", "custom_linear_structure"}
 
 
+@pytest.mark.slow  # a real fit: see the module docstring
 def test_simulation_estimation_reports_every_true_quantity(capsys) -> None:
     module = _load("simulation_estimation")
     table = module.main(["--patients", "10", *TINY])
@@ -103,6 +104,7 @@ def test_responder_contrast_compares_parameters_and_metrics(capsys) -> None:
     assert "CR/PR" in printed and "PD/NR" in printed
 
 
+@pytest.mark.slow  # a real fit: see the module docstring
 def test_custom_linear_structure_goes_from_fit_to_report(tmp_path: Path) -> None:
     """A structure without a closed form: fit, GOF, VPC, CK metrics and report, on its solver."""
     module = _load("custom_linear_structure")

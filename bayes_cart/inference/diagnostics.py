@@ -286,7 +286,8 @@ class Diagnostics:
         slow, its extra cost counted in ``gradients_per_ess``.
     lengthened : dict
         Empty, or ``factor`` (draws per chain multiplied by it), ``draws`` (of the run kept)
-        and ``before`` (the :func:`gate_numbers` of the shorter run, discarded) when chains that
+        and ``before`` and ``after`` (the :func:`gate_numbers` of the shorter and the longer
+        run; ``kept = "shorter"`` when the longer one was not better) when chains that
         mixed too slowly for R-hat were sampled again longer (:func:`needs_longer_chains`).
     retried : dict
         Empty, or ``divergences`` (of a first run that was discarded), ``target_accept`` (of

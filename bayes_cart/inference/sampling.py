@@ -420,7 +420,12 @@ def sample_posterior(
         longer, restarted_l, extended_l, after = rerun(
             500, f"longer chains ({current['draws']} draws)"
         )
-        lengthened = {"factor": factor, "draws": current["draws"], "before": before}
+        lengthened = {
+            "factor": factor,
+            "draws": current["draws"],
+            "before": before,
+            "after": after,
+        }
         if better_run(before, after):
             idata, restarted, extended = longer, restarted_l, extended_l
         else:
