@@ -443,6 +443,14 @@ def lengthened_text(record: dict[str, Any]) -> str:
     )
 
 
+def _gate_text(g: dict[str, Any]) -> str:
+    """Write one run's gate numbers (:func:`gate_numbers`) as the CLI and report print them."""
+    return (
+        f"max R-hat {g['max_rhat']:.3f}, min ESS {g['min_ess']:.0f}, "
+        f"{g['divergences']} divergences, {g['chains']} chains"
+    )
+
+
 def low_rank_retry_text(record: dict[str, Any]) -> str:
     """Describe a low-rank second try (``Diagnostics.low_rank_retry``) for the CLI and report.
 
@@ -455,18 +463,12 @@ def low_rank_retry_text(record: dict[str, Any]) -> str:
     0 divergences, 4 chains); all chains were sampled again with a low-rank mass matrix (max
     R-hat 1.010, min ESS 452, 0 divergences, 4 chains) and the low-rank run was kept'
     """
-
-    def numbers(g: dict[str, Any]) -> str:
-        return (
-            f"max R-hat {g['max_rhat']:.3f}, min ESS {g['min_ess']:.0f}, "
-            f"{g['divergences']} divergences, {g['chains']} chains"
-        )
-
     kept = "low-rank" if record.get("kept") == "low_rank" else "diagonal"
     return (
-        f"the run with the diagonal mass matrix failed the gate ({numbers(record['diagonal'])}); "
+        "the run with the diagonal mass matrix failed the gate "
+        f"({_gate_text(record['diagonal'])}); "
         "all chains were sampled again with a low-rank mass matrix "
-        f"({numbers(record['low_rank'])}) and the {kept} run was kept"
+        f"({_gate_text(record['low_rank'])}) and the {kept} run was kept"
     )
 
 
@@ -526,20 +528,13 @@ def sigma_scaled_retry_text(record: dict[str, Any]) -> str:
     posterior) and sampled again (E-BFMI 0.47, max R-hat 1.010, min ESS 499, 0 divergences,
     4 chains); the sigma-scaled run was kept'
     """
-
-    def numbers(g: dict[str, Any]) -> str:
-        return (
-            f"max R-hat {g['max_rhat']:.3f}, min ESS {g['min_ess']:.0f}, "
-            f"{g['divergences']} divergences, {g['chains']} chains"
-        )
-
     p, s = record["plain"], record["sigma_scaled"]
     kept = "sigma-scaled" if record.get("kept") == "sigma_scaled" else "first"
     return (
-        f"the first run had E-BFMI {p['min_bfmi']:.2f} ({numbers(p)}): the funnel along the "
+        f"the first run had E-BFMI {p['min_bfmi']:.2f} ({_gate_text(p)}): the funnel along the "
         "residual SD of a sparse design; the model was built again with per-patient "
         "coordinates that follow the residual SD (sampling.sigma_scaled, the same posterior) "
-        f"and sampled again (E-BFMI {s['min_bfmi']:.2f}, {numbers(s)}); the {kept} run was kept"
+        f"and sampled again (E-BFMI {s['min_bfmi']:.2f}, {_gate_text(s)}); the {kept} run was kept"
     )
 
 
