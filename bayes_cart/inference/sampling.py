@@ -796,33 +796,9 @@ def _fit(
         )
         idata, timings = nuts(model, residual_sd_funnel if sigma_try else None)
         if timings.pop("abandoned", False):
-            plain = {**gate_numbers(idata), "min_bfmi": round(min_bfmi(idata), 3)}
-            step(
-                f"E-BFMI {plain['min_bfmi']:.2f}: building the model again in coordinates "
-                "that follow the residual SD (sampling.sigma_scaled)"
+            idata, timings, spec, model = _sigma_scaled_second_try(
+                dataset, spec, md, model, solver, idata, timings, nuts, step
             )
-            scaled_spec = spec.replace(sampling={"sigma_scaled": True})
-            scaled_model = build_model(dataset, scaled_spec, model_data=md, solver=solver)
-            scaled, scaled_timings = nuts(scaled_model, None)
-            second = {**gate_numbers(scaled), "min_bfmi": round(min_bfmi(scaled), 3)}
-            keep = better_with_bfmi(plain, second)
-            sigma_record = {
-                "plain": plain,
-                "sigma_scaled": second,
-                "kept": "sigma_scaled" if keep else "plain",
-                "plain_seconds": round(timings["compile_seconds"] + timings["sampling_seconds"], 1),
-            }
-            for key in ("compile_seconds", "sampling_seconds"):
-                scaled_timings[key] += timings[key]
-            if keep:
-                idata, spec, model = scaled, scaled_spec, scaled_model
-                timings = scaled_timings
-            else:
-                scaled_timings["restarted_chains"] = timings["restarted_chains"]
-                scaled_timings.update(retried={}, lengthened={}, low_rank_retry={})
-                scaled_timings["extended_chains"] = 0
-                timings = scaled_timings
-            timings["sigma_scaled_retry"] = sigma_record
         if prepared is not None:
             timings["compile_seconds"] += prepared.compile_seconds
             timings["model_cache"] = "hit" if prepared.hit else "miss"
@@ -896,3 +872,58 @@ def _fit(
         timings=timings,
         settings=settings,
     )
+
+
+def _sigma_scaled_second_try(
+    dataset: Any,
+    spec: ModelSpec,
+    md: ModelData,
+    model: pm.Model,
+    solver: str,
+    idata: az.InferenceData,
+    timings: dict[str, Any],
+    nuts: Callable[[pm.Model, Any], tuple],
+    step: Callable[[str], None],
+) -> tuple[az.InferenceData, dict[str, Any], ModelSpec, pm.Model]:
+    """Sample the model again in sigma-scaled coordinates after a first run with a funnel.
+
+    The first run of ``model`` (``idata``, ``timings``) stopped after its first pass because
+    some chain's E-BFMI was below 0.3
+    (:func:`~bayes_cart.inference.diagnostics.residual_sd_funnel`). The model is built again
+    with ``sampling.sigma_scaled = true`` (the same posterior, other coordinates) and sampled
+    with every second try; the better of the two runs is kept
+    (:func:`~bayes_cart.inference.diagnostics.better_with_bfmi`), with the spec it was sampled
+    with, and both runs' gate numbers are recorded under ``timings["sigma_scaled_retry"]``.
+
+    Returns
+    -------
+    tuple
+        The kept run's draws and timings (compile and sampling seconds of both runs added),
+        its spec and its model (``spec`` and ``model`` when the plain run is kept).
+    """
+    plain = {**gate_numbers(idata), "min_bfmi": round(min_bfmi(idata), 3)}
+    step(
+        f"E-BFMI {plain['min_bfmi']:.2f}: building the model again in coordinates "
+        "that follow the residual SD (sampling.sigma_scaled)"
+    )
+    scaled_spec = spec.replace(sampling={"sigma_scaled": True})
+    scaled_model = build_model(dataset, scaled_spec, model_data=md, solver=solver)
+    scaled, scaled_timings = nuts(scaled_model, None)
+    second = {**gate_numbers(scaled), "min_bfmi": round(min_bfmi(scaled), 3)}
+    keep = better_with_bfmi(plain, second)
+    record = {
+        "plain": plain,
+        "sigma_scaled": second,
+        "kept": "sigma_scaled" if keep else "plain",
+        "plain_seconds": round(timings["compile_seconds"] + timings["sampling_seconds"], 1),
+    }
+    for key in ("compile_seconds", "sampling_seconds"):
+        scaled_timings[key] += timings[key]
+    if keep:
+        idata, spec, model = scaled, scaled_spec, scaled_model
+    else:  # the plain run stays: its restarts, none of the second run's retries
+        scaled_timings["restarted_chains"] = timings["restarted_chains"]
+        scaled_timings.update(retried={}, lengthened={}, low_rank_retry={})
+        scaled_timings["extended_chains"] = 0
+    scaled_timings["sigma_scaled_retry"] = record
+    return idata, scaled_timings, spec, model
