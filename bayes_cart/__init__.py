@@ -10,6 +10,7 @@ One import gives the main steps of an analysis script::
     bc.save_fit(result, "out/fit.nc")
     fitted = bc.load_fit("out/fit.nc")
     bc.population_summary(fitted.idata)                   # typical values, IIV, effects
+    bc.eta_shrinkage(fitted.idata)                        # how much data inform each eta
     bc.contrast(fitted, by="RESPONSE")                    # posterior contrasts
     bc.vpc.vpc(fitted)                                    # visual predictive check
     bc.write_report(fitted, "out/report.html")
@@ -54,6 +55,7 @@ _LAZY = {
     "write_fit_outputs": "bayes_cart.inference.io",
     # analysis
     "population_summary": "bayes_cart.analysis.summary",
+    "eta_shrinkage": "bayes_cart.analysis.shrinkage",
     "contrast": "bayes_cart.analysis.contrasts",
     "summarise_contrast": "bayes_cart.analysis.contrasts",
     "typical_metrics": "bayes_cart.analysis.ck_metrics",

@@ -330,3 +330,30 @@ def test_write_report_returns_the_path_and_checks_section_names(report_fit, tmp_
     assert "<h2>2. Model card</h2>" in page and '<section id="vpc">' not in page
     with pytest.raises(ValueError, match="unknown report section"):
         build_report(report_fit, sections=["nope"])
+
+
+def test_variability_table_shows_the_eta_shrinkage(report_fit):
+    """EBEs of beta with SD 0.1 against omega_beta about 0.2: about 50%, named in the note."""
+    post = report_fit.idata.posterior
+    n, s = post.sizes["patient"], post.sizes["draw"]
+    ebe = np.linspace(-1.0, 1.0, n)
+    ebe = 0.1 * ebe / ebe.std(ddof=1)
+    idata = report_fit.idata.copy()
+    idata.posterior["eta_beta"] = (("chain", "draw", "patient"), np.broadcast_to(ebe, (1, s, n)))
+    fit = SimpleNamespace(**vars(report_fit))
+    fit.idata = idata
+    built = build_report(fit, sections=["parameters"])
+    tables = _tables(built, "parameters")
+    expected = 1.0 - 0.1 / float(np.median(post["omega_beta"]))
+    shrink = tables["eta-shrinkage"].set_index("parameter")
+    assert shrink.loc["beta", "shrinkage"] == pytest.approx(expected)
+    assert list(shrink.index) == ["beta"]  # the fake fit has no other eta
+    variability = tables["variability"].set_index("parameter")
+    assert variability.loc["omega_beta", "eta-shrinkage"] == f"{expected:.0%}"
+    assert variability.loc["omega_C0", "eta-shrinkage"] == ""
+    assert variability.loc["sigma", "eta-shrinkage"] == ""
+    page = built.to_html()
+    assert "ETASHRINKSD" in page and f"beta {expected:.0%}" in page
+    # without etas (the module's fit) there is no such column
+    plain = _tables(build_report(report_fit, sections=["parameters"]), "parameters")
+    assert "eta-shrinkage" not in plain["variability"].columns

@@ -91,6 +91,10 @@ def test_tiny_real_study_end_to_end(tmp_path):
             r["diagnostics"]
         )
         assert isinstance(r["gate_passed"], bool)
+        # each random effect's eta-shrinkage, for reading the two-stage test of EBEs
+        shrinkage = r["diagnostics"]["eta_shrinkage"]
+        assert {"C0", "beta", "T1", "alpha"} <= set(shrinkage)
+        assert all(v is None or -1.0 < v < 1.0 for v in shrinkage.values()), shrinkage
     bayes = [r for r in records if r["method"] == "bayes"]
     two = [r for r in records if r["method"] == "two_stage"]
     assert {q["quantity"] for q in bayes[0]["quantities"]} == set(STUDY["study"]["quantities"])

@@ -1,4 +1,4 @@
-"""``bayes-cart fit``: fit a model spec; write fit.nc, summary.csv and diagnostics.json.
+"""``bayes-cart fit``: fit a model spec; write fit.nc, summary.csv, shrinkage.csv, diagnostics.json.
 
 Exit codes: 0 done, 1 invalid data, spec or start (or the results could not be written), 2 a
 missing file, a bad option or an output folder that cannot take the results. The options, the
@@ -135,7 +135,7 @@ def fit(
         typer.Option(
             "--overwrite",
             help="Replace the results of a previous fit in --out (a folder holding only "
-            "fit.nc, summary.csv, diagnostics.json), once the new fit has succeeded.",
+            "fit.nc, summary.csv, shrinkage.csv, diagnostics.json), once the new fit has succeeded.",
         ),
     ] = False,
     model: Annotated[
@@ -250,7 +250,7 @@ def fit(
         ),
     ] = "nuts",
 ) -> None:
-    """Fit a hierarchical model and write DIR/fit.nc, DIR/summary.csv and DIR/diagnostics.json."""
+    """Fit a hierarchical model; write DIR/fit.nc, summary.csv, shrinkage.csv, diagnostics.json."""
     from bayes_cart.cli.common import error_line, load_data_or_exit, read_spec
     from bayes_cart.errors import SpecError
     from bayes_cart.model.spec import parse_covariate_option
@@ -291,9 +291,10 @@ def fit(
     check_spec_against_data(dataset, spec)
     check_before_fitting(out, overwrite, chains, tune, draws, target_accept, seed, time_unit)
 
+    from bayes_cart.analysis.shrinkage import eta_shrinkage, high_shrinkage_text
     from bayes_cart.cli.common import StepPrinter, print_fit_outcome, sampler_progress
     from bayes_cart.errors import OutputError
-    from bayes_cart.inference.io import write_fit_outputs
+    from bayes_cart.inference.io import FIT_OUTPUTS, write_fit_outputs
     from bayes_cart.inference.sampling import fit as run_fit
     from bayes_cart.inference.sampling import resolve_sampler
 
@@ -347,7 +348,10 @@ def fit(
 
         title += f" (APPROXIMATE: {METHOD_LABELS[method]})"
     table = Table(title=escape(title))
+    # eta-shrinkage on the IIV rows (omega_<p>), as NONMEM lists ETASHRINK next to OMEGA
+    shrinkage = eta_shrinkage(result.idata).set_index("parameter")["shrinkage"]
     columns = ("parameter", "q50", "q5", "q95") + (() if approximate else ("r_hat", "ess_bulk"))
+    columns += ("eta-shrinkage",) if len(shrinkage) else ()
     for col in columns:
         table.add_column(col, justify="right" if col != "parameter" else "left")
     for _, row in summary.iterrows():
@@ -355,11 +359,17 @@ def fit(
         cells.append(f"{row['q95']:.4g}")
         if not approximate:
             cells += [f"{row['r_hat']:.3f}", f"{row['ess_bulk']:.0f}"]
+        if len(shrinkage):
+            iiv = row["parameter"].removeprefix("omega_")
+            shown = row["parameter"].startswith("omega_") and iiv in shrinkage.index
+            cells.append(f"{shrinkage[iiv]:.0%}" if shown else "")
         table.add_row(*cells)
     console.print(table)
     for note in md.notes:
         console.print(f"[cyan]note:[/cyan] {escape(note)}")
+    high = high_shrinkage_text(shrinkage.rename_axis("parameter").reset_index())
+    if high:
+        console.print(f"[cyan]note:[/cyan] {escape(high)}")
     print_fit_outcome(console, result, chains)
-    console.print(
-        f"wrote {out / 'fit.nc'}, {out / 'summary.csv'}, {out / 'diagnostics.json'}", markup=False
-    )
+    written = ", ".join(str(out / name) for name in FIT_OUTPUTS)
+    console.print(f"wrote {written}", markup=False)

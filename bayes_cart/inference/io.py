@@ -51,7 +51,7 @@ from bayes_cart.model.spec import spec_from_dict
 _DROP_PREFIXES = ("z_", "pc_")
 
 #: The files :func:`write_fit_outputs` writes: a folder holding only these may be replaced.
-FIT_OUTPUTS = ("fit.nc", "summary.csv", "diagnostics.json")
+FIT_OUTPUTS = ("fit.nc", "summary.csv", "shrinkage.csv", "diagnostics.json")
 
 #: Folders shown by name in an error message about a non-empty output folder.
 _MAX_NAMES = 5
@@ -395,7 +395,11 @@ def write_fit_outputs(
     *,
     overwrite: bool = True,
 ):
-    """Write ``fit.nc``, ``summary.csv`` and ``diagnostics.json`` into ``out_dir``, whole.
+    """Write ``fit.nc``, ``summary.csv``, ``shrinkage.csv`` and ``diagnostics.json``, whole.
+
+    Into ``out_dir``: the fit, the population summary
+    (:func:`~bayes_cart.analysis.summary.population_summary`), the eta-shrinkage of each
+    random effect (:func:`~bayes_cart.analysis.shrinkage.eta_shrinkage`) and the diagnostics.
 
     The files are written to a new hidden folder next to ``out_dir``
     (``.<name>.partial-<random>``) that is then renamed to ``out_dir``, so a crash leaves
@@ -438,12 +442,14 @@ def write_fit_outputs(
 
 
 def _write_fit_files(fit: Fit, out: Path, settings: dict[str, Any] | None) -> pd.DataFrame:
-    """Write the three result files into the existing folder ``out``."""
+    """Write the result files (:data:`FIT_OUTPUTS`) into the existing folder ``out``."""
+    from bayes_cart.analysis.shrinkage import eta_shrinkage
     from bayes_cart.analysis.summary import population_summary
 
     save_fit(fit, out / "fit.nc")
     summary = population_summary(fit.idata)
     summary.to_csv(out / "summary.csv", index=False)
+    eta_shrinkage(fit.idata).to_csv(out / "shrinkage.csv", index=False)
     md = fit.model_data
     diag = {
         **fit.diagnostics.to_dict(),

@@ -353,7 +353,11 @@ def _section_parameters(ctx: _Context, parts: _Parts) -> list[Markup]:
     out.append(parts.run("typical values", typical))
 
     def variability() -> Markup:
+        from bayes_cart.analysis.shrinkage import eta_shrinkage, high_shrinkage_text
+
         s = _summary(ctx)
+        shrinkage = parts.keep("eta-shrinkage", eta_shrinkage(fit.idata))
+        shrunk = dict(zip(shrinkage["parameter"], shrinkage["shrinkage"], strict=True))
         rows = []
         for r in _spec_order(fit, s.to_dict("records")):
             name = r["parameter"]
@@ -382,15 +386,27 @@ def _section_parameters(ctx: _Context, parts: _Parts) -> list[Markup]:
                 row["truth"] = (
                     "–" if t is None else (f"{_num(t)} ({_num(_cv(t), 3)}%)" if cv else _num(t))
                 )
+            if shrunk:
+                value = shrunk.get(name[len("omega_") :]) if kind == "iiv" else None
+                row["eta-shrinkage"] = "" if value is None else f"{value:.0%}"
             row.update(_diag_cells(r))
             rows.append(row)
         if not rows:
             return Markup("")
-        return _h3("Variability: IIV, between-trial, residual") + _table(
+        html = _h3("Variability: IIV, between-trial, residual") + _table(
             parts.keep("variability", _frame(rows)),
             numeric=["R-hat", "ESS bulk"],
             classes="params",
         )
+        if shrunk:
+            html += _p(
+                "Eta-shrinkage (NONMEM's ETASHRINKSD): 1 - the SD over patients of their "
+                "posterior mean random effects / the median IIV SD. Near 0 each patient's "
+                "data pin their own value; above about 30% they say little, and plots or tests "
+                "of individual estimates are biased towards no effect. "
+                + high_shrinkage_text(shrinkage)
+            )
+        return html
 
     out.append(parts.run("variability", variability))
 

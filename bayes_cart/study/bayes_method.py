@@ -15,6 +15,7 @@ compiles, as a single fit does); the results do not depend on it.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from typing import Any
@@ -115,8 +116,16 @@ def fit_replicate(
 
 
 def fit_diagnostics(result: Any) -> tuple[dict[str, Any], dict[str, float]]:
-    """Return the gate's numbers and the timings of a fit, for a task record."""
+    """Return the gate's numbers and the timings of a fit, for a task record.
+
+    The diagnostics include each random effect's eta-shrinkage
+    (:func:`~bayes_cart.analysis.shrinkage.eta_shrinkage`, ``None`` where undefined): the
+    two-stage method tests EBEs, and their shrinkage is what biases that test towards 0.
+    """
+    from bayes_cart.analysis.shrinkage import eta_shrinkage
+
     d = result.diagnostics
+    shrinkage = eta_shrinkage(result.idata)
     diagnostics = {
         "max_rhat": float(d.max_rhat),
         "min_ess_bulk": float(d.min_ess_bulk),
@@ -125,6 +134,10 @@ def fit_diagnostics(result: Any) -> tuple[dict[str, Any], dict[str, float]]:
         "package_gate_passed": bool(d.passed),
         "retried": bool(d.retried),
         "restarted_chains": len(d.restarted_chains),
+        "eta_shrinkage": {
+            str(p): round(float(v), 4) if math.isfinite(v) else None
+            for p, v in zip(shrinkage["parameter"], shrinkage["shrinkage"], strict=True)
+        },
     }
     timings = {
         "compile_seconds": float(result.timings.get("compile_seconds", float("nan"))),
