@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from bayes_cart.analysis.shrinkage import eta_shrinkage
 from bayes_cart.analysis.summary import population_summary
 from bayes_cart.data.dataset import load_dataset
 from bayes_cart.example import (
@@ -343,6 +344,9 @@ def run_one(
         "sampling_s": f.timings.get("sampling_seconds"),
         "wall_s": wall,
         "covered_90": cover,
+        "eta_shrinkage": {
+            str(k): float(v) for k, v in eta_shrinkage(f.idata)[["parameter", "shrinkage"]].values
+        },
         "worst": d.worst,
         **_stats(f),
     }
