@@ -55,7 +55,7 @@ _LAZY = {
     "write_fit_outputs": "bayes_cart.inference.io",
     # analysis
     "population_summary": "bayes_cart.analysis.summary",
-    "eta_shrinkage": "bayes_cart.analysis.shrinkage",
+    "eta_shrinkage": "bayes_cart.inference.shrinkage",
     "contrast": "bayes_cart.analysis.contrasts",
     "summarise_contrast": "bayes_cart.analysis.contrasts",
     "typical_metrics": "bayes_cart.analysis.ck_metrics",

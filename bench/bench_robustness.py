@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 
-from bayes_cart.analysis.shrinkage import eta_shrinkage
 from bayes_cart.analysis.summary import population_summary
 from bayes_cart.data.dataset import load_dataset
 from bayes_cart.example import (
@@ -47,6 +46,7 @@ from bayes_cart.example import (
     generate_meta_analysis,
 )
 from bayes_cart.inference.sampling import fit
+from bayes_cart.inference.shrinkage import eta_shrinkage
 from bayes_cart.model.spec import load_spec, spec_from_dict
 from bayes_cart.simulate import PopulationParameters, write_data_csv
 

@@ -1,4 +1,4 @@
-"""Eta-shrinkage (``bayes_cart.analysis.shrinkage``), checked against a model whose value is known.
+"""Eta-shrinkage (``bayes_cart.inference.shrinkage``), checked against a model whose value is known.
 
 In the normal-normal model eta_i ~ N(0, omega^2), y_i | eta_i ~ N(eta_i, s^2), the posterior
 of eta_i is N(k y_i, k s^2) with k = omega^2 / (omega^2 + s^2). Its posterior means have SD
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayes_cart.analysis.shrinkage import (
+from bayes_cart.inference.shrinkage import (
     HIGH_SHRINKAGE,
     SHRINKAGE_COLUMNS,
     eta_shrinkage,
@@ -80,7 +80,8 @@ def test_draws_from_the_prior_are_shrunk_completely_and_flagged():
 def test_variables_that_are_not_patient_random_effects_are_left_out():
     post = xr.Dataset(
         {
-            # a trial-level effect, an eta without its omega, an eta of one patient (distribution phase)
+            # a trial-level effect, an eta without its omega, an eta of one patient (the
+            # only one with a distribution phase)
             "eta_beta": (("chain", "draw", "TRIAL"), np.zeros((1, 10, 3))),
             "omega_beta": (("chain", "draw"), np.ones((1, 10))),
             "eta_T1": (("chain", "draw", "patient"), np.zeros((1, 10, 5))),
@@ -126,3 +127,34 @@ def test_every_iiv_parameter_of_a_shipped_spec_has_the_names_shrinkage_reads(nam
         assert f"eta_{p}" in model.named_vars, (name, p)
         assert dims[f"eta_{p}"] == ("patient",)
         assert f"omega_{p}" in model.named_vars and not dims.get(f"omega_{p}")
+
+
+def _sticky_fit(ebe_sd: float) -> az.InferenceData:
+    """omega_FB mixes slowly (a random walk); the patients' EBEs of FB have SD ``ebe_sd``."""
+    rng = np.random.default_rng(11)
+    chains, draws, n = 4, 500, 30
+    walk = np.cumsum(rng.normal(0.0, 0.05, (chains, draws)), axis=1)
+    ebe = rng.normal(size=n)
+    ebe = ebe_sd * (ebe - ebe.mean()) / ebe.std(ddof=1)
+    return az.from_dict(
+        posterior={
+            "FB": rng.lognormal(-4.0, 0.05, (chains, draws)),
+            "omega_FB": np.exp(walk),  # median about 1
+            "eta_FB": ebe + 0.05 * rng.normal(size=(chains, draws, n)),
+        },
+        sample_stats={"diverging": np.zeros((chains, draws), dtype=bool)},
+        dims={"eta_FB": ["patient"]},
+    )
+
+
+def test_the_gate_names_a_slow_quantity_whose_random_effect_is_shrunk():
+    from bayes_cart.inference.diagnostics import check_fit
+
+    shrunk = check_fit(_sticky_fit(ebe_sd=0.1), warn=False)
+    assert not shrunk.passed and shrunk.worst["ess_bulk"] == "omega_FB"
+    (hint,) = [a for a in shrunk.advice if "eta-shrinkage" in a]
+    assert hint.startswith("omega_FB mixes slowly") and "parameters.FB.iiv" in hint
+    # the same slow chain with well-informed patients: no such hint
+    informed = check_fit(_sticky_fit(ebe_sd=0.95), warn=False)
+    assert not informed.passed and informed.worst["ess_bulk"] == "omega_FB"
+    assert not [a for a in informed.advice if "eta-shrinkage" in a]

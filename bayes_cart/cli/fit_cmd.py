@@ -135,7 +135,8 @@ def fit(
         typer.Option(
             "--overwrite",
             help="Replace the results of a previous fit in --out (a folder holding only "
-            "fit.nc, summary.csv, shrinkage.csv, diagnostics.json), once the new fit has succeeded.",
+            "fit.nc, summary.csv, shrinkage.csv, diagnostics.json), once the new fit has "
+            "succeeded.",
         ),
     ] = False,
     model: Annotated[
@@ -291,12 +292,12 @@ def fit(
     check_spec_against_data(dataset, spec)
     check_before_fitting(out, overwrite, chains, tune, draws, target_accept, seed, time_unit)
 
-    from bayes_cart.analysis.shrinkage import eta_shrinkage, high_shrinkage_text
     from bayes_cart.cli.common import StepPrinter, print_fit_outcome, sampler_progress
     from bayes_cart.errors import OutputError
     from bayes_cart.inference.io import FIT_OUTPUTS, write_fit_outputs
     from bayes_cart.inference.sampling import fit as run_fit
     from bayes_cart.inference.sampling import resolve_sampler
+    from bayes_cart.inference.shrinkage import eta_shrinkage, high_shrinkage_text
 
     try:
         display = sampler_progress(console, progress)

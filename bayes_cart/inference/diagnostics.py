@@ -594,6 +594,57 @@ def _treedepth(stats: Any) -> float:
     return 0.0
 
 
+#: Eta-shrinkage above which a slowly mixing parameter's random effect is named in the advice.
+ADVICE_SHRINKAGE = 0.5
+
+
+def _parameter_of(name: str) -> str:
+    """Return the kinetic parameter a population quantity is about (``omega_beta``: ``beta``)."""
+    base = name.split("[", 1)[0]
+    for prefix in ("omega_", "b_", "log_"):
+        if base.startswith(prefix):
+            return base[len(prefix) :]
+    return base
+
+
+def shrunk_effect_advice(idata: az.InferenceData, names: list[str]) -> list[str]:
+    """Advice for slowly mixing quantities whose random effect the data barely inform.
+
+    For each of ``names`` (the quantities with the worst R-hat and ESS) that is a typical
+    value, IIV SD or covariate effect of a parameter whose eta-shrinkage
+    (:func:`~bayes_cart.inference.shrinkage.eta_shrinkage`) is above
+    :data:`ADVICE_SHRINKAGE`, one sentence: more draws help little there, fewer random
+    effects or another design do.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> post = xr.Dataset({
+    ...     "eta_FB": (("chain", "draw", "patient"), np.zeros((1, 20, 5)) + [0, 0, 0, 0, 0.1]),
+    ...     "omega_FB": (("chain", "draw"), np.ones((1, 20)))})
+    >>> (text,) = shrunk_effect_advice(az.InferenceData(posterior=post), ["omega_FB", "sigma"])
+    >>> print(text.split(":")[0])
+    omega_FB mixes slowly because the data say little about each patient's FB (eta-shrinkage 96%)
+    """
+    from bayes_cart.inference.shrinkage import eta_shrinkage
+
+    table = eta_shrinkage(idata).set_index("parameter")["shrinkage"]
+    out, seen = [], set()
+    for name in names:
+        p = _parameter_of(str(name))
+        if p in seen or p not in table.index or not table[p] > ADVICE_SHRINKAGE:
+            continue
+        seen.add(p)
+        out.append(
+            f"{name} mixes slowly because the data say little about each patient's {p} "
+            f"(eta-shrinkage {table[p]:.0%}): its random effects are explored mostly from their "
+            "prior, and more draws help little. Remove the IIV of "
+            f"{p} (parameters.{p}.iiv) if the design cannot inform it, or add samples in the "
+            f"phase {p} describes."
+        )
+    return out
+
+
 def check_fit(idata: az.InferenceData, warn: bool = True) -> Diagnostics:
     """Run the diagnostics gate on a fitted InferenceData.
 
@@ -663,6 +714,8 @@ def check_fit(idata: az.InferenceData, warn: bool = True) -> Diagnostics:
                 "slowly; more draws help, or enter the group as a fixed effect "
                 "(--trial TRIAL:fixed)."
             )
+    if max_rhat > RHAT_MAX or min(min_bulk, min_tail) < ESS_MIN:
+        advice.extend(shrunk_effect_advice(idata, list(worst.values())))
     if div:
         advice.append(
             f"{div} divergent transition(s): the posterior has regions the sampler cannot explore; "

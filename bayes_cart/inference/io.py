@@ -399,7 +399,7 @@ def write_fit_outputs(
 
     Into ``out_dir``: the fit, the population summary
     (:func:`~bayes_cart.analysis.summary.population_summary`), the eta-shrinkage of each
-    random effect (:func:`~bayes_cart.analysis.shrinkage.eta_shrinkage`) and the diagnostics.
+    random effect (:func:`~bayes_cart.inference.shrinkage.eta_shrinkage`) and the diagnostics.
 
     The files are written to a new hidden folder next to ``out_dir``
     (``.<name>.partial-<random>``) that is then renamed to ``out_dir``, so a crash leaves
@@ -443,8 +443,8 @@ def write_fit_outputs(
 
 def _write_fit_files(fit: Fit, out: Path, settings: dict[str, Any] | None) -> pd.DataFrame:
     """Write the result files (:data:`FIT_OUTPUTS`) into the existing folder ``out``."""
-    from bayes_cart.analysis.shrinkage import eta_shrinkage
     from bayes_cart.analysis.summary import population_summary
+    from bayes_cart.inference.shrinkage import eta_shrinkage
 
     save_fit(fit, out / "fit.nc")
     summary = population_summary(fit.idata)

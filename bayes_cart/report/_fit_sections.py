@@ -353,7 +353,7 @@ def _section_parameters(ctx: _Context, parts: _Parts) -> list[Markup]:
     out.append(parts.run("typical values", typical))
 
     def variability() -> Markup:
-        from bayes_cart.analysis.shrinkage import eta_shrinkage, high_shrinkage_text
+        from bayes_cart.inference.shrinkage import eta_shrinkage, high_shrinkage_text
 
         s = _summary(ctx)
         shrinkage = parts.keep("eta-shrinkage", eta_shrinkage(fit.idata))

@@ -119,10 +119,10 @@ def fit_diagnostics(result: Any) -> tuple[dict[str, Any], dict[str, float]]:
     """Return the gate's numbers and the timings of a fit, for a task record.
 
     The diagnostics include each random effect's eta-shrinkage
-    (:func:`~bayes_cart.analysis.shrinkage.eta_shrinkage`, ``None`` where undefined): the
+    (:func:`~bayes_cart.inference.shrinkage.eta_shrinkage`, ``None`` where undefined): the
     two-stage method tests EBEs, and their shrinkage is what biases that test towards 0.
     """
-    from bayes_cart.analysis.shrinkage import eta_shrinkage
+    from bayes_cart.inference.shrinkage import eta_shrinkage
 
     d = result.diagnostics
     shrinkage = eta_shrinkage(result.idata)
