@@ -350,7 +350,8 @@ def fit(
         title += f" (APPROXIMATE: {METHOD_LABELS[method]})"
     table = Table(title=escape(title))
     # eta-shrinkage on the IIV rows (omega_<p>), as NONMEM lists ETASHRINK next to OMEGA
-    shrinkage = eta_shrinkage(result.idata).set_index("parameter")["shrinkage"]
+    shrinkage_table = eta_shrinkage(result.idata)
+    shrinkage = shrinkage_table.set_index("parameter")["shrinkage"]
     columns = ("parameter", "q50", "q5", "q95") + (() if approximate else ("r_hat", "ess_bulk"))
     columns += ("eta-shrinkage",) if len(shrinkage) else ()
     for col in columns:
@@ -368,7 +369,7 @@ def fit(
     console.print(table)
     for note in md.notes:
         console.print(f"[cyan]note:[/cyan] {escape(note)}")
-    high = high_shrinkage_text(shrinkage.rename_axis("parameter").reset_index())
+    high = high_shrinkage_text(shrinkage_table)
     if high:
         console.print(f"[cyan]note:[/cyan] {escape(high)}")
     print_fit_outcome(console, result, chains)
