@@ -21,12 +21,14 @@ from bayes_cart.cli import app
 from bayes_cart.errors import ConvergenceWarning
 from bayes_cart.inference.approximate import (
     APPROXIMATE_METHODS,
+    LAPLACE_MAX_GRADIENT,
     METHODS,
     PARETO_K_MAX,
     approximate_diagnostics,
     approximation_passed,
     approximation_text,
     check_method,
+    noncentred_spec,
 )
 
 runner = CliRunner()
@@ -131,6 +133,25 @@ def test_the_approximations_own_check(method):
     assert not diag.passed
     assert "no MCMC gate" in diag.advice[0]
     assert any("do not use these estimates" in a for a in diag.advice)
+
+
+def test_a_laplace_optimum_with_a_large_gradient_is_not_a_mode():
+    # L-BFGS-B reported success on 40 patients with a largest gradient of 5.1
+    record = {**RECORDS["laplace"], "max_abs_gradient": 5.1}
+    assert not approximation_passed("laplace", record)
+    assert "above 0.01: not a mode" in approximation_text("laplace", record)
+    edge = {**RECORDS["laplace"], "max_abs_gradient": LAPLACE_MAX_GRADIENT}
+    assert approximation_passed("laplace", edge)
+    assert not approximation_passed("laplace", {**edge, "max_abs_gradient": float("nan")})
+    # trust-ncg's precision-loss stop at a zero gradient is a mode (16 patients: 2.7e-7)
+    stopped = {
+        **RECORDS["laplace"],
+        "success": False,
+        "message": "A bad approximation caused failure to predict improvement.",
+        "max_abs_gradient": 2.7e-7,
+    }
+    assert approximation_passed("laplace", stopped)
+    assert "stopped (A bad approximation" in approximation_text("laplace", stopped)
 
 
 def test_pathfinder_with_every_path_failed_does_not_pass():
@@ -362,6 +383,84 @@ def test_study_gate_of_an_approximate_fit():
 
 
 # ---------------------------------------------------------------------------------------------
+# the coordinates of an approximation
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["liu2021", "liu2021_meta", "liu2021_fixed_t1", "stein2019"])
+def test_approximations_use_non_centred_coordinates_of_the_same_model(name):
+    from bayes_cart.model.spec import load_spec
+
+    spec = load_spec(name)
+    safe = noncentred_spec(spec)
+    s = safe.doc.sampling
+    assert s.centered == () and s.centering == "all"
+    assert s.centered_group is False and s.sigma_scaled is False
+    # every shipped spec centres something for NUTS, so this is a real change ...
+    assert safe is not spec and spec.doc.sampling != s
+    # ... of the coordinates only: every other table is the spec's
+    for table in type(spec.doc).model_fields:
+        if table != "sampling":
+            assert getattr(safe.doc, table) == getattr(spec.doc, table), table
+    assert noncentred_spec(safe) is safe
+
+
+def test_the_laplace_copy_carries_the_jacobian_of_every_transform():
+    import pymc as pm
+
+    from bayes_cart.inference.approximate import with_jacobian
+
+    with pm.Model() as model:
+        s = pm.HalfNormal("s", 1.0)  # log transform
+        pm.Beta("f", 2.0, 3.0)  # logodds transform
+        pm.LKJCholeskyCov(
+            "L", n=2, eta=2.0, sd_dist=pm.Exponential.dist(1.0, shape=2), compute_corr=True
+        )
+        pm.Normal("y", 0.0, s, observed=np.array([0.3, -0.2]))
+    copy = with_jacobian(model)
+    point = {k: v + 0.3 for k, v in model.initial_point().items()}
+    with_jac = model.compile_logp(jacobian=True)(point)
+    without = model.compile_logp(jacobian=False)(point)
+    assert abs(with_jac - without) > 0.1  # the Jacobian matters here ...
+    np.testing.assert_allclose(copy.compile_logp(jacobian=False)(point), with_jac, rtol=1e-12)
+    # ... and the original model is unchanged
+    assert not model.potentials and len(copy.potentials) == 1
+    np.testing.assert_allclose(model.compile_logp(jacobian=False)(point), without)
+
+
+def test_the_fold_coordinates_become_the_peak_coordinates():
+    from bayes_cart.model.spec import load_spec
+
+    spec = load_spec("liu2021").replace(
+        sampling={"parameterisation": "fold", "centered": ["C0", "beta", "T1", "alpha"]}
+    )
+    safe = noncentred_spec(spec).doc.sampling
+    assert safe.parameterisation == "cmax" and safe.centered == ()
+
+
+def test_fit_hands_the_approximation_the_non_centred_model(
+    monkeypatch, analysis_data, analysis_spec
+):
+    from bayes_cart.inference import sampling
+
+    data, _ = analysis_data
+    spec = analysis_spec
+    built = {}
+
+    def stop(dataset, spec, **kwargs):
+        built["sampling"] = spec.doc.sampling
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(sampling, "build_model", stop)
+    with pytest.raises(RuntimeError, match="stop here"):
+        sampling.fit(data, spec, method="laplace")
+    assert built["sampling"].centered == ()
+    with pytest.raises(RuntimeError, match="stop here"):
+        sampling.fit(data, spec, method="nuts")
+    assert built["sampling"].centered == spec.doc.sampling.centered != ()
+
+
+# ---------------------------------------------------------------------------------------------
 # real fits (slow tier)
 # ---------------------------------------------------------------------------------------------
 
@@ -419,6 +518,10 @@ def test_approximate_fit_recovers_the_typical_values(small_simulation, tmp_path,
     assert "log_dv" in result.idata.posterior_predictive
     assert result.idata.log_likelihood["log_dv"].shape[-1] == data.n_observations
     assert result.settings["method"] == method and result.diagnostics.method == method
+    # the approximation ran in non-centred coordinates, and the fit carries that spec
+    assert result.spec.doc.sampling.centered == () and spec.doc.sampling.centered != ()
+    if method == "laplace":  # a finite mode exists there: the optimiser converges
+        assert result.diagnostics.passed, result.diagnostics.approximation
     table = population_summary(result.idata).set_index("parameter")
     for name, tol in LOG_TOLERANCE.items():
         assert abs(np.log(table.loc[name, "q50"] / TYPICAL[name])) < tol, (name, table.loc[name])

@@ -37,6 +37,7 @@ from bayes_cart.inference.approximate import (
     check_method,
     fit_approximation,
     is_approximate,
+    noncentred_spec,
 )
 from bayes_cart.inference.diagnostics import (
     ESS_MIN,
@@ -741,6 +742,10 @@ def _fit(
     approx_settings: dict[str, Any],
 ) -> Fit:
     """:func:`fit` after the model data: build (or take the prepared model), sample, judge."""
+    if is_approximate(method) and noncentred_spec(spec) is not spec:
+        # a finite mode: every random effect non-centred (approximate.noncentred_spec)
+        spec = noncentred_spec(spec)
+        md = prepare_model_data(dataset, spec)
     if prepared is None:
         model = build_model(dataset, spec, model_data=md, solver=solver)
     else:
