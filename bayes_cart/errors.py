@@ -125,6 +125,14 @@ class StartError(BayesCartError, ValueError):
         super().__init__(message)
 
 
+class ApproximationError(BayesCartError, RuntimeError):
+    """An approximate inference method broke down and has no draws to give.
+
+    Raised by :func:`bayes_cart.inference.approximate.fit_approximation`, e.g. when ADVI's
+    optimisation reaches NaN; the message says after how many steps and what to try.
+    """
+
+
 class DataWarning(UserWarning):
     """Valid data with something the user should know (missing covariates, all-BLQ patients...)."""
 

@@ -293,6 +293,41 @@ def test_cli_bad_method_is_refused_at_once(tmp_path, monkeypatch, args, message)
     assert not (tmp_path / "o").exists()
 
 
+def test_advi_that_reaches_nan_is_a_clear_error(monkeypatch, analysis_data, analysis_spec):
+    import pymc as pm
+
+    from bayes_cart.errors import ApproximationError
+    from bayes_cart.inference import sampling
+
+    def overflow(*args, **kwargs):  # what pm.fit raises (sim40, non-centred, learning rate 0.01)
+        raise FloatingPointError("NaN occurred in optimization. \nThe current approximation...")
+
+    monkeypatch.setattr(pm, "fit", overflow)
+    data, _ = analysis_data
+    with pytest.raises(ApproximationError) as info:
+        sampling.fit(data, analysis_spec, method="advi", prior_draws=0, predictive=False)
+    text = str(info.value)
+    assert text.startswith("ADVI broke down: NaN occurred in optimization")
+    assert "method_options={'learning_rate': 0.001}" in text and "use method 'nuts'" in text
+
+
+def test_cli_reports_an_approximation_that_broke_down(tmp_path, monkeypatch):
+    import bayes_cart.inference.sampling as sampling
+    from bayes_cart.errors import ApproximationError
+
+    def broke(*args, **kwargs):
+        raise ApproximationError("ADVI broke down: NaN occurred in optimization")
+
+    monkeypatch.setattr(sampling, "fit", broke)
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app, ["fit", str(_data(tmp_path)), "--out", str(out), "--method", "advi"], env=WIDE
+    )
+    assert result.exit_code == 1, result.output
+    assert "ADVI broke down: NaN occurred in optimization" in result.output
+    assert "Traceback" not in result.output
+
+
 # ---------------------------------------------------------------------------------------------
 # the report
 # ---------------------------------------------------------------------------------------------

@@ -293,7 +293,7 @@ def fit(
     check_before_fitting(out, overwrite, chains, tune, draws, target_accept, seed, time_unit)
 
     from bayes_cart.cli.common import StepPrinter, print_fit_outcome, sampler_progress
-    from bayes_cart.errors import OutputError
+    from bayes_cart.errors import ApproximationError, OutputError
     from bayes_cart.inference.io import FIT_OUTPUTS, write_fit_outputs
     from bayes_cart.inference.sampling import fit as run_fit
     from bayes_cart.inference.sampling import resolve_sampler
@@ -320,7 +320,7 @@ def fit(
                 low_rank=low_rank,
                 method=method,
             )
-    except (SpecError, ValueError) as exc:
+    except (SpecError, ValueError, ApproximationError) as exc:
         console.print(f"[red]{escape(error_line(exc))}[/red]")
         raise typer.Exit(code=1) from None
     settings = {

@@ -353,17 +353,26 @@ def _advi(
     check = pm.callbacks.CheckParametersConvergence(
         every=ADVI_CHECK_EVERY, tolerance=settings["tolerance"], diff="absolute"
     )
+    from bayes_cart.errors import ApproximationError
+
     with model:
-        approx = pm.fit(
-            n=n,
-            method="advi",
-            start=init or None,
-            random_seed=int(seeds[0]),
-            obj_optimizer=pm.adam(learning_rate=settings["learning_rate"]),
-            callbacks=[check],
-            progressbar=progress,
-            fn_kwargs={"mode": mode} if mode else {},
-        )
+        try:
+            approx = pm.fit(
+                n=n,
+                method="advi",
+                start=init or None,
+                random_seed=int(seeds[0]),
+                obj_optimizer=pm.adam(learning_rate=settings["learning_rate"]),
+                callbacks=[check],
+                progressbar=progress,
+                fn_kwargs={"mode": mode} if mode else {},
+            )
+        except FloatingPointError as exc:  # pm.fit's "NaN occurred in optimization"
+            raise ApproximationError(
+                f"ADVI broke down: {str(exc).splitlines()[0].rstrip('.')} (the ELBO's gradient "
+                "overflowed); try a smaller learning rate (method_options={'learning_rate': "
+                f"{settings['learning_rate'] / 10:g}}}) or use method 'nuts'"
+            ) from None
         sample = approx.sample(draws, random_seed=int(seeds[1]), return_inferencedata=True)
     loss = np.asarray(approx.hist, dtype=float)
     windows = np.array_split(loss, min(10, max(len(loss), 1)))
