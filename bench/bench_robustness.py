@@ -11,6 +11,7 @@ several sessions.
     python bench/bench_robustness.py                    # everything, into bench/results/robustness
     python bench/bench_robustness.py --only sparse60_3trials --specs liu2021
     python bench/bench_robustness.py --table                                # print the table
+    python bench/bench_robustness.py --table --table-tag s13                # one run's fits
     python bench/bench_robustness.py --only dropout150 --specs stein2019 \
         --patch '{"sampling": {"centering": "informed"}}' --tag informed     # a variant
 
@@ -361,10 +362,55 @@ def _low_rank_cell(r: dict[str, Any]) -> str:
     return f"{g['max_rhat']:.3f} / {g['min_ess']:.0f} / {g['divergences']} div, kept {lr['kept']}"
 
 
-def _table(out: Path) -> str:
+def _rungs(r: dict[str, Any]) -> list[str]:
+    """The automatic second tries a fit's kept run went through (empty: the first run)."""
+    rungs = []
+    if r.get("restarts"):
+        rungs.append(f"{r['restarts']} chain restart(s)")
+    if (r.get("sigma_scaled_retry") or {}).get("kept") == "sigma_scaled":
+        rungs.append("sigma-scaled model")
+    if r.get("retried"):
+        rungs.append("target_accept 0.95")
+    if r.get("lengthened"):
+        rungs.append(f"{r['lengthened'].get('factor', '?')}x longer chains")
+    if r.get("extended_chains"):
+        rungs.append(f"{r['extended_chains']} more chains")
+    if (r.get("low_rank_retry") or {}).get("kept") == "low_rank":
+        rungs.append("low-rank mass matrix")
+    return rungs
+
+
+def _summary(rows: list[dict[str, Any]]) -> str:
+    """One paragraph: fits, passes, first-run passes and the second tries used."""
+    passed = [r for r in rows if r["passed"]]
+    first = [r for r in passed if not _rungs(r)]
+    counts: dict[str, int] = {}
+    for r in passed:
+        for rung in _rungs(r):
+            key = rung.split(" ", 1)[1] if rung[0].isdigit() else rung
+            counts[key] = counts.get(key, 0) + 1
+    gpe = [r["gradients_per_ess"] for r in passed if r.get("gradients_per_ess")]
+    return (
+        f"{len(rows)} fits, {len(passed)} pass the package's gate, {len(first)} of them on the "
+        f"first run; second tries among the passes: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+        + (
+            f"; gradients per ESS median {np.median(gpe):.0f} (range {min(gpe):.0f}-"
+            f"{max(gpe):.0f}), at most 300 on {sum(g <= 300 for g in gpe)}"
+            if gpe
+            else ""
+        )
+    )
+
+
+def _table(out: Path, tag: str | None = None) -> str:
     rows = []
+    records = []
     for path in sorted(out.glob("*__*.json")):
         r = json.loads(path.read_text())
+        if tag is not None and not path.stem.endswith(f"__{tag}"):
+            continue
+        records.append(r)
         cov = r["covered_90"]
         cov_txt = f"{sum(cov.values())}/{len(cov)}" if cov else "-"
         gpe = r["gradients_per_ess"] or r["total_gradients"] / max(r["min_ess_bulk"], 1)
@@ -376,15 +422,16 @@ def _table(out: Path) -> str:
             f"{r.get('extended_chains', 0)} | "
             f"{(r.get('retried') or {}).get('divergences', '-')} | {_low_rank_cell(r)} | "
             f"{cov_txt} | "
-            f"{r['compile_s']:.0f} + {r['sampling_s']:.0f} |"
+            f"{r['compile_s']:.0f} + {r['sampling_s']:.0f} | {', '.join(_rungs(r)) or '-'} |"
         )
     head = (
         "| dataset | spec | patients | trials | BLQ | pass | R-hat | min ESS | div | "
         "steps/draw | grad/ESS | restarts | extra chains | div. before retry | "
-        "diagonal run (low-rank retry) | effects in 90% | compile + sampling s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "diagonal run (low-rank retry) | effects in 90% | compile + sampling s | "
+        "second tries of the kept run |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
-    return "\n".join([head, *rows])
+    return "\n".join([head, *rows, "", _summary(records)])
 
 
 def main() -> None:
@@ -397,6 +444,11 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--rerun", action="store_true", help="refit pairs already done")
     ap.add_argument("--table", action="store_true", help="print the table of results and exit")
+    ap.add_argument(
+        "--table-tag",
+        default=None,
+        help="with --table: only the fits of this tag ('' for the untagged ones)",
+    )
     ap.add_argument("--list", action="store_true", help="list the panel and exit")
     ap.add_argument(
         "--patch",
@@ -416,7 +468,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.table:
-        print(_table(out))
+        print(_table(out, args.table_tag))
         return
     patch = json.loads(args.patch) if args.patch else {}
     if (patch or args.target_accept or args.fit_seed is not None) and not args.tag:
@@ -459,7 +511,7 @@ def main() -> None:
                 flush=True,
             )
     if not args.list:
-        print(_table(out))
+        print(_table(out, args.table_tag))
 
 
 if __name__ == "__main__":

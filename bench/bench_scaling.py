@@ -15,7 +15,7 @@ bundled example's spec (``liu2021_meta``), as ``bayes-cart run-example`` does:
 One JSON per size under ``--out`` (resumable: sizes already done are skipped).
 
     python bench/bench_scaling.py                            # 50, 218, 1000 patients
-    python bench/bench_scaling.py --sizes 10000 --tune 200 --draws 100
+    python bench/bench_scaling.py --sizes 10000 --tune 200 --draws 100 --first-run-only
     python bench/bench_scaling.py --table
 """
 
@@ -101,6 +101,8 @@ def run_size(n: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         random_seed=1,
         prior_draws=0,
         predictive=True,
+        retry=not args.first_run_only,
+        extend=not args.first_run_only,
     )
     steps = np.asarray(f.idata.sample_stats["n_steps"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,6 +123,7 @@ def run_size(n: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "steps_per_draw": float(steps.mean()),
         "steps_per_draw_by_chain": [round(float(x), 1) for x in steps.mean(axis=1)],
         "divergences": int(f.diagnostics.divergences),
+        "second_tries": not args.first_run_only,
         "retried": f.diagnostics.retried,
         "extended_chains": f.diagnostics.extended_chains,
         "passed": bool(f.diagnostics.passed),
@@ -163,6 +166,11 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=200)
     ap.add_argument("--out", default="bench/results/scaling")
     ap.add_argument("--rerun", action="store_true")
+    ap.add_argument(
+        "--first-run-only",
+        action="store_true",
+        help="no automatic second tries (retry, longer or more chains): the first run's steps",
+    )
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
