@@ -92,6 +92,12 @@ def run_size(n: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     per_grad = gradient_cost(model, evals)
     bench_s = time.perf_counter() - t0
+    # printed at once: at 10,000 patients the short fit that follows takes most of an hour
+    print(
+        f"{md.n_patients} patients, {md.n_obs} observations: {1e3 * per_grad:.3f} ms per "
+        f"gradient ({bench_s:.0f} s to compile and time it)",
+        flush=True,
+    )
     f = fit(
         data,
         spec,
